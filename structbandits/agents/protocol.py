@@ -1,0 +1,40 @@
+"""The agent protocol: a policy is three pure functions over an explicit pytree state.
+
+    init(key) -> state
+    act(state, key, context) -> (action, ActInfo)
+    update(state, context, action, reward) -> state
+
+All three are jittable; the experiment runner ``jax.vmap``-s them over seeds and ``lax.scan``-s them
+over rounds. State is a NamedTuple of arrays, never an object with hidden mutable state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+
+__all__ = ["ActInfo", "Policy"]
+
+State = Any
+
+
+class ActInfo(NamedTuple):
+    """What an agent reports about one decision.
+
+    Attributes
+    ----------
+    propensity : scalar, the probability with which the agent picked the action it picked
+        (exact, or a Monte-Carlo estimate); NaN when the agent does not report one.
+    """
+
+    propensity: jax.Array
+
+
+class Policy(NamedTuple):
+    """A bandit policy as pure functions (Optax / BlackJAX style)."""
+
+    init: Callable[[jax.Array], State]
+    act: Callable[[State, jax.Array, jax.Array], tuple[jax.Array, ActInfo]]
+    update: Callable[[State, jax.Array, jax.Array, jax.Array], State]

@@ -1,0 +1,109 @@
+"""Thompson sampling with closed-form Gaussian posteriors.
+
+``lin_ts`` is linear Thompson sampling on the program ``models.linear_bandit``: one Gaussian
+posterior per arm, conditioned on that arm's (context, reward) pairs with known noise σ. Each
+round it draws θ̃_a from every arm's posterior and plays argmax_a xᵀθ̃_a; the update is a rank-one
+Cholesky update of the pulled arm only (O(d²)).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from structbandits.agents.protocol import ActInfo, Policy
+from structbandits.errors import ValidationError, check_integer, check_positive, check_positive_definite, check_finite
+from structbandits.inference.conjugate import (
+    GaussianInfo,
+    gaussian_from_moments,
+    gaussian_sample,
+    linear_regression_observe,
+)
+
+__all__ = ["LinTSState", "lin_ts"]
+
+
+class LinTSState(NamedTuple):
+    """Per-arm posteriors, stacked: ``precision_chol`` (K, d, d), ``info`` (K, d)."""
+
+    posterior: GaussianInfo
+
+
+def _broadcast_prior(prior_mean, prior_cov, num_actions: int | None) -> tuple[np.ndarray, np.ndarray]:
+    mean = check_finite("prior_mean", prior_mean)
+    cov = check_positive_definite("prior_cov", prior_cov)
+    if mean.ndim not in (1, 2):
+        raise ValidationError(f"prior_mean: expected shape (d,) or (K, d), got shape {mean.shape}")
+    if cov.ndim not in (2, 3):
+        raise ValidationError(f"prior_cov: expected shape (d, d) or (K, d, d), got shape {cov.shape}")
+    d = mean.shape[-1]
+    if cov.shape[-1] != d:
+        raise ValidationError(f"prior_cov: expected shape (..., {d}, {d}) to match prior_mean, got shape {cov.shape}")
+    sizes = {n for n in (mean.shape[0] if mean.ndim == 2 else None, cov.shape[0] if cov.ndim == 3 else None,
+                         num_actions) if n is not None}
+    if len(sizes) != 1:
+        raise ValidationError(
+            "num_actions: expected the number of arms to be given by num_actions or by a leading axis of "
+            f"prior_mean / prior_cov, and all of them to agree; got {sorted(sizes) or 'none'}"
+        )
+    k = sizes.pop()
+    return np.broadcast_to(mean, (k, d)).copy(), np.broadcast_to(cov, (k, d, d)).copy()
+
+
+def lin_ts(
+    prior_mean,
+    prior_cov,
+    noise_scale: float,
+    *,
+    num_actions: int | None = None,
+    propensity_draws: int = 0,
+) -> Policy:
+    """Linear Thompson sampling with a Gaussian prior N(prior_mean, prior_cov) per arm.
+
+    Parameters
+    ----------
+    prior_mean : (d,) shared or (K, d) per-arm prior means.
+    prior_cov : (d, d) shared or (K, d, d) per-arm prior covariances.
+    noise_scale : known reward noise standard deviation σ > 0.
+    num_actions : K, required when neither prior has a leading arm axis.
+    propensity_draws : M >= 0. With M > 0 each decision also reports a Monte-Carlo estimate of its
+        selection probability from M extra posterior draws (cost O(M K d²) per round); with 0 the
+        propensity is NaN.
+
+    Returns
+    -------
+    Policy whose context is a (d,) vector shared by all arms and whose reward is a scalar.
+    """
+    mean, cov = _broadcast_prior(prior_mean, prior_cov, num_actions)
+    noise_var = float(check_positive("noise_scale", noise_scale)) ** 2
+    propensity_draws = check_integer("propensity_draws", propensity_draws, minimum=0)
+    prior = jax.vmap(gaussian_from_moments)(jnp.asarray(mean), jnp.asarray(cov))
+    num_arms = mean.shape[0]
+
+    def draw_scores(posterior: GaussianInfo, key: jax.Array, context: jax.Array, shape: tuple[int, ...]):
+        keys = jax.random.split(key, num_arms)
+        theta = jax.vmap(gaussian_sample, (0, 0, None))(posterior, keys, shape)  # (K, *shape, d)
+        return jnp.moveaxis(theta @ context, 0, -1)  # (*shape, K)
+
+    def init(key: jax.Array) -> LinTSState:
+        return LinTSState(prior)
+
+    def act(state: LinTSState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
+        act_key, propensity_key = jax.random.split(key)
+        action = jnp.argmax(draw_scores(state.posterior, act_key, context, ()))
+        if propensity_draws == 0:
+            propensity = jnp.asarray(jnp.nan, dtype=context.dtype)
+        else:
+            scores = draw_scores(state.posterior, propensity_key, context, (propensity_draws,))
+            propensity = jnp.mean(jnp.argmax(scores, axis=-1) == action, dtype=context.dtype)
+        return action, ActInfo(propensity=propensity)
+
+    def update(state: LinTSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> LinTSState:
+        arm = jax.tree.map(lambda leaf: leaf[action], state.posterior)
+        arm = linear_regression_observe(arm, context, reward, noise_var)
+        return LinTSState(jax.tree.map(lambda all_, one: all_.at[action].set(one), state.posterior, arm))
+
+    return Policy(init, act, update)

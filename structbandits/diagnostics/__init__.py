@@ -1,0 +1,11 @@
+"""Posterior diagnostics: ArviZ conversion, posterior checks and prior sensitivity.
+
+Belongs here: everything that touches ArviZ, behind the one adapter module ``arviz_adapter`` (so
+both the 0.23.x line, which installs on Python 3.11, and the 1.x line work), and checks that
+compare posteriors. Does not belong here: computing posteriors (``inference``).
+ArviZ is imported lazily: ``import structbandits`` never pays for it.
+"""
+
+from structbandits.diagnostics.arviz_adapter import from_draws, from_mcmc, summary
+
+__all__ = ["from_draws", "from_mcmc", "summary"]

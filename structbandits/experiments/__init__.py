@@ -1,0 +1,35 @@
+"""Running and summarising experiments: agents × environments × seeds, vmapped and scanned.
+
+Belongs here: the runner, configs and their validation, results folders, summaries and plots.
+Does not belong here: the agents, environments or posteriors themselves; this package only wires
+them together and records what happened.
+"""
+
+from structbandits.experiments.config import (
+    ExperimentConfig,
+    apply_overrides,
+    build_components,
+    builtin_configs,
+    load_config,
+    resolve_config,
+)
+from structbandits.experiments.pipeline import run_config
+from structbandits.experiments.results import save_results, summarize
+from structbandits.experiments.runner import Trajectory, batched_simulator, run_experiment, seed_keys, simulate_seed
+
+__all__ = [
+    "ExperimentConfig",
+    "Trajectory",
+    "apply_overrides",
+    "batched_simulator",
+    "build_components",
+    "builtin_configs",
+    "load_config",
+    "resolve_config",
+    "run_config",
+    "run_experiment",
+    "save_results",
+    "seed_keys",
+    "simulate_seed",
+    "summarize",
+]

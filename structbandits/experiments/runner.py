@@ -1,0 +1,156 @@
+"""The experiment runner: agents × environments × seeds, vmapped over seeds, scanned over rounds.
+
+``simulate_seed`` plays one policy against one environment for one seed with ``lax.scan``;
+``batched_simulator`` is its jitted ``vmap`` over a batch of seed keys; ``run_experiment`` loops over
+(environment, agent, seed batch) units with a progress bar and returns a tidy DataFrame.
+
+Keys: simulation i of root seed s uses ``fold_in(PRNGKey(s), i)``. From it the environment's
+ground truth, contexts and reward noise are derived independently of the agent (common random
+numbers), and the agent gets its own stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from structbandits.agents.protocol import Policy
+from structbandits.envs.protocol import Environment
+from structbandits.errors import ValidationError, check_integer
+
+__all__ = ["Trajectory", "run_experiment", "batched_simulator", "seed_keys", "simulate_seed"]
+
+RESULT_COLUMNS = [
+    "env", "agent", "seed", "round", "action", "reward", "expected_reward",
+    "expected_regret", "cumulative_regret", "propensity",
+]
+
+
+class Trajectory(NamedTuple):
+    """Per-round records of one simulation, each (T,) (or (S, T) when vmapped over seeds)."""
+
+    action: jax.Array
+    reward: jax.Array
+    expected_reward: jax.Array
+    expected_regret: jax.Array
+    propensity: jax.Array
+
+
+def seed_keys(seed: int, num_seeds: int, start: int = 0) -> jax.Array:
+    """Keys of simulations ``start .. start + num_seeds - 1`` of root seed ``seed``: (num_seeds, key)."""
+    root = jax.random.PRNGKey(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(start, start + num_seeds))
+
+
+def simulate_seed(policy: Policy, env: Environment, key: jax.Array, horizon: int) -> Trajectory:
+    """Play ``policy`` against ``env`` for ``horizon`` rounds from one simulation key."""
+    env_key, agent_key = jax.random.split(key)
+    truth_key, round_key = jax.random.split(env_key)
+    agent_init_key, agent_round_key = jax.random.split(agent_key)
+    env_state = env.init(truth_key)
+
+    def step(agent_state, t):
+        context_key, reward_key = jax.random.split(jax.random.fold_in(round_key, t))
+        context = env.context(env_state, context_key)
+        action, info = policy.act(agent_state, jax.random.fold_in(agent_round_key, t), context)
+        means = env.mean_rewards(env_state, context)
+        reward = env.reward(env_state, reward_key, context, action)
+        agent_state = policy.update(agent_state, context, action, reward)
+        record = Trajectory(
+            action=action,
+            reward=reward,
+            expected_reward=means[action],
+            expected_regret=jnp.max(means) - means[action],
+            propensity=jnp.asarray(info.propensity, dtype=reward.dtype),
+        )
+        return agent_state, record
+
+    _, trajectory = jax.lax.scan(step, policy.init(agent_init_key), jnp.arange(horizon))
+    return trajectory
+
+
+def batched_simulator(policy: Policy, env: Environment, horizon: int) -> Callable[[jax.Array], Trajectory]:
+    """``simulate_seed`` jitted and vmapped over a batch of keys (S, key); records are (S, T).
+
+    Build it once per (policy, env) and call it on every seed batch so it compiles once per batch size.
+    """
+    return jax.jit(jax.vmap(partial(simulate_seed, policy, env, horizon=horizon)))
+
+
+def _tidy(trajectory: Trajectory, env_name: str, agent_name: str, first_seed: int) -> pd.DataFrame:
+    records = {field: np.asarray(value) for field, value in trajectory._asdict().items()}
+    num_seeds, horizon = records["action"].shape
+    frame = pd.DataFrame({
+        "env": env_name,
+        "agent": agent_name,
+        "seed": np.repeat(np.arange(first_seed, first_seed + num_seeds), horizon),
+        "round": np.tile(np.arange(1, horizon + 1), num_seeds),
+        **{field: values.reshape(-1) for field, values in records.items()},
+    })
+    frame["cumulative_regret"] = np.cumsum(records["expected_regret"], axis=1).reshape(-1)
+    return frame[RESULT_COLUMNS]
+
+
+def run_experiment(
+    agents: Mapping[str, Policy | Callable[[Environment], Policy]],
+    envs: Environment | Mapping[str, Environment],
+    *,
+    horizon: int,
+    num_seeds: int,
+    seed: int = 0,
+    seed_batch: int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Simulate every agent on every environment for ``num_seeds`` seeds.
+
+    Parameters
+    ----------
+    agents : name -> Policy, or name -> factory(env) -> Policy (for agents sized by the environment).
+    envs : an Environment, or name -> Environment.
+    horizon : rounds per simulation (>= 1).
+    num_seeds : simulations per (agent, environment) pair (>= 1).
+    seed : root seed (>= 0); the same seed gives an identical DataFrame.
+    seed_batch : seeds per vmapped batch (default: all at once, capped at 50); batches bound memory
+        and drive the progress bar.
+    progress : show a tqdm progress bar over (environment, agent, seed batch) units.
+
+    Returns
+    -------
+    A tidy DataFrame, one row per (env, agent, seed, round), with columns
+    env, agent, seed, round, action, reward, expected_reward, expected_regret, cumulative_regret,
+    propensity (NaN where the agent does not report one). Expected regret is
+    max_a E[r | x, a] - E[r | x, action], so the curves are free of reward noise.
+    """
+    horizon = check_integer("horizon", horizon, minimum=1)
+    num_seeds = check_integer("num_seeds", num_seeds, minimum=1)
+    seed = check_integer("seed", seed, minimum=0)
+    seed_batch = check_integer("seed_batch", seed_batch if seed_batch is not None else min(num_seeds, 50), minimum=1)
+    if isinstance(envs, Environment):
+        envs = {"env": envs}
+    if not agents:
+        raise ValidationError("agents: expected at least one agent, got none")
+    if not envs:
+        raise ValidationError("envs: expected at least one environment, got none")
+    for name, env in envs.items():
+        if not isinstance(env, Environment):
+            raise ValidationError(f"envs[{name!r}]: expected an Environment, got {type(env).__name__}")
+
+    batches = [(start, min(seed_batch, num_seeds - start)) for start in range(0, num_seeds, seed_batch)]
+    jobs = [(env_name, env, agent_name, agent if isinstance(agent, Policy) else agent(env))
+            for env_name, env in envs.items() for agent_name, agent in agents.items()]
+    frames = []
+    with tqdm(total=len(jobs) * len(batches), desc="simulating", unit="batch", disable=not progress) as bar:
+        for env_name, env, agent_name, policy in jobs:
+            run_batch = batched_simulator(policy, env, horizon)
+            for start, size in batches:
+                bar.set_postfix_str(f"{env_name}/{agent_name} seeds {start}-{start + size - 1}")
+                frames.append(_tidy(run_batch(seed_keys(seed, size, start)), env_name, agent_name, start))
+                bar.update()
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,11 @@
+"""NumPyro programs: the single source of truth for every generative model.
+
+Belongs here: plain functions using ``numpyro.sample`` and ``numpyro.plate`` that declare priors,
+latent parameters and observed sites. The same program simulates ground truth (``Predictive``),
+gives the reference posterior (NUTS) and is matched by the closed forms in ``inference``.
+Does not belong here: inference code, decision rules, or anything with hidden state.
+"""
+
+from structbandits.models.linear import linear_bandit
+
+__all__ = ["linear_bandit"]
