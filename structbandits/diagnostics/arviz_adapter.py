@@ -1,13 +1,15 @@
 """The single place that calls ArviZ.
 
 ArviZ 0.23.x (Python 3.11) returns ``InferenceData``; ArviZ 1.x (Python >= 3.12) returns a
-``DataTree`` and moved plotting to arviz-plots. The functions here use only the API common to both
-(``from_numpyro``, ``from_dict``, ``summary`` with the mean/sd/ess/r_hat columns), and return
-summaries restricted to those columns so callers see the same table from either line.
+``DataTree`` and moved plotting to arviz-plots. The functions here use the API common to both
+(``from_numpyro``, ``summary`` with the mean/sd/ess/r_hat columns), branch where the two differ
+(``from_dict`` takes the posterior group in 0.x and a mapping of groups in 1.x), and return
+summaries restricted to the common columns so callers see the same table from either line.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,9 +22,17 @@ SUMMARY_COLUMNS = ["mean", "sd", "ess_bulk", "ess_tail", "r_hat"]
 
 
 def _arviz():
-    import arviz  # several seconds to import: only when a diagnostic is asked for
+    # Several seconds to import: only when a diagnostic is asked for. 0.23 warns on import about
+    # the 1.x refactor, which this adapter already handles.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="ArviZ is undergoing a major refactor", category=FutureWarning)
+        import arviz
 
     return arviz
+
+
+def _major_version(az) -> int:
+    return int(az.__version__.split(".")[0])
 
 
 def from_mcmc(mcmc: Any, *, dims: Mapping[str, list[str]] | None = None,
@@ -34,8 +44,12 @@ def from_mcmc(mcmc: Any, *, dims: Mapping[str, list[str]] | None = None,
 def from_draws(draws: Mapping[str, Any], *, dims: Mapping[str, list[str]] | None = None,
                coords: Mapping[str, Any] | None = None) -> Any:
     """ArviZ data from named draws shaped (chain, draw, ...)."""
+    az = _arviz()
     posterior = {name: np.asarray(value) for name, value in draws.items()}
-    return _arviz().from_dict(posterior=posterior, dims=dict(dims or {}), coords=dict(coords or {}))
+    options = {"dims": dict(dims or {}), "coords": dict(coords or {})}
+    if _major_version(az) >= 1:  # 1.x takes a mapping of groups
+        return az.from_dict({"posterior": posterior}, **options)
+    return az.from_dict(posterior=posterior, **options)  # 0.x takes the posterior group itself
 
 
 def summary(data: Any, var_names: list[str] | None = None) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from structbandits.experiments.config import (
     resolve_config,
 )
 from structbandits.experiments.pipeline import run_config
+from structbandits.experiments.plots import plot_cumulative_regret
 from structbandits.experiments.results import save_results, summarize
 from structbandits.experiments.runner import Trajectory, batched_simulator, run_experiment, seed_keys, simulate_seed
 
@@ -25,6 +26,7 @@ __all__ = [
     "build_components",
     "builtin_configs",
     "load_config",
+    "plot_cumulative_regret",
     "resolve_config",
     "run_config",
     "run_experiment",

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from structbandits.agents.protocol import Policy
 from structbandits.envs.protocol import Environment
@@ -76,12 +76,18 @@ def simulate_seed(policy: Policy, env: Environment, key: jax.Array, horizon: int
     return trajectory
 
 
+@partial(jax.jit, static_argnums=(0, 1, 3))
+def _simulate_batch(policy: Policy, env: Environment, keys: jax.Array, horizon: int) -> Trajectory:
+    return jax.vmap(lambda key: simulate_seed(policy, env, key, horizon))(keys)
+
+
 def batched_simulator(policy: Policy, env: Environment, horizon: int) -> Callable[[jax.Array], Trajectory]:
     """``simulate_seed`` jitted and vmapped over a batch of keys (S, key); records are (S, T).
 
-    Build it once per (policy, env) and call it on every seed batch so it compiles once per batch size.
+    Compiled code is cached per (policy, env, horizon, batch size): reusing the same Policy and
+    Environment objects across runs compiles once.
     """
-    return jax.jit(jax.vmap(partial(simulate_seed, policy, env, horizon=horizon)))
+    return lambda keys: _simulate_batch(policy, env, keys, horizon)
 
 
 def _tidy(trajectory: Trajectory, env_name: str, agent_name: str, first_seed: int) -> pd.DataFrame:
