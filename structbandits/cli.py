@@ -49,7 +49,7 @@ def demo(
     progress: ProgressOption = True,
 ) -> None:
     """Run the built-in demo: LinTS against uniform random on a linear bandit; prints the results path."""
-    overrides = [f"horizon={horizon}"] * (horizon is not None) + [f"seeds={seeds}"] * (seeds is not None)
+    overrides = [f"{key}={value}" for key, value in (("horizon", horizon), ("seeds", seeds)) if value is not None]
     _run_and_report("demo", overrides, out, progress)
 
 

@@ -15,7 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from structbandits.agents.protocol import ActInfo, Policy
-from structbandits.errors import ValidationError, check_integer, check_positive, check_positive_definite, check_finite
+from structbandits.errors import (
+    ValidationError,
+    check_finite,
+    check_integer,
+    check_positive,
+    check_positive_definite,
+)
 from structbandits.inference.conjugate import (
     GaussianInfo,
     gaussian_from_moments,
