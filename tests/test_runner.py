@@ -106,6 +106,14 @@ def test_runner_rejects_bad_arguments(kwargs, message):
         run_experiment(AGENTS, ENV, progress=False, **kwargs)
 
 
+def test_runner_rejects_agents_that_do_not_fit_the_environment():
+    wrong_features = lin_ts(jnp.zeros(5), jnp.eye(5), 0.5, num_actions=4)
+    with pytest.raises(ValidationError, match=r"agents\['lints'\]: cannot act on the contexts of env 'env' \(shape \(3,\), 4 actions\)"):
+        run_experiment({"lints": wrong_features}, ENV, horizon=2, num_seeds=1, progress=False)
+    with pytest.raises(ValidationError, match=r"agents\['bad'\]: expected a Policy or a function env -> Policy, got int"):
+        run_experiment({"bad": 3}, ENV, horizon=2, num_seeds=1, progress=False)
+
+
 def test_runner_rejects_non_environments():
     with pytest.raises(ValidationError, match=r"envs\['x'\]: expected an Environment"):
         run_experiment(AGENTS, {"x": object()}, horizon=2, num_seeds=1, progress=False)

@@ -104,6 +104,28 @@ def _tidy(trajectory: Trajectory, env_name: str, agent_name: str, first_seed: in
     return frame[RESULT_COLUMNS]
 
 
+def _policy_for(agent_name: str, agent, env_name: str, env: Environment) -> Policy:
+    """The agent's Policy for ``env``, checked by abstract evaluation to act on the env's contexts."""
+    policy = agent if isinstance(agent, Policy) else agent(env) if callable(agent) else None
+    if not isinstance(policy, Policy):
+        raise ValidationError(f"agents[{agent_name!r}]: expected a Policy or a function env -> Policy, "
+                              f"got {type(policy if policy is not None else agent).__name__}")
+    key = jax.random.PRNGKey(0)
+    env_state = jax.eval_shape(env.init, key)
+    context = jax.eval_shape(env.context, env_state, key)
+    try:
+        action, _ = jax.eval_shape(policy.act, jax.eval_shape(policy.init, key), key, context)
+    except (TypeError, ValueError, IndexError) as err:
+        raise ValidationError(
+            f"agents[{agent_name!r}]: cannot act on the contexts of env {env_name!r} "
+            f"(shape {tuple(context.shape)}, {env.num_actions} actions): {str(err).splitlines()[0]}"
+        ) from None
+    if action.shape != () or not jnp.issubdtype(action.dtype, jnp.integer):
+        raise ValidationError(f"agents[{agent_name!r}]: expected act to return a scalar integer action, "
+                              f"got shape {action.shape} and dtype {action.dtype}")
+    return policy
+
+
 def run_experiment(
     agents: Mapping[str, Policy | Callable[[Environment], Policy]],
     envs: Environment | Mapping[str, Environment],
@@ -149,7 +171,7 @@ def run_experiment(
             raise ValidationError(f"envs[{name!r}]: expected an Environment, got {type(env).__name__}")
 
     batches = [(start, min(seed_batch, num_seeds - start)) for start in range(0, num_seeds, seed_batch)]
-    jobs = [(env_name, env, agent_name, agent if isinstance(agent, Policy) else agent(env))
+    jobs = [(env_name, env, agent_name, _policy_for(agent_name, agent, env_name, env))
             for env_name, env in envs.items() for agent_name, agent in agents.items()]
     frames = []
     with tqdm(total=len(jobs) * len(batches), desc="simulating", unit="batch", disable=not progress) as bar:
