@@ -54,5 +54,7 @@ def from_draws(draws: Mapping[str, Any], *, dims: Mapping[str, list[str]] | None
 
 def summary(data: Any, var_names: list[str] | None = None) -> pd.DataFrame:
     """mean, sd, bulk and tail ESS and R-hat per scalar component, as a DataFrame."""
-    table = _arviz().summary(data, var_names=var_names)
+    az = _arviz()
+    options = {"round_to": "none"} if _major_version(az) < 1 else {}  # 0.x rounds to 2 decimals by default
+    table = az.summary(data, var_names=var_names, **options)
     return pd.DataFrame(table)[SUMMARY_COLUMNS].astype(float)

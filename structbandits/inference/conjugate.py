@@ -7,7 +7,8 @@ information vector h = S⁻¹ m. Bayesian linear regression with known noise the
     S⁻¹ ← S⁻¹ + x xᵀ / σ²          (a rank-one Cholesky update, O(d²))
     h   ← h   + x y / σ²
 
-Means, draws and covariances come from triangular solves; no explicit inverse is formed on the
+The meTS effect and action posteriors (the mixed-effect model) are built from the same pieces at the
+end of the module. Means, draws and covariances come from triangular solves; no explicit inverse is formed on the
 update or sampling path. Every function works on a single Gaussian (d,) / (d, d); use ``jax.vmap``
 for stacks (one posterior per arm).
 """
@@ -22,13 +23,19 @@ from jax.scipy.linalg import cho_solve, solve_triangular
 
 __all__ = [
     "GaussianInfo",
+    "action_conditional",
+    "action_marginal",
+    "effect_evidence",
+    "effect_posterior",
     "cholesky_rank_one_update",
+    "gaussian_condition",
     "gaussian_covariance",
     "gaussian_from_moments",
     "gaussian_mean",
     "gaussian_sample",
     "linear_regression_observe",
     "linear_regression_observe_batch",
+    "linear_regression_stats",
 ]
 
 
@@ -105,9 +112,93 @@ def linear_regression_observe(g: GaussianInfo, x: jax.Array, y: jax.Array, noise
     return GaussianInfo(cholesky_rank_one_update(g.precision_chol, x / scale), g.info + x * (y / noise_var))
 
 
+def linear_regression_stats(xs: jax.Array, ys: jax.Array, noise_var: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Sufficient statistics of n observations: G = XᵀX / σ² (d, d) and B = Xᵀy / σ² (d,)."""
+    return xs.T @ xs / noise_var, xs.T @ ys / noise_var
+
+
+def gaussian_condition(g: GaussianInfo, gram: jax.Array, moment: jax.Array) -> GaussianInfo:
+    """Add a Gaussian likelihood in statistics form: precision += G, information += B. O(d³)."""
+    precision = g.precision_chol @ g.precision_chol.T + gram
+    return GaussianInfo(jnp.linalg.cholesky(0.5 * (precision + precision.T)), g.info + moment)
+
+
 def linear_regression_observe_batch(
     g: GaussianInfo, xs: jax.Array, ys: jax.Array, noise_var: jax.Array
 ) -> GaussianInfo:
     """Condition θ on n observations at once. ``xs`` (n, d), ``ys`` (n,). One O(d³) refactorisation."""
-    precision = g.precision_chol @ g.precision_chol.T + xs.T @ xs / noise_var
-    return GaussianInfo(jnp.linalg.cholesky(precision), g.info + xs.T @ ys / noise_var)
+    return gaussian_condition(g, *linear_regression_stats(xs, ys, noise_var))
+
+
+# --- Mixed-effect (meTS) posteriors -------------------------------------------------------------
+# Model (models.mixed_effect): vec Ψ ~ N(μ_Ψ, Σ_Ψ), θ_i | Ψ ~ N(A_i vec Ψ, Σ0_i) with
+# A_i = b_iᵀ ⊗ I_d, and arm i's data summarised by G_i = Σ x xᵀ/σ², B_i = Σ x y/σ².
+# Integrating θ_i out, arm i's data are a Gaussian likelihood for A_i vec Ψ with precision
+# P_i = (Σ0_i + G_i⁻¹)⁻¹ and information u_i = (Σ0_i + G_i⁻¹)⁻¹ G_i⁻¹ B_i. Both are computed through
+# C_i = Σ0_i⁻¹ + G_i, which is always invertible, so arms with no data (G_i = 0) need no regulariser.
+
+
+def effect_evidence(
+    action_precision_chol: jax.Array, gram: jax.Array, moment: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """One arm's evidence about its mixed mean A_i vec Ψ, with θ_i integrated out.
+
+    P = G − G C⁻¹ G and u = B − G C⁻¹ B with C = Σ0⁻¹ + G (Woodbury forms of (Σ0 + G⁻¹)⁻¹ and
+    (Σ0 + G⁻¹)⁻¹ G⁻¹ B that never invert G). ``action_precision_chol`` (d, d) is the Cholesky
+    factor of Σ0⁻¹; ``gram`` (d, d), ``moment`` (d,). Returns P (d, d) and u (d,).
+    """
+    precision = action_precision_chol @ action_precision_chol.T + gram
+    chol = jnp.linalg.cholesky(0.5 * (precision + precision.T))
+    whitened_gram = solve_triangular(chol, gram, lower=True)  # C = LLᵀ: G C⁻¹ G = (L⁻¹G)ᵀ(L⁻¹G)
+    evidence_precision = gram - whitened_gram.T @ whitened_gram
+    evidence_info = moment - whitened_gram.T @ solve_triangular(chol, moment, lower=True)
+    return 0.5 * (evidence_precision + evidence_precision.T), evidence_info
+
+
+def effect_posterior(
+    effect_prior: GaussianInfo, mixing: jax.Array, evidence_precision: jax.Array, evidence_info: jax.Array
+) -> GaussianInfo:
+    """The effect posterior Q_t over vec Ψ (L·d,).
+
+    Precision Σ_Ψ⁻¹ + Σ_i (b_i b_iᵀ) ⊗ P_i and information Σ_Ψ⁻¹ μ_Ψ + Σ_i b_i ⊗ u_i.
+    ``mixing`` (K, L); ``evidence_precision`` (K, d, d) and ``evidence_info`` (K, d) from
+    ``effect_evidence`` per arm. Cost O(K L² d² + (L d)³).
+    """
+    num_effects, d = mixing.shape[1], evidence_info.shape[-1]
+    gram = jnp.einsum("kl,km,kab->lamb", mixing, mixing, evidence_precision).reshape(num_effects * d, -1)
+    moment = jnp.einsum("kl,ka->la", mixing, evidence_info).reshape(-1)
+    return gaussian_condition(effect_prior, gram, moment)
+
+
+def action_conditional(
+    action_precision_chol: jax.Array, gram: jax.Array, moment: jax.Array, mixed_mean: jax.Array
+) -> GaussianInfo:
+    """θ_i | Ψ, data: precision Σ0⁻¹ + G, information Σ0⁻¹ (Σ_l b_il ψ_l) + B.
+
+    ``mixed_mean`` (d,) is Σ_l b_il ψ_l for the Ψ being conditioned on (a draw from Q_t).
+    """
+    prior = GaussianInfo(action_precision_chol, action_precision_chol @ (action_precision_chol.T @ mixed_mean))
+    return gaussian_condition(prior, gram, moment)
+
+
+def action_marginal(
+    action_precision_chol: jax.Array,
+    gram: jax.Array,
+    moment: jax.Array,
+    mixing_row: jax.Array,
+    effects: GaussianInfo,
+) -> tuple[jax.Array, jax.Array]:
+    """Mean (d,) and covariance (d, d) of θ_i given the data with Ψ integrated out.
+
+    Mean C⁻¹(Σ0⁻¹ A μ̄ + B); covariance C⁻¹ + C⁻¹ Σ0⁻¹ A Σ̄ Aᵀ Σ0⁻¹ C⁻¹ (total covariance),
+    with C = Σ0⁻¹ + G, (μ̄, Σ̄) the effect posterior and A = b_iᵀ ⊗ I_d. For reporting and tests.
+    """
+    d = moment.shape[-1]
+    num_effects = mixing_row.shape[-1]
+    conditional = action_conditional(action_precision_chol, gram, moment, mixing_row @ gaussian_mean(effects).reshape(num_effects, d))
+    effect_cov = gaussian_covariance(effects).reshape(num_effects, d, num_effects, d)
+    mixed_cov = jnp.einsum("l,m,lamb->ab", mixing_row, mixing_row, effect_cov)
+    prior_precision = action_precision_chol @ action_precision_chol.T
+    gain = cho_solve((conditional.precision_chol, True), prior_precision)  # C⁻¹ Σ0⁻¹
+    cov = gaussian_covariance(conditional) + gain @ mixed_cov @ gain.T
+    return gaussian_mean(conditional), 0.5 * (cov + cov.T)
