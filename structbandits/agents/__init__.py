@@ -5,8 +5,9 @@ Belongs here: decision rules (Thompson sampling, UCB, baselines) built on the po
 loops over rounds (``experiments`` scans them).
 """
 
+from structbandits.agents.mets import METSState, hier_ts, mets
 from structbandits.agents.protocol import ActInfo, Policy
 from structbandits.agents.random import uniform_random
 from structbandits.agents.thompson import LinTSState, lin_ts
 
-__all__ = ["ActInfo", "LinTSState", "Policy", "lin_ts", "uniform_random"]
+__all__ = ["ActInfo", "LinTSState", "METSState", "Policy", "hier_ts", "lin_ts", "mets", "uniform_random"]

@@ -29,7 +29,17 @@ from structbandits.inference.conjugate import (
     linear_regression_observe,
 )
 
-__all__ = ["LinTSState", "lin_ts"]
+__all__ = ["LinTSState", "arm_features", "arm_scores", "lin_ts"]
+
+
+def arm_scores(theta: jax.Array, context: jax.Array) -> jax.Array:
+    """x_iᵀθ_i for every arm: ``theta`` (..., K, d); ``context`` (d,) shared or (K, d) per arm."""
+    return theta @ context if context.ndim == 1 else jnp.sum(theta * context, axis=-1)
+
+
+def arm_features(context: jax.Array, action: jax.Array) -> jax.Array:
+    """The pulled arm's feature vector (d,) from a shared (d,) or per-arm (K, d) context."""
+    return context if context.ndim == 1 else context[action]
 
 
 class LinTSState(NamedTuple):
@@ -81,7 +91,8 @@ def lin_ts(
 
     Returns
     -------
-    Policy whose context is a (d,) vector shared by all arms and whose reward is a scalar.
+    Policy whose context is a (d,) vector shared by all arms or a (K, d) matrix with one row per
+    arm, and whose reward is a scalar.
     """
     mean, cov = _broadcast_prior(prior_mean, prior_cov, num_actions)
     noise_var = float(check_positive("noise_scale", noise_scale)) ** 2
@@ -92,7 +103,7 @@ def lin_ts(
     def draw_scores(posterior: GaussianInfo, key: jax.Array, context: jax.Array, shape: tuple[int, ...]):
         keys = jax.random.split(key, num_arms)
         theta = jax.vmap(gaussian_sample, (0, 0, None))(posterior, keys, shape)  # (K, *shape, d)
-        return jnp.moveaxis(theta @ context, 0, -1)  # (*shape, K)
+        return arm_scores(jnp.moveaxis(theta, 0, -2), context)  # (*shape, K)
 
     def init(key: jax.Array) -> LinTSState:
         return LinTSState(prior)
@@ -109,7 +120,7 @@ def lin_ts(
 
     def update(state: LinTSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> LinTSState:
         arm = jax.tree.map(lambda leaf: leaf[action], state.posterior)
-        arm = linear_regression_observe(arm, context, reward, noise_var)
+        arm = linear_regression_observe(arm, arm_features(context, action), reward, noise_var)
         return LinTSState(jax.tree.map(lambda all_, one: all_.at[action].set(one), state.posterior, arm))
 
     return Policy(init, act, update)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-__all__ = ["mixed_effect_linear", "mixed_effect_logistic"]
+__all__ = ["marginal_action_prior", "mixed_effect_linear", "mixed_effect_logistic"]
 
 
 def _effects_and_actions(mixing, effect_mean, effect_cov, action_cov) -> jax.Array:
@@ -25,6 +25,18 @@ def _effects_and_actions(mixing, effect_mean, effect_cov, action_cov) -> jax.Arr
     with numpyro.plate("action", mixing.shape[0]):
         return numpyro.sample("theta", dist.MultivariateNormal(mixing @ psi.reshape(num_effects, d),
                                                                covariance_matrix=action_cov))
+
+
+def marginal_action_prior(mixing, effect_mean, effect_cov, action_cov) -> tuple[jax.Array, jax.Array]:
+    """The prior of each θ_i with Ψ integrated out: N(A_i μ_Ψ, Σ0_i + A_i Σ_Ψ A_iᵀ), A_i = b_iᵀ ⊗ I_d.
+
+    What structure-blind baselines (LinTS, GLM-TS) are given. Shapes as in ``mixed_effect_linear``;
+    returns means (K, d) and covariances (K, d, d).
+    """
+    num_effects, d = effect_mean.shape
+    blocks = effect_cov.reshape(num_effects, d, num_effects, d)
+    mixed_cov = jnp.einsum("kl,km,lamb->kab", mixing, mixing, blocks)
+    return mixing @ effect_mean, action_cov + mixed_cov
 
 
 def mixed_effect_linear(

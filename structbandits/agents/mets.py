@@ -1,0 +1,166 @@
+"""Mixed-effect Thompson sampling (meTS) and HierTS on the program ``models.mixed_effect_linear``.
+
+Each round meTS samples hierarchically: Ψ̃ ~ Q_t (the effect posterior), then θ̃_i ~ N(μ̃_i, Σ̃_i)
+given Ψ̃ for every arm, and plays argmax_i x_iᵀθ̃_i. The state keeps per-arm sufficient statistics,
+the Cholesky factor of every arm's conditional precision C_i = Σ0_i⁻¹ + G_i, and the effect
+precision and information as sums of per-arm terms, so an update touches only the pulled arm:
+
+    C_a: rank-one Cholesky update                      O(d²)
+    (P_a, u_a) = effect_evidence(...)                  O(d³)
+    effect precision += (b_a b_aᵀ) ⊗ (P_a' − P_a)      O(L² d²)   (factored: per block, O(L d²))
+
+and an action costs one Cholesky of the effect precision, O((L d)³) (factored: O(L d³)), plus
+O(K d²) for the arms. Contexts are (d,) shared by all arms or (K, d), one per arm.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from structbandits.agents.protocol import ActInfo, Policy
+from structbandits.agents.thompson import arm_features, arm_scores
+from structbandits.errors import ValidationError, check_finite, check_positive, check_positive_definite
+from structbandits.inference.conjugate import (
+    GaussianInfo,
+    cholesky_rank_one_update,
+    effect_evidence,
+    gaussian_from_moments,
+    gaussian_sample,
+)
+
+__all__ = ["METSState", "hier_ts", "mets"]
+
+
+class METSState(NamedTuple):
+    """meTS state. K arms, L effects, d features.
+
+    Attributes
+    ----------
+    gram, moment : (K, d, d), (K, d) per-arm G_i = Σ xxᵀ/σ², B_i = Σ xy/σ².
+    conditional_chol : (K, d, d) Cholesky factor of C_i = Σ0_i⁻¹ + G_i.
+    evidence_precision, evidence_info : (K, d, d), (K, d) per-arm P_i, u_i (``effect_evidence``).
+    effect_precision : (L d, L d) dense, or (L, d, d) blocks when factored.
+    effect_info : (L d,) or (L, d).
+    """
+
+    gram: jax.Array
+    moment: jax.Array
+    conditional_chol: jax.Array
+    evidence_precision: jax.Array
+    evidence_info: jax.Array
+    effect_precision: jax.Array
+    effect_info: jax.Array
+
+
+def _validate(mixing, effect_mean, effect_cov, action_cov, noise_scale):
+    mixing = check_finite("mixing", mixing)
+    effect_mean = check_finite("effect_mean", effect_mean)
+    if mixing.ndim != 2 or effect_mean.ndim != 2 or mixing.shape[1] != effect_mean.shape[0]:
+        raise ValidationError(f"mixing, effect_mean: expected shapes (K, L) and (L, d), got {mixing.shape} and {effect_mean.shape}")
+    (k, num_effects), d = mixing.shape, effect_mean.shape[1]
+    effect_cov = check_positive_definite("effect_cov", effect_cov)
+    if effect_cov.shape != (num_effects * d, num_effects * d):
+        raise ValidationError(f"effect_cov: expected shape ({num_effects * d}, {num_effects * d}) = (L·d, L·d), got {effect_cov.shape}")
+    action_cov = check_positive_definite("action_cov", action_cov)
+    if action_cov.shape not in ((d, d), (k, d, d)):
+        raise ValidationError(f"action_cov: expected shape ({d}, {d}) or ({k}, {d}, {d}), got {action_cov.shape}")
+    noise_var = float(check_positive("noise_scale", noise_scale)) ** 2
+    return mixing, effect_mean, effect_cov, np.broadcast_to(action_cov, (k, d, d)).copy(), noise_var
+
+
+def mets(mixing, effect_mean, effect_cov, action_cov, noise_scale: float, *, factored: bool = False) -> Policy:
+    """meTS for linear-Gaussian rewards.
+
+    Parameters
+    ----------
+    mixing : (K, L) mixing weights b (any sign), known to the agent.
+    effect_mean : (L, d) prior means μ_Ψ of the effects.
+    effect_cov : (L·d, L·d) prior covariance Σ_Ψ of vec Ψ (ψ_1 first).
+    action_cov : (d, d) shared or (K, d, d) per-arm Σ0_i.
+    noise_scale : known reward noise σ > 0.
+    factored : use the factored effect posterior (block-diagonal per effect: only the diagonal
+        (d, d) blocks of Σ_Ψ are used, and each block is updated and sampled on its own).
+    """
+    mixing, effect_mean, effect_cov, action_cov, noise_var = _validate(
+        mixing, effect_mean, effect_cov, action_cov, noise_scale)
+    (k, num_effects), d = mixing.shape, effect_mean.shape[1]
+    mixing = jnp.asarray(mixing)
+    action_precision_chol = jax.vmap(lambda c: gaussian_from_moments(jnp.zeros(d), c).precision_chol)(jnp.asarray(action_cov))
+    action_precision = action_precision_chol @ jnp.swapaxes(action_precision_chol, 1, 2)
+    if factored:
+        blocks = np.stack([effect_cov[l * d:(l + 1) * d, l * d:(l + 1) * d] for l in range(num_effects)])
+        effect_prior = jax.vmap(gaussian_from_moments)(jnp.asarray(effect_mean), jnp.asarray(blocks))
+    else:
+        effect_prior = gaussian_from_moments(jnp.asarray(effect_mean).reshape(-1), jnp.asarray(effect_cov))
+    prior_precision = effect_prior.precision_chol @ jnp.swapaxes(effect_prior.precision_chol, -1, -2)
+
+    def init(key: jax.Array) -> METSState:
+        zeros = jnp.zeros((k, d, d))
+        return METSState(zeros, jnp.zeros((k, d)), action_precision_chol, zeros, jnp.zeros((k, d)),
+                         prior_precision, effect_prior.info)
+
+    def sample_effects(state: METSState, key: jax.Array) -> jax.Array:
+        """Ψ̃ ~ Q_t as (L, d)."""
+        if factored:
+            blocks = GaussianInfo(jnp.linalg.cholesky(state.effect_precision), state.effect_info)
+            return jax.vmap(gaussian_sample)(blocks, jax.random.split(key, num_effects))
+        effects = GaussianInfo(jnp.linalg.cholesky(state.effect_precision), state.effect_info)
+        return gaussian_sample(effects, key).reshape(num_effects, d)
+
+    def act(state: METSState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
+        effect_key, action_key = jax.random.split(key)
+        mixed_means = mixing @ sample_effects(state, effect_key)  # (K, d): Σ_l b_il ψ̃_l
+        info = jnp.einsum("kab,kb->ka", action_precision, mixed_means) + state.moment
+        conditionals = GaussianInfo(state.conditional_chol, info)
+        theta = jax.vmap(gaussian_sample)(conditionals, jax.random.split(action_key, k))
+        action = jnp.argmax(arm_scores(theta, context))
+        return action, ActInfo(propensity=jnp.asarray(jnp.nan, dtype=theta.dtype))
+
+    def update(state: METSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> METSState:
+        x = arm_features(context, action)
+        gram = state.gram[action] + jnp.outer(x, x) / noise_var
+        moment = state.moment[action] + x * reward / noise_var
+        evidence_precision, evidence_info = effect_evidence(action_precision_chol[action], gram, moment)
+        delta_precision = evidence_precision - state.evidence_precision[action]
+        delta_info = evidence_info - state.evidence_info[action]
+        b = mixing[action]
+        if factored:
+            effect_precision = state.effect_precision + (b**2)[:, None, None] * delta_precision
+            effect_info = state.effect_info + b[:, None] * delta_info
+        else:
+            effect_precision = state.effect_precision + jnp.kron(jnp.outer(b, b), delta_precision)
+            effect_info = state.effect_info + jnp.kron(b, delta_info)
+        return METSState(
+            gram=state.gram.at[action].set(gram),
+            moment=state.moment.at[action].set(moment),
+            conditional_chol=state.conditional_chol.at[action].set(
+                cholesky_rank_one_update(state.conditional_chol[action], x / jnp.sqrt(noise_var))),
+            evidence_precision=state.evidence_precision.at[action].set(evidence_precision),
+            evidence_info=state.evidence_info.at[action].set(evidence_info),
+            effect_precision=0.5 * (effect_precision + jnp.swapaxes(effect_precision, -1, -2)),
+            effect_info=effect_info,
+        )
+
+    return Policy(init, act, update)
+
+
+def hier_ts(effect_mean, effect_cov, action_cov, noise_scale: float, *, num_actions: int) -> Policy:
+    """HierTS (Hong et al., 2022) as the meTS baseline: one shared hyper-parameter μ ∈ R^d.
+
+    The arms' mixing weights are ignored: θ_i | μ ~ N(μ, Σ0_i), with μ's prior the distribution of
+    the average effect (1/L) Σ_l ψ_l, i.e. mean (1/L) Σ_l μ_l and covariance (1/L²) Σ_{l,m} Σ_Ψ[l, m].
+    This is meTS with a single effect and all weights equal to one.
+    """
+    effect_mean = check_finite("effect_mean", effect_mean)
+    if effect_mean.ndim != 2:
+        raise ValidationError(f"effect_mean: expected shape (L, d), got {effect_mean.shape}")
+    num_effects, d = effect_mean.shape
+    effect_cov = check_positive_definite("effect_cov", effect_cov)
+    if effect_cov.shape != (num_effects * d, num_effects * d):
+        raise ValidationError(f"effect_cov: expected shape ({num_effects * d}, {num_effects * d}) = (L·d, L·d), got {effect_cov.shape}")
+    average_cov = effect_cov.reshape(num_effects, d, num_effects, d).sum(axis=(0, 2)) / num_effects**2
+    return mets(np.ones((num_actions, 1)), effect_mean.mean(axis=0, keepdims=True), average_cov, action_cov, noise_scale)
