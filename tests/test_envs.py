@@ -45,3 +45,32 @@ def test_contexts_rewards_and_means():
 def test_bad_arguments(args, kwargs, message):
     with pytest.raises(ValidationError, match=message):
         linear_contextual_bandit(*args, **kwargs)
+
+
+def test_mixed_effect_env_draws_from_the_program():
+    from structbandits.envs import mixed_effect_bandit
+
+    env = mixed_effect_bandit(6, 2, 3, effect_scale=2.0, action_scale=0.5, context_pool=7, structure_seed=4)
+    params = env.model.params
+    assert env.model.model == "mixed_effect_linear" and env.context_shape == (6, 3)
+    assert params["mixing"].shape == (6, 2) and np.all(np.abs(params["mixing"]) <= 1)
+    np.testing.assert_array_equal(params["mixing"], mixed_effect_bandit(6, 2, 3, structure_seed=4).model.params["mixing"])
+    states = jax.jit(jax.vmap(env.init))(jax.random.split(jax.random.PRNGKey(0), 4000))
+    psi = np.asarray(states.psi).reshape(-1, 2, 3)
+    np.testing.assert_allclose(psi.std(0), 2.0, rtol=0.05)
+    residual = np.asarray(states.theta) - np.einsum("kl,sld->skd", params["mixing"], psi)
+    np.testing.assert_allclose(residual.std(0), 0.5, rtol=0.06)
+    state = jax.tree.map(lambda leaf: leaf[0], states)
+    context = np.asarray(env.context(state, jax.random.PRNGKey(1)))
+    pool = np.asarray(state.context_pool)
+    assert context.shape == (6, 3) and all(any(np.allclose(row, p) for p in pool) for row in context)
+    np.testing.assert_allclose(env.mean_rewards(state, context), np.sum(np.asarray(state.theta) * context, -1))
+
+
+def test_mixed_effect_env_rejects_bad_arguments():
+    from structbandits.envs import mixed_effect_bandit
+
+    with pytest.raises(ValidationError, match="mixing_high: expected a value > mixing_low = 1.0, got 0.5"):
+        mixed_effect_bandit(4, 2, 2, mixing_low=1.0, mixing_high=0.5)
+    with pytest.raises(ValidationError, match="context_pool: expected an integer >= 1, got 0"):
+        mixed_effect_bandit(4, 2, 2, context_pool=0)

@@ -134,3 +134,15 @@ def test_mets_rejects_bad_arguments(kwargs, message):
     arguments = dict(mixing=np.ones((3, 2)), effect_mean=np.zeros((2, 2)), effect_cov=np.eye(4), action_cov=np.eye(2), noise_scale=1.0)
     with pytest.raises(ValidationError, match=message):
         mets(**{**arguments, **kwargs})
+
+
+def test_mets_beats_structure_blind_agents_on_the_mixed_effect_bandit():
+    from structbandits.envs import mixed_effect_bandit
+    from structbandits.experiments import build_components, resolve_config, run_experiment, summarize
+
+    config = resolve_config({"horizon": 150, "seeds": 4, "envs": {"mixed_effect": {"num_actions": 40}},
+                             "agents": {"mets": {}, "hierts": {}, "lints-matched": {}}})
+    envs, agents = build_components(config)
+    table = summarize(run_experiment(agents, envs, horizon=150, num_seeds=4, progress=False)).set_index("agent")
+    regret = table["final_cumulative_regret"]
+    assert regret["mets"] < 0.8 * regret["lints-matched"] and regret["mets"] < 0.8 * regret["hierts"], regret

@@ -5,7 +5,15 @@ and agent agree on the model by construction) or built from real data. Does not 
 agents, posteriors, or the loop over rounds (``experiments``).
 """
 
-from structbandits.envs.protocol import Environment
+from structbandits.envs.mixed_effect import MixedEffectState, mixed_effect_bandit
+from structbandits.envs.protocol import Environment, ModelHyperparameters
 from structbandits.envs.synthetic import LinearBanditState, linear_contextual_bandit
 
-__all__ = ["Environment", "LinearBanditState", "linear_contextual_bandit"]
+__all__ = [
+    "Environment",
+    "LinearBanditState",
+    "MixedEffectState",
+    "ModelHyperparameters",
+    "linear_contextual_bandit",
+    "mixed_effect_bandit",
+]

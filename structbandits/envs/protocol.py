@@ -4,6 +4,7 @@
     context(env_state, key) -> context              this round's context
     mean_rewards(env_state, context) -> (K,)        expected reward of every action
     reward(env_state, key, context, action) -> ()   the realised reward of the chosen action
+    model                                           the generating program's hyperparameters, if any
 
 The runner derives the context and reward keys from the seed and the round only, never from the
 agent, so every agent faces the same ground truth, contexts and noise for a given seed (common
@@ -12,18 +13,37 @@ random numbers), and regret differences between agents are not masked by simulat
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
 
-__all__ = ["Environment"]
+__all__ = ["Environment", "ModelHyperparameters"]
 
 EnvState = Any
 
 
+@dataclass(frozen=True, eq=False)
+class ModelHyperparameters:
+    """The fixed hyperparameters of the program an environment draws its ground truth from.
+
+    What a well-specified agent may be given in advance (priors, mixing weights, noise); the
+    per-seed draws (θ, Ψ, contexts, noise) stay hidden. Compared and hashed by identity, so an
+    Environment holding it remains a valid static argument of ``jax.jit``.
+
+    Attributes
+    ----------
+    model : the program's name in ``structbandits.models`` (e.g. "linear_bandit").
+    params : its keyword arguments, as NumPy arrays and floats.
+    """
+
+    model: str
+    params: Mapping[str, Any]
+
+
 class Environment(NamedTuple):
-    """A bandit simulator with known expected rewards."""
+    """A bandit simulator with known expected rewards (and, optionally, its model's hyperparameters)."""
 
     num_actions: int
     context_shape: tuple[int, ...]
@@ -31,3 +51,4 @@ class Environment(NamedTuple):
     context: Callable[[EnvState, jax.Array], jax.Array]
     mean_rewards: Callable[[EnvState, jax.Array], jax.Array]
     reward: Callable[[EnvState, jax.Array, jax.Array, jax.Array], jax.Array]
+    model: ModelHyperparameters | None = None

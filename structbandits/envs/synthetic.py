@@ -11,9 +11,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro.infer import Predictive
 
-from structbandits.envs.protocol import Environment
+from structbandits.envs.protocol import Environment, ModelHyperparameters
 from structbandits.errors import check_integer, check_positive
 from structbandits.models.linear import linear_bandit
 
@@ -63,4 +64,6 @@ def linear_contextual_bandit(
     def reward(state: LinearBanditState, key: jax.Array, context: jax.Array, action: jax.Array) -> jax.Array:
         return mean_rewards(state, context)[action] + noise_scale * jax.random.normal(key, dtype=state.theta.dtype)
 
-    return Environment(k, (d,), init, context, mean_rewards, reward)
+    model = ModelHyperparameters("linear_bandit", {"prior_mean": np.asarray(prior_mean), "prior_cov": np.asarray(prior_cov),
+                                                   "noise_scale": noise_scale})
+    return Environment(k, (d,), init, context, mean_rewards, reward, model)
