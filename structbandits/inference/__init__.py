@@ -4,3 +4,7 @@ Belongs here: closed forms (``conjugate``), approximations (Laplace, ensembles) 
 reference (``mcmc``), each a pure function of a prior and data. Does not belong here: decision
 rules (``agents``), simulators (``envs``), or the model definitions themselves (``models``).
 """
+
+from structbandits.inference.posterior import PosteriorResult, posterior
+
+__all__ = ["PosteriorResult", "posterior"]

@@ -1,0 +1,201 @@
+"""One entry point for the posterior of a program in ``structbandits.models`` given data.
+
+    result = posterior(mixed_effect_linear, data, method="auto")
+    result.mean("theta"), result.draws["psi"], result.to_arviz()
+
+Methods: "conjugate" (a closed form registered for the program), "laplace" (a Gaussian at the MAP
+with the Hessian's covariance, ``numpyro.infer.autoguide.AutoLaplaceApproximation``) and "nuts"
+(always available). "auto" picks the closed form when the program has one, Laplace otherwise.
+``data`` holds the program's keyword arguments (hyperparameters and observations) by name.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from structbandits.errors import ValidationError, check_finite, check_integer
+from structbandits.inference.conjugate import (
+    action_conditional,
+    action_marginal,
+    effect_evidence,
+    effect_posterior,
+    gaussian_covariance,
+    gaussian_from_moments,
+    gaussian_mean,
+    gaussian_sample,
+    linear_regression_observe_batch,
+    linear_regression_stats,
+)
+from structbandits.models.linear import linear_bandit
+from structbandits.models.mixed_effect import mixed_effect_linear
+
+__all__ = ["PosteriorResult", "posterior"]
+
+METHODS = ("auto", "conjugate", "laplace", "nuts")
+DIMS = {"theta": ["action", "feature"], "psi": ["effect_feature"]}
+
+
+@dataclass(frozen=True)
+class PosteriorResult:
+    """Named posterior draws shaped (chain, draw, ...), with exact moments where a closed form gave them.
+
+    Attributes
+    ----------
+    method : "conjugate", "laplace" or "nuts".
+    draws : site name -> array (chains, draws, *site shape).
+    moments : site name -> (mean, covariance) for closed forms (covariance per arm for ``theta``);
+        empty for sampling methods.
+    mcmc : the ``numpyro.infer.MCMC`` object for NUTS (carries the sample statistics), else None.
+    """
+
+    method: str
+    draws: dict[str, np.ndarray]
+    moments: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    mcmc: Any = None
+
+    def mean(self, site: str) -> np.ndarray:
+        """Posterior mean of ``site``: exact for closed forms, the draws' mean otherwise."""
+        if site in self.moments:
+            return self.moments[site][0]
+        return self.draws[site].mean(axis=(0, 1))
+
+    def to_arviz(self):
+        """ArviZ data with named dimensions (and sample stats for NUTS)."""
+        from structbandits.diagnostics.arviz_adapter import from_draws, from_mcmc
+
+        dims = {name: DIMS[name] for name in self.draws if name in DIMS}
+        if self.mcmc is not None:
+            return from_mcmc(self.mcmc, dims=dims)
+        return from_draws(self.draws, dims=dims)
+
+
+def _arrays(data: Mapping[str, Any], names: tuple[str, ...]) -> tuple[jax.Array, ...]:
+    return tuple(jnp.asarray(data[name]) for name in names)
+
+
+def _linear_bandit_conjugate(data, key, num_draws) -> PosteriorResult:
+    prior_mean, prior_cov, contexts, actions, rewards = _arrays(data, ("prior_mean", "prior_cov", "contexts", "actions", "rewards"))
+    noise_var = jnp.asarray(data["noise_scale"]) ** 2
+    mask = (actions[None, :] == jnp.arange(prior_mean.shape[0])[:, None]).astype(contexts.dtype)  # (K, n)
+
+    def arm_posterior(mean, cov, weights):
+        return linear_regression_observe_batch(gaussian_from_moments(mean, cov), contexts * weights[:, None],
+                                               rewards * weights, noise_var)
+
+    arms = jax.vmap(arm_posterior)(prior_mean, prior_cov, mask)
+    theta = jax.vmap(gaussian_sample, (0, 0, None))(arms, jax.random.split(key, prior_mean.shape[0]), (num_draws,))
+    moments = {"theta": (np.asarray(jax.vmap(gaussian_mean)(arms)), np.asarray(jax.vmap(gaussian_covariance)(arms)))}
+    return PosteriorResult("conjugate", {"theta": np.asarray(jnp.swapaxes(theta, 0, 1))[None]}, moments)
+
+
+def _mixed_effect_linear_conjugate(data, key, num_draws) -> PosteriorResult:
+    mixing, effect_mean, effect_cov, action_cov, contexts, actions, rewards = _arrays(
+        data, ("mixing", "effect_mean", "effect_cov", "action_cov", "contexts", "actions", "rewards"))
+    num_arms, (num_effects, d) = mixing.shape[0], effect_mean.shape
+    noise_var = jnp.asarray(data["noise_scale"]) ** 2
+    mask = (actions[None, :] == jnp.arange(num_arms)[:, None]).astype(contexts.dtype)
+    grams, moments = jax.vmap(lambda w: linear_regression_stats(contexts * w[:, None], rewards * w, noise_var))(mask)
+    action_chol = jax.vmap(lambda c: gaussian_from_moments(jnp.zeros(d), c).precision_chol)(action_cov)
+    effects = effect_posterior(gaussian_from_moments(effect_mean.reshape(-1), effect_cov), mixing,
+                               *jax.vmap(effect_evidence)(action_chol, grams, moments))
+    effect_key, action_key = jax.random.split(key)
+    psi = gaussian_sample(effects, effect_key, (num_draws,))
+
+    def draw_arms(psi_draw, draw_key):
+        conditionals = jax.vmap(action_conditional)(action_chol, grams, moments, mixing @ psi_draw.reshape(num_effects, d))
+        return jax.vmap(gaussian_sample)(conditionals, jax.random.split(draw_key, num_arms))
+
+    theta = jax.vmap(draw_arms)(psi, jax.random.split(action_key, num_draws))
+    theta_mean, theta_cov = jax.vmap(action_marginal, (0, 0, 0, 0, None))(action_chol, grams, moments, mixing, effects)
+    exact = {"psi": (np.asarray(gaussian_mean(effects)), np.asarray(gaussian_covariance(effects))),
+             "theta": (np.asarray(theta_mean), np.asarray(theta_cov))}
+    return PosteriorResult("conjugate", {"psi": np.asarray(psi)[None], "theta": np.asarray(theta)[None]}, exact)
+
+
+CLOSED_FORMS: dict[Callable, Callable[..., PosteriorResult]] = {
+    linear_bandit: _linear_bandit_conjugate,
+    mixed_effect_linear: _mixed_effect_linear_conjugate,
+}
+
+
+def _laplace(model, data, key, num_draws, num_steps) -> PosteriorResult:
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.infer.autoguide import AutoLaplaceApproximation
+    from numpyro.optim import Adam
+
+    guide = AutoLaplaceApproximation(model)
+    fit_key, draw_key = jax.random.split(key)
+    fit = SVI(model, guide, Adam(0.02), Trace_ELBO()).run(fit_key, num_steps, progress_bar=False, **data)
+    draws = guide.sample_posterior(draw_key, fit.params, sample_shape=(num_draws,))
+    return PosteriorResult("laplace", {name: np.asarray(value)[None] for name, value in draws.items()})
+
+
+def _nuts(model, data, key, num_draws, num_warmup, num_chains) -> PosteriorResult:
+    from structbandits.inference.mcmc import nuts_sampler, run_nuts
+
+    sampler = nuts_sampler(model, num_warmup=num_warmup, num_samples=num_draws, num_chains=num_chains)
+    draws = run_nuts(sampler, key, **data)
+    return PosteriorResult("nuts", {name: np.asarray(value) for name, value in draws.items()}, mcmc=sampler)
+
+
+def _validate_data(model: Callable, data: Mapping[str, Any]) -> dict[str, Any]:
+    parameters = inspect.signature(model).parameters
+    unknown = sorted(set(data) - set(parameters))
+    if unknown:
+        raise ValidationError(f"data[{unknown[0]!r}]: not an argument of {model.__name__}; expected some of: {', '.join(parameters)}")
+    required = [name for name, p in parameters.items() if p.default is inspect.Parameter.empty]
+    required += [name for name in ("contexts", "actions", "rewards") if name in parameters]
+    missing = [name for name in required if data.get(name) is None]
+    if missing:
+        raise ValidationError(f"data[{missing[0]!r}]: required by {model.__name__} to condition on, missing")
+    checked = {name: value if name == "actions" else check_finite(f"data[{name!r}]", value) for name, value in data.items()}
+    if "actions" in checked:
+        actions = np.asarray(checked["actions"])
+        if not np.issubdtype(actions.dtype, np.integer):
+            raise ValidationError(f"data['actions']: expected integer arm indices, got dtype {actions.dtype}")
+    return checked
+
+
+def posterior(
+    model: Callable,
+    data: Mapping[str, Any],
+    method: str = "auto",
+    *,
+    key: jax.Array | None = None,
+    num_draws: int = 1000,
+    num_warmup: int = 500,
+    num_chains: int = 2,
+    laplace_steps: int = 3000,
+) -> PosteriorResult:
+    """Posterior of ``model`` given ``data`` by a closed form, Laplace or NUTS.
+
+    Parameters
+    ----------
+    model : a program from ``structbandits.models`` (or any NumPyro program, for "laplace" / "nuts").
+    data : the program's keyword arguments by name, including the observed ``rewards``.
+    method : "auto" (closed form if registered for ``model``, else Laplace), "conjugate", "laplace" or "nuts".
+    key : PRNG key for the draws (default ``PRNGKey(0)``).
+    num_draws : draws per chain; num_warmup, num_chains : NUTS settings; laplace_steps : MAP optimiser steps.
+    """
+    if method not in METHODS:
+        raise ValidationError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    num_draws = check_integer("num_draws", num_draws, minimum=1)
+    data = _validate_data(model, data)
+    key = jax.random.PRNGKey(0) if key is None else key
+    if method == "auto":
+        method = "conjugate" if model in CLOSED_FORMS else "laplace"
+    if method == "conjugate":
+        if model not in CLOSED_FORMS:
+            known = ", ".join(m.__name__ for m in CLOSED_FORMS)
+            raise ValidationError(f"method: no closed form is registered for {model.__name__} (only for {known}); use 'laplace' or 'nuts'")
+        return CLOSED_FORMS[model](data, key, num_draws)
+    if method == "laplace":
+        return _laplace(model, data, key, num_draws, check_integer("laplace_steps", laplace_steps, minimum=1))
+    return _nuts(model, data, key, num_draws, num_warmup, num_chains)

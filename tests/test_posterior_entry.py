@@ -1,0 +1,95 @@
+"""``inference.posterior``: the closed forms, Laplace and NUTS through one entry point."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from mixed_effect_oracles import D, K, L, NOISE, closed_form, make_problem
+from numpyro.infer import Predictive
+
+from structbandits.errors import ValidationError
+from structbandits.inference import posterior
+from structbandits.inference.conjugate import gaussian_covariance, gaussian_mean
+from structbandits.models import linear_bandit, mixed_effect_linear, mixed_effect_logistic
+
+
+def mixed_data(seed=0):
+    (mixing, effect_mean, effect_cov, action_cov), contexts, actions, rewards = make_problem(seed)
+    return dict(mixing=mixing, effect_mean=effect_mean, effect_cov=effect_cov, action_cov=action_cov,
+                noise_scale=NOISE, contexts=contexts, actions=actions, rewards=rewards)
+
+
+def test_auto_uses_the_closed_form_with_exact_moments_and_named_draws():
+    data = mixed_data()
+    result = posterior(mixed_effect_linear, data, num_draws=50_000)
+    assert result.method == "conjugate"
+    effects, marginals, *_ = closed_form(make_problem(0))
+    np.testing.assert_allclose(result.mean("psi"), gaussian_mean(effects), rtol=1e-10)
+    np.testing.assert_allclose(result.moments["psi"][1], gaussian_covariance(effects), rtol=1e-10)
+    np.testing.assert_allclose(result.moments["theta"][1], np.stack([c for _, c in marginals]), rtol=1e-10)
+    assert result.draws["psi"].shape == (1, 50_000, L * D) and result.draws["theta"].shape == (1, 50_000, K, D)
+    sd = np.sqrt(np.diagonal(result.moments["theta"][1], axis1=1, axis2=2))
+    assert np.all(np.abs(result.draws["theta"].mean(axis=(0, 1)) - result.mean("theta")) < 4 * sd / np.sqrt(50_000))
+    idata = result.to_arviz()
+    assert dict(idata.posterior["theta"].sizes) == {"chain": 1, "draw": 50_000, "action": K, "feature": D}
+
+
+def test_linear_bandit_closed_form_per_arm():
+    rng = np.random.default_rng(0)
+    prior_mean, prior_cov = jnp.zeros((3, 2)), jnp.broadcast_to(jnp.eye(2), (3, 2, 2))
+    contexts, actions = jnp.asarray(rng.uniform(-1, 1, (40, 2))), jnp.asarray(rng.integers(0, 2, 40))  # arm 2 unseen
+    rewards = Predictive(linear_bandit, num_samples=1)(jax.random.PRNGKey(0), prior_mean, prior_cov, 0.5, contexts, actions)["reward"][0]
+    result = posterior(linear_bandit, dict(prior_mean=prior_mean, prior_cov=prior_cov, noise_scale=0.5,
+                                           contexts=contexts, actions=actions, rewards=rewards), method="conjugate")
+    mean, cov = result.moments["theta"]
+    np.testing.assert_allclose(mean[2], 0.0, atol=1e-12)  # no data: the prior
+    np.testing.assert_allclose(cov[2], np.eye(2), rtol=1e-10)
+    x, y = np.asarray(contexts)[np.asarray(actions) == 0], np.asarray(rewards)[np.asarray(actions) == 0]
+    precision = np.eye(2) + x.T @ x / 0.25
+    np.testing.assert_allclose(mean[0], np.linalg.solve(precision, x.T @ y / 0.25), rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_laplace_is_close_to_nuts_on_the_logistic_program():
+    (mixing, effect_mean, effect_cov, action_cov), contexts, actions, _ = make_problem(1)
+    args = (mixing, effect_mean, effect_cov, action_cov)
+    # 400 binary rewards: enough that the posterior is close to Gaussian, where Laplace should agree
+    # with NUTS (with little data a logistic posterior is skewed and its mode is not its mean).
+    big_contexts = jnp.tile(contexts, (8, 1))
+    big_actions = jnp.tile(actions, 8)
+    rewards = Predictive(mixed_effect_logistic, num_samples=1)(jax.random.PRNGKey(2), *args, big_contexts, big_actions)["reward"][0]
+    data = dict(mixing=mixing, effect_mean=effect_mean, effect_cov=effect_cov, action_cov=action_cov,
+                contexts=big_contexts, actions=big_actions, rewards=rewards)
+    laplace = posterior(mixed_effect_logistic, data, num_draws=4000)
+    assert laplace.method == "laplace"
+    nuts = posterior(mixed_effect_logistic, data, method="nuts", num_draws=1500, num_warmup=500)
+    for site in ("psi", "theta"):
+        a = laplace.draws[site].reshape(-1, np.prod(laplace.draws[site].shape[2:]))
+        b = nuts.draws[site].reshape(-1, a.shape[1])
+        sd = b.std(0)
+        assert np.all(np.abs(a.mean(0) - b.mean(0)) < 0.25 * sd), site
+        np.testing.assert_allclose(a.std(0), sd, rtol=0.25)
+    summary = nuts.to_arviz()
+    assert "diverging" in summary.sample_stats
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"rewards": None}, r"data\['rewards'\]: required by mixed_effect_linear"),
+        ({"bogus": 1.0}, r"data\['bogus'\]: not an argument of mixed_effect_linear"),
+        ({"rewards": np.full(50, np.nan)}, r"data\['rewards'\]: expected finite values"),
+        ({"actions": np.zeros(50)}, r"data\['actions'\]: expected integer arm indices"),
+    ],
+)
+def test_bad_data_is_named(change, message):
+    with pytest.raises(ValidationError, match=message):
+        posterior(mixed_effect_linear, {**mixed_data(), **change})
+
+
+def test_bad_method():
+    with pytest.raises(ValidationError, match="method: expected one of auto, conjugate, laplace, nuts, got 'mcmc'"):
+        posterior(mixed_effect_linear, mixed_data(), method="mcmc")
+    with pytest.raises(ValidationError, match="method: no closed form is registered for mixed_effect_logistic"):
+        data = {k: v for k, v in mixed_data().items() if k != "noise_scale"}
+        posterior(mixed_effect_logistic, {**data, "rewards": (np.asarray(data["rewards"]) > 0).astype(float)}, method="conjugate")
