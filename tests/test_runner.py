@@ -27,7 +27,7 @@ def results():
 
 def test_tidy_columns_and_dtypes(results):
     assert list(results.columns) == ["env", "agent", "seed", "round", "action", "reward", "expected_reward",
-                                     "expected_regret", "cumulative_regret", "propensity"]
+                                     "expected_regret", "cumulative_regret", "realized_regret", "propensity"]
     assert len(results) == 2 * 5 * 60
     assert results["reward"].dtype == np.float64  # the dtype the CLI runs in
     assert set(results["seed"]) == set(range(5)) and results["round"].min() == 1
@@ -81,15 +81,25 @@ def test_lints_beats_random():
     assert random.iloc[-1] == pytest.approx(2 * random.iloc[149], rel=0.15)
 
 
+def test_realized_regret_is_expected_regret_plus_noise(results):
+    best_chosen = results["expected_regret"] == 0
+    np.testing.assert_allclose(results.loc[best_chosen, "realized_regret"], 0.0, atol=1e-12)
+    noise = (results["realized_regret"] - results["expected_regret"])[~best_chosen]
+    assert abs(noise.mean()) < 4 * np.sqrt(2 * 0.25 / len(noise))  # difference of two N(0, 0.5²)
+    np.testing.assert_allclose(noise.var(), 2 * 0.25, rtol=0.15)
+
+
 def test_summary_standard_error():
     frame = pd.DataFrame({
         "env": "e", "agent": "a", "seed": [0, 0, 1, 1], "round": [1, 2, 1, 2],
         "reward": [1.0, 3.0, 0.0, 2.0], "cumulative_regret": [0.5, 1.0, 1.0, 3.0],
+        "realized_regret": [1.0, -0.5, 2.0, 2.0],
     })
     row = summarize(frame).iloc[0]
     assert row["final_cumulative_regret"] == 2.0
     assert row["final_cumulative_regret_se"] == pytest.approx(np.std([1.0, 3.0], ddof=1) / np.sqrt(2))
     assert row["mean_reward"] == 1.5 and row["seeds"] == 2
+    assert row["final_cumulative_realized_regret"] == pytest.approx(2.25)
 
 
 @pytest.mark.parametrize(

@@ -39,13 +39,16 @@ def library_versions() -> dict[str, str]:
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """Headline metrics per (env, agent) at the final round, across seeds.
 
-    Columns: env, agent, seeds, rounds, final_cumulative_regret (mean), final_cumulative_regret_se,
+    Columns: env, agent, seeds, rounds, final_cumulative_regret (expected regret; mean over seeds),
+    final_cumulative_regret_se, final_cumulative_realized_regret, final_cumulative_realized_regret_se,
     mean_reward (average realised reward per round), mean_reward_se.
     """
     final_round = results.groupby(["env", "agent"], sort=False)["round"].transform("max")
     final = results[results["round"] == final_round]
     per_seed_reward = results.groupby(["env", "agent", "seed"], sort=False)["reward"].mean().rename("mean_reward")
-    per_seed = final.set_index(["env", "agent", "seed"])[["cumulative_regret", "round"]].join(per_seed_reward)
+    per_seed_realized = results.groupby(["env", "agent", "seed"], sort=False)["realized_regret"].sum().rename("realized")
+    per_seed = (final.set_index(["env", "agent", "seed"])[["cumulative_regret", "round"]]
+                .join(per_seed_reward).join(per_seed_realized))
 
     def se(values: pd.Series) -> float:
         return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
@@ -55,6 +58,8 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
         rounds=("round", "max"),
         final_cumulative_regret=("cumulative_regret", "mean"),
         final_cumulative_regret_se=("cumulative_regret", se),
+        final_cumulative_realized_regret=("realized", "mean"),
+        final_cumulative_realized_regret_se=("realized", se),
         mean_reward=("mean_reward", "mean"),
         mean_reward_se=("mean_reward", se),
     )

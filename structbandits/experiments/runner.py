@@ -29,7 +29,7 @@ __all__ = ["Trajectory", "run_experiment", "batched_simulator", "seed_keys", "si
 
 RESULT_COLUMNS = [
     "env", "agent", "seed", "round", "action", "reward", "expected_reward",
-    "expected_regret", "cumulative_regret", "propensity",
+    "expected_regret", "cumulative_regret", "realized_regret", "propensity",
 ]
 
 
@@ -40,6 +40,7 @@ class Trajectory(NamedTuple):
     reward: jax.Array
     expected_reward: jax.Array
     expected_regret: jax.Array
+    realized_regret: jax.Array
     propensity: jax.Array
 
 
@@ -61,13 +62,19 @@ def simulate_seed(policy: Policy, env: Environment, key: jax.Array, horizon: int
         context = env.context(env_state, context_key)
         action, info = policy.act(agent_state, jax.random.fold_in(agent_round_key, t), context)
         means = env.mean_rewards(env_state, context)
-        reward = env.reward(env_state, reward_key, context, action)
+        # Every arm's realised reward this round, each with its own noise key, so realised regret
+        # r(best) − r(chosen) is defined as in the meTS reference code, and agents that pull the same
+        # arm in the same round see the same reward.
+        arms = jnp.arange(env.num_actions)
+        rewards = jax.vmap(lambda arm: env.reward(env_state, jax.random.fold_in(reward_key, arm), context, arm))(arms)
+        reward = rewards[action]
         agent_state = policy.update(agent_state, context, action, reward)
         record = Trajectory(
             action=action,
             reward=reward,
             expected_reward=means[action],
             expected_regret=jnp.max(means) - means[action],
+            realized_regret=rewards[jnp.argmax(means)] - reward,
             propensity=jnp.asarray(info.propensity, dtype=reward.dtype),
         )
         return agent_state, record
@@ -153,8 +160,9 @@ def run_experiment(
     -------
     A tidy DataFrame, one row per (env, agent, seed, round), with columns
     env, agent, seed, round, action, reward, expected_reward, expected_regret, cumulative_regret,
-    propensity (NaN where the agent does not report one). Expected regret is
-    max_a E[r | x, a] - E[r | x, action], so the curves are free of reward noise.
+    realized_regret, propensity (NaN where the agent does not report one). Expected regret is
+    max_a E[r | x, a] - E[r | x, action], free of reward noise; realised regret is
+    r(best arm) - r(chosen arm) with this round's realised rewards (what the meTS paper reports).
     """
     horizon = check_integer("horizon", horizon, minimum=1)
     num_seeds = check_integer("num_seeds", num_seeds, minimum=1)
