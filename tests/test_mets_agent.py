@@ -123,7 +123,8 @@ def test_mets_learns_faster_than_structure_blind_lints():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(mixing=np.ones((3, 2)), effect_mean=np.zeros((3, 2))), r"mixing, effect_mean: expected shapes \(K, L\) and \(L, d\)"),
+        (dict(mixing=np.ones((3, 3))), r"mixing: expected shape \(K, L\) with L = 2 effects, got \(3, 3\)"),
+        (dict(effect_mean=np.zeros(4)), r"effect_mean: expected shape \(L, d\), got \(4,\)"),
         (dict(effect_cov=np.eye(3)), r"effect_cov: expected shape \(4, 4\)"),
         (dict(action_cov=np.eye(3)), r"action_cov: expected shape \(2, 2\) or \(3, 2, 2\)"),
         (dict(noise_scale=-1.0), "noise_scale: expected values > 0"),

@@ -56,15 +56,23 @@ class METSState(NamedTuple):
     effect_info: jax.Array
 
 
+def _check_effect_prior(effect_mean, effect_cov) -> tuple[np.ndarray, np.ndarray]:
+    effect_mean = check_finite("effect_mean", effect_mean)
+    if effect_mean.ndim != 2:
+        raise ValidationError(f"effect_mean: expected shape (L, d), got {effect_mean.shape}")
+    size = effect_mean.size
+    effect_cov = check_positive_definite("effect_cov", effect_cov)
+    if effect_cov.shape != (size, size):
+        raise ValidationError(f"effect_cov: expected shape ({size}, {size}) = (L·d, L·d), got {effect_cov.shape}")
+    return effect_mean, effect_cov
+
+
 def _validate(mixing, effect_mean, effect_cov, action_cov, noise_scale):
     mixing = check_finite("mixing", mixing)
-    effect_mean = check_finite("effect_mean", effect_mean)
-    if mixing.ndim != 2 or effect_mean.ndim != 2 or mixing.shape[1] != effect_mean.shape[0]:
-        raise ValidationError(f"mixing, effect_mean: expected shapes (K, L) and (L, d), got {mixing.shape} and {effect_mean.shape}")
-    (k, num_effects), d = mixing.shape, effect_mean.shape[1]
-    effect_cov = check_positive_definite("effect_cov", effect_cov)
-    if effect_cov.shape != (num_effects * d, num_effects * d):
-        raise ValidationError(f"effect_cov: expected shape ({num_effects * d}, {num_effects * d}) = (L·d, L·d), got {effect_cov.shape}")
+    effect_mean, effect_cov = _check_effect_prior(effect_mean, effect_cov)
+    if mixing.ndim != 2 or mixing.shape[1] != effect_mean.shape[0]:
+        raise ValidationError(f"mixing: expected shape (K, L) with L = {effect_mean.shape[0]} effects, got {mixing.shape}")
+    k, d = mixing.shape[0], effect_mean.shape[1]
     action_cov = check_positive_definite("action_cov", action_cov)
     if action_cov.shape not in ((d, d), (k, d, d)):
         raise ValidationError(f"action_cov: expected shape ({d}, {d}) or ({k}, {d}, {d}), got {action_cov.shape}")
@@ -155,12 +163,7 @@ def hier_ts(effect_mean, effect_cov, action_cov, noise_scale: float, *, num_acti
     the average effect (1/L) Σ_l ψ_l, i.e. mean (1/L) Σ_l μ_l and covariance (1/L²) Σ_{l,m} Σ_Ψ[l, m].
     This is meTS with a single effect and all weights equal to one.
     """
-    effect_mean = check_finite("effect_mean", effect_mean)
-    if effect_mean.ndim != 2:
-        raise ValidationError(f"effect_mean: expected shape (L, d), got {effect_mean.shape}")
+    effect_mean, effect_cov = _check_effect_prior(effect_mean, effect_cov)
     num_effects, d = effect_mean.shape
-    effect_cov = check_positive_definite("effect_cov", effect_cov)
-    if effect_cov.shape != (num_effects * d, num_effects * d):
-        raise ValidationError(f"effect_cov: expected shape ({num_effects * d}, {num_effects * d}) = (L·d, L·d), got {effect_cov.shape}")
     average_cov = effect_cov.reshape(num_effects, d, num_effects, d).sum(axis=(0, 2)) / num_effects**2
     return mets(np.ones((num_actions, 1)), effect_mean.mean(axis=0, keepdims=True), average_cov, action_cov, noise_scale)
