@@ -20,6 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.linalg import solve_triangular
 
 from structbandits.agents.protocol import ActInfo, Policy
 from structbandits.agents.thompson import arm_features, arm_scores
@@ -123,8 +124,12 @@ def mets(mixing, effect_mean, effect_cov, action_cov, noise_scale: float, *, fac
         effect_key, action_key = jax.random.split(key)
         mixed_means = mixing @ sample_effects(state, effect_key)  # (K, d): Σ_l b_il ψ̃_l
         info = jnp.einsum("kab,kb->ka", action_precision, mixed_means) + state.moment
-        conditionals = GaussianInfo(state.conditional_chol, info)
-        theta = jax.vmap(gaussian_sample)(conditionals, jax.random.split(action_key, k))
+        # θ̃_i = C_i⁻¹ h_i + L_i⁻ᵀ z_i = L_i⁻ᵀ (L_i⁻¹ h_i + z_i): two batched triangular solves and
+        # one (K, d) normal draw, the per-arm sampling being the hot path of a round.
+        noise = jax.random.normal(action_key, (k, d), dtype=info.dtype)
+        whitened = jax.vmap(lambda chol, h: solve_triangular(chol, h, lower=True))(state.conditional_chol, info)
+        theta = jax.vmap(lambda chol, u: solve_triangular(chol, u, lower=True, trans="T"))(
+            state.conditional_chol, whitened + noise)
         action = jnp.argmax(arm_scores(theta, context))
         return action, ActInfo(propensity=jnp.asarray(jnp.nan, dtype=theta.dtype))
 

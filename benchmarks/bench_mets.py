@@ -1,0 +1,253 @@
+"""Per-round cost of mixed-effect Thompson sampling (meTS) against three baselines, as K grows.
+
+What it measures
+----------------
+One round is one ``act`` and one ``update``: draw a per-arm context (K, d) ~ Uniform[-1, 1], sample,
+pull argmax_i x_iᵀθ̃_i, observe y = x_aᵀθ_a + N(0, σ²) from a fixed θ, condition on it. The problem
+is the mixed-effect bandit with L effects: mixing b ~ Uniform[-1, 1]^(K×L), vec Ψ ~ N(0, 3 I),
+θ_i | Ψ ~ N(Σ_l b_il ψ_l, I), σ = 1; every sampler below is given exactly this prior.
+
+1. meTS in JAX: ``mets(...)`` act + update in a ``lax.scan`` over rounds, ``vmap`` over seeds, one
+   ``jit``. Compile time (``lower().compile()``) is reported apart from the best of 3 warm calls,
+   which give µs per seed-round. Expected to grow about linearly in K.
+2. Dense joint posterior: the same Thompson sampler without the mixed-effect algebra. The exact
+   Gaussian over (vec Ψ, θ) of size N = L·d + K·d is held as a dense precision; each round takes its
+   (N, N) Cholesky and draws once, then adds the observation. Jitted ``lax.scan``, one seed, µs per
+   round. Cubic in K, so it only runs while N <= --dense-max.
+3. Thompson sampling re-fitted by NUTS each round: one call of ``posterior(mixed_effect_linear,
+   data, method="nuts", num_draws=100, num_warmup=100, num_chains=1)`` on ``rounds`` random-arm
+   observations, K = --arms[0] only. The first call (compile) is reported apart; a second call on
+   other data of the same shapes is the per-round cost.
+4. meTS in NumPy/SciPy: the same sampler as a Python loop over rounds on one seed (per-arm draws
+   batched with ``np.linalg.solve``, a dense (L·d, L·d) effect precision updated with ``np.kron``,
+   SciPy Cholesky and triangular solves), best of 3 runs. Skipped when extrapolating the previous K
+   linearly says one run would take > 60 s.
+
+Ratios are per round against meTS JAX per seed-round, all measured in this process. The mean final
+cumulative expected regret of each sampler is printed as a sanity check (the dense sampler draws
+from the same joint posterior as meTS, so their regrets should agree up to seed noise).
+
+Targets (from the issue): a meTS round at least 100x faster than a NUTS-refit TS round, and at
+least 10x faster than the NumPy implementation when vmapped over seeds.
+
+Run
+---
+    .venv/bin/python benchmarks/bench_mets.py [--arms 10 100 1000 10000 --effects 10 --features 5 --seeds 20 --rounds 50]
+
+Run it as a script: it imports the rank-one Cholesky update and ``timed`` from ``bench_lints.py`` next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from bench_lints import cholesky_rank_one_update, timed
+from scipy.linalg import cho_solve, cholesky, solve_triangular
+
+from structbandits.agents import mets
+from structbandits.inference.conjugate import GaussianInfo, gaussian_sample
+from structbandits.inference.posterior import posterior
+from structbandits.models.mixed_effect import mixed_effect_linear
+
+NOISE_SCALE, EFFECT_VAR = 1.0, 3.0
+NUMPY_LIMIT_S = 60.0
+
+
+class Problem(NamedTuple):
+    """One mixed-effect bandit: ``mixing`` (K, L), true ``theta`` (K, d), ``features`` d."""
+
+    mixing: np.ndarray
+    theta: np.ndarray
+    features: int
+
+
+def make_problem(arms: int, effects: int, features: int, seed: int = 0) -> Problem:
+    """Mixing ~ Uniform[-1, 1], and one θ drawn from the model's prior (the fixed environment)."""
+    rng = np.random.default_rng(seed)
+    mixing = rng.uniform(-1.0, 1.0, (arms, effects))
+    psi = np.sqrt(EFFECT_VAR) * rng.standard_normal((effects, features))
+    return Problem(mixing, mixing @ psi + rng.standard_normal((arms, features)), features)
+
+
+def observe(key: jax.Array, theta: jax.Array, context: jax.Array, action: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Reward of ``action`` and its expected regret under per-arm ``context`` (K, d)."""
+    means = jnp.sum(theta * context, axis=-1)
+    return means[action] + NOISE_SCALE * jax.random.normal(key), means.max() - means[action]
+
+
+def jax_mets(problem: Problem, rounds: int) -> Callable[[jax.Array], jax.Array]:
+    """Seed keys (S,) -> final cumulative regret (S,), meTS act + update scanned over ``rounds``."""
+    (arms, effects), d = problem.mixing.shape, problem.features
+    policy = mets(problem.mixing, np.zeros((effects, d)), EFFECT_VAR * np.eye(effects * d), np.eye(d), NOISE_SCALE)
+    theta = jnp.asarray(problem.theta)
+
+    def run(key: jax.Array) -> jax.Array:
+        def step(state, round_key):
+            context_key, act_key, noise_key = jax.random.split(round_key, 3)
+            context = jax.random.uniform(context_key, (arms, d), minval=-1.0, maxval=1.0)
+            action, _ = policy.act(state, act_key, context)
+            reward, regret = observe(noise_key, theta, context, action)
+            return policy.update(state, context, action, reward), regret
+
+        init_key, loop_key = jax.random.split(key)
+        _, regrets = jax.lax.scan(step, policy.init(init_key), jax.random.split(loop_key, rounds))
+        return regrets.sum()
+
+    return jax.vmap(run)
+
+
+def jax_dense(problem: Problem, rounds: int) -> Callable[[jax.Array], jax.Array]:
+    """Seed key -> final cumulative regret, Thompson sampling from the dense joint posterior of (vec Ψ, θ)."""
+    (arms, effects), d = problem.mixing.shape, problem.features
+    lift = np.kron(problem.mixing, np.eye(d))  # (K d, L d): θ = lift @ vec Ψ + N(0, Σ0)
+    effect_cov = EFFECT_VAR * np.eye(effects * d)
+    joint_cov = np.block([[effect_cov, effect_cov @ lift.T],
+                          [lift @ effect_cov, lift @ effect_cov @ lift.T + np.eye(arms * d)]])
+    prior_precision = jnp.asarray(cho_solve((cholesky(joint_cov, lower=True), True), np.eye(len(joint_cov))))
+    theta, offset = jnp.asarray(problem.theta), effects * d
+
+    def run(key: jax.Array) -> jax.Array:
+        def step(carry, round_key):
+            precision, info = carry
+            context_key, draw_key, noise_key = jax.random.split(round_key, 3)
+            context = jax.random.uniform(context_key, (arms, d), minval=-1.0, maxval=1.0)
+            joint = gaussian_sample(GaussianInfo(jnp.linalg.cholesky(precision), info), draw_key)
+            action = jnp.argmax(jnp.sum(joint[offset:].reshape(arms, d) * context, axis=-1))
+            reward, regret = observe(noise_key, theta, context, action)
+            x, block = context[action], offset + action * d + jnp.arange(d)
+            precision = precision.at[block[:, None], block[None, :]].add(jnp.outer(x, x) / NOISE_SCALE**2)
+            return (precision, info.at[block].add(x * reward / NOISE_SCALE**2)), regret
+
+        carry = (prior_precision, jnp.zeros(len(prior_precision)))  # prior mean 0, so information 0
+        return jax.lax.scan(step, carry, jax.random.split(key, rounds))[1].sum()
+
+    return run
+
+
+def compile_and_time(fn: Callable[[jax.Array], jax.Array], keys: jax.Array) -> tuple[float, float, float]:
+    """Compile seconds, best-of-3 warm seconds, and the mean of ``fn(keys)``."""
+    compiled, compile_s = timed(lambda: jax.jit(fn).lower(keys).compile())
+    result = jax.block_until_ready(compiled(keys))
+    return compile_s, min(timed(lambda: jax.block_until_ready(compiled(keys)))[1] for _ in range(3)), float(result.mean())
+
+
+def numpy_mets(problem: Problem, rounds: int, seed: int = 0) -> float:
+    """Final cumulative expected regret of meTS written in NumPy/SciPy (Σ0 = I, prior mean 0)."""
+    rng = np.random.default_rng(seed)
+    (arms, effects), d = problem.mixing.shape, problem.features
+    chol = np.broadcast_to(np.eye(d), (arms, d, d)).copy()  # Cholesky of C_i = Σ0⁻¹ + G_i
+    gram, moment = np.zeros((arms, d, d)), np.zeros((arms, d))
+    evidence_precision, evidence_info = np.zeros((arms, d, d)), np.zeros((arms, d))
+    effect_precision, effect_info = np.eye(effects * d) / EFFECT_VAR, np.zeros(effects * d)
+    regret = 0.0
+    for _ in range(rounds):
+        context = rng.uniform(-1.0, 1.0, (arms, d))
+        effect_chol = cholesky(effect_precision, lower=True)
+        psi = cho_solve((effect_chol, True), effect_info) + solve_triangular(
+            effect_chol, rng.standard_normal(effects * d), lower=True, trans="T")
+        info = problem.mixing @ psi.reshape(effects, d) + moment  # Σ0⁻¹ Σ_l b_il ψ̃_l + B_i
+        whitened = np.linalg.solve(chol, info[..., None])[..., 0] + rng.standard_normal((arms, d))
+        draws = np.linalg.solve(np.swapaxes(chol, 1, 2), whitened[..., None])[..., 0]  # C⁻¹ info + L⁻ᵀ z
+        action = int(np.argmax(np.sum(draws * context, axis=-1)))
+        means = np.sum(problem.theta * context, axis=-1)
+        x, reward = context[action], means[action] + NOISE_SCALE * rng.standard_normal()
+        regret += means.max() - means[action]
+        gram[action] += np.outer(x, x) / NOISE_SCALE**2
+        moment[action] += x * reward / NOISE_SCALE**2
+        cholesky_rank_one_update(chol[action], x / NOISE_SCALE)
+        whitened_gram = solve_triangular(chol[action], gram[action], lower=True)  # P = G − G C⁻¹ G
+        new_precision = gram[action] - whitened_gram.T @ whitened_gram
+        new_info = moment[action] - whitened_gram.T @ solve_triangular(chol[action], moment[action], lower=True)
+        b = problem.mixing[action]
+        effect_precision += np.kron(np.outer(b, b), new_precision - evidence_precision[action])
+        effect_info += np.kron(b, new_info - evidence_info[action])
+        evidence_precision[action], evidence_info[action] = new_precision, new_info
+    return regret
+
+
+def nuts_data(problem: Problem, observations: int, seed: int) -> dict[str, object]:
+    """``mixed_effect_linear`` arguments with ``observations`` uniformly random pulls."""
+    rng = np.random.default_rng(seed)
+    (arms, effects), d = problem.mixing.shape, problem.features
+    contexts, actions = rng.uniform(-1.0, 1.0, (observations, d)), rng.integers(0, arms, observations)
+    rewards = np.sum(contexts * problem.theta[actions], axis=-1) + NOISE_SCALE * rng.standard_normal(observations)
+    return dict(mixing=problem.mixing, effect_mean=np.zeros((effects, d)), effect_cov=EFFECT_VAR * np.eye(effects * d),
+                action_cov=np.broadcast_to(np.eye(d), (arms, d, d)).copy(), noise_scale=NOISE_SCALE,
+                contexts=contexts, actions=actions, rewards=rewards)
+
+
+def nuts_refit(problem: Problem, observations: int) -> tuple[float, float]:
+    """Seconds of the first (compiling) and of a second ``posterior(..., method="nuts")`` call."""
+    def fit(seed: int) -> float:
+        return timed(lambda: posterior(mixed_effect_linear, nuts_data(problem, observations, seed), method="nuts",
+                                       key=jax.random.PRNGKey(seed), num_draws=100, num_warmup=100, num_chains=1))[1]
+    return fit(1), fit(2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arms", type=int, nargs="+", default=[10, 100, 1000, 10000], help="numbers of arms K")
+    parser.add_argument("--effects", type=int, default=10, help="number of effects L")
+    parser.add_argument("--features", type=int, default=5, help="context dimension d")
+    parser.add_argument("--seeds", type=int, default=20, help="seeds vmapped by meTS JAX")
+    parser.add_argument("--rounds", type=int, default=50, help="rounds per run (and NUTS observations)")
+    parser.add_argument("--dense-max", type=int, default=3000, help="largest joint dimension L·d + K·d for the dense baseline")
+    args = parser.parse_args()
+    L, d, seeds, rounds = args.effects, args.features, args.seeds, args.rounds
+
+    print(f"meTS per round (act + update): L={L} effects, d={d} features, {seeds} seeds, {rounds} rounds, σ={NOISE_SCALE}")
+    print(f"machine: {os.cpu_count()} CPU cores, JAX {jax.__version__} on {jax.default_backend()} "
+          f"({jax.devices()[0].device_kind}), x64 {jax.config.jax_enable_x64}")
+    print("cost: µs per round (meTS JAX: per seed-round); ratio: baseline / meTS JAX; "
+          "regret: mean final cumulative expected regret\n")
+    print(f"{'':>8}{' meTS JAX ':-^26}  {' dense joint ':-^25}  {' meTS NumPy ':-^25}")
+    print(f"{'K':>6}{'µs':>10}{'compile s':>10}{'regret':>8}  {'µs':>11}{'ratio':>8}{'regret':>8}  "
+          f"{'µs':>11}{'ratio':>8}{'regret':>8}")
+    mets_us: dict[int, float] = {}
+    numpy_ratios: dict[int, float] = {}
+    numpy_s_per_arm_round = 0.0
+    for arms in args.arms:
+        problem = make_problem(arms, L, d)
+        compile_s, warm_s, regret = compile_and_time(jax_mets(problem, rounds), jax.random.split(jax.random.PRNGKey(0), seeds))
+        mets_us[arms] = 1e6 * warm_s / (seeds * rounds)
+        row = f"{arms:>6}{mets_us[arms]:>10.1f}{compile_s:>10.2f}{regret:>8.1f}  "
+        if L * d + arms * d <= args.dense_max:
+            _, dense_s, dense_regret = compile_and_time(jax_dense(problem, rounds), jax.random.PRNGKey(1))
+            dense_us = 1e6 * dense_s / rounds
+            row += f"{dense_us:>11.1f}{dense_us / mets_us[arms]:>7.1f}x{dense_regret:>8.1f}  "
+        else:
+            row += f"{f'skipped (cubic: N = {L * d + arms * d})':>27}  "
+        if numpy_s_per_arm_round * arms * rounds > NUMPY_LIMIT_S:
+            row += f"{f'skipped (> {NUMPY_LIMIT_S:.0f} s)':>27}"
+        else:
+            runs = [timed(lambda: numpy_mets(problem, rounds)) for _ in range(3)]
+            numpy_regret, numpy_s = runs[0][0], min(seconds for _, seconds in runs)
+            numpy_s_per_arm_round = numpy_s / (arms * rounds)
+            numpy_ratios[arms] = 1e6 * numpy_s / rounds / mets_us[arms]
+            row += f"{1e6 * numpy_s / rounds:>11.1f}{numpy_ratios[arms]:>7.1f}x{numpy_regret:>8.1f}"
+        print(row, flush=True)
+
+    arms = args.arms[0]
+    first_s, nuts_s = nuts_refit(make_problem(arms, L, d), rounds)
+    nuts_ratio = 1e6 * nuts_s / mets_us[arms]
+    print(f"\nNUTS-refit TS, K={arms}: posterior(mixed_effect_linear, {rounds} observations, method='nuts', "
+          f"100 warmup + 100 draws, 1 chain)\n  first call (compile) {first_s:.2f} s; second call {nuts_s:.2f} s "
+          f"per round = {nuts_ratio:,.0f}x meTS JAX")
+    if len(args.arms) > 1:
+        print(f"  K={', '.join(map(str, args.arms[1:]))}: not run (a NUTS refit over all K·d action parameters "
+              "every round is impractical)")
+    print("\ntargets from the issue:")
+    print(f"  NUTS-refit / meTS JAX >= 100x (K={arms}): {nuts_ratio:,.0f}x, {'met' if nuts_ratio >= 100 else 'NOT met'}")
+    for arms, ratio in numpy_ratios.items():
+        print(f"  NumPy / meTS JAX ({seeds} seeds vmapped) >= 10x (K={arms}): {ratio:.1f}x, "
+              f"{'met' if ratio >= 10 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
