@@ -6,7 +6,7 @@ the Cholesky factor of every arm's conditional precision C_i = Σ0_i⁻¹ + G_i,
 precision and information as sums of per-arm terms, so an update touches only the pulled arm:
 
     C_a: rank-one Cholesky update                      O(d²)
-    (P_a, u_a) = effect_evidence(...)                  O(d³)
+    (P_a, u_a) from C_a's factor                       O(d³) (triangular solves, no refactorisation)
     effect precision += (b_a b_aᵀ) ⊗ (P_a' − P_a)      O(L² d²)   (factored: per block, O(L d²))
 
 and an action costs one Cholesky of the effect precision, O((L d)³) (factored: O(L d³)), plus
@@ -28,7 +28,7 @@ from structbandits.errors import ValidationError, check_finite, check_positive, 
 from structbandits.inference.conjugate import (
     GaussianInfo,
     cholesky_rank_one_update,
-    effect_evidence,
+    effect_evidence_from_conditional,
     gaussian_from_moments,
     gaussian_sample,
 )
@@ -137,7 +137,8 @@ def mets(mixing, effect_mean, effect_cov, action_cov, noise_scale: float, *, fac
         x = arm_features(context, action)
         gram = state.gram[action] + jnp.outer(x, x) / noise_var
         moment = state.moment[action] + x * reward / noise_var
-        evidence_precision, evidence_info = effect_evidence(action_precision_chol[action], gram, moment)
+        conditional_chol = cholesky_rank_one_update(state.conditional_chol[action], x / jnp.sqrt(noise_var))
+        evidence_precision, evidence_info = effect_evidence_from_conditional(conditional_chol, gram, moment)
         delta_precision = evidence_precision - state.evidence_precision[action]
         delta_info = evidence_info - state.evidence_info[action]
         b = mixing[action]
@@ -150,8 +151,7 @@ def mets(mixing, effect_mean, effect_cov, action_cov, noise_scale: float, *, fac
         return METSState(
             gram=state.gram.at[action].set(gram),
             moment=state.moment.at[action].set(moment),
-            conditional_chol=state.conditional_chol.at[action].set(
-                cholesky_rank_one_update(state.conditional_chol[action], x / jnp.sqrt(noise_var))),
+            conditional_chol=state.conditional_chol.at[action].set(conditional_chol),
             evidence_precision=state.evidence_precision.at[action].set(evidence_precision),
             evidence_info=state.evidence_info.at[action].set(evidence_info),
             effect_precision=0.5 * (effect_precision + jnp.swapaxes(effect_precision, -1, -2)),

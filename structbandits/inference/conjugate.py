@@ -26,6 +26,7 @@ __all__ = [
     "action_conditional",
     "action_marginal",
     "effect_evidence",
+    "effect_evidence_from_conditional",
     "effect_posterior",
     "cholesky_rank_one_update",
     "gaussian_condition",
@@ -148,10 +149,16 @@ def effect_evidence(
     factor of Σ0⁻¹; ``gram`` (d, d), ``moment`` (d,). Returns P (d, d) and u (d,).
     """
     precision = action_precision_chol @ action_precision_chol.T + gram
-    chol = jnp.linalg.cholesky(0.5 * (precision + precision.T))
-    whitened_gram = solve_triangular(chol, gram, lower=True)  # C = LLᵀ: G C⁻¹ G = (L⁻¹G)ᵀ(L⁻¹G)
+    return effect_evidence_from_conditional(jnp.linalg.cholesky(0.5 * (precision + precision.T)), gram, moment)
+
+
+def effect_evidence_from_conditional(
+    conditional_chol: jax.Array, gram: jax.Array, moment: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """``effect_evidence`` given the Cholesky factor of C = Σ0⁻¹ + G, for callers that keep it (meTS)."""
+    whitened_gram = solve_triangular(conditional_chol, gram, lower=True)  # C = LLᵀ: G C⁻¹ G = (L⁻¹G)ᵀ(L⁻¹G)
     evidence_precision = gram - whitened_gram.T @ whitened_gram
-    evidence_info = moment - whitened_gram.T @ solve_triangular(chol, moment, lower=True)
+    evidence_info = moment - whitened_gram.T @ solve_triangular(conditional_chol, moment, lower=True)
     return 0.5 * (evidence_precision + evidence_precision.T), evidence_info
 
 
