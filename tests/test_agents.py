@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from structbandits.agents import lin_ts, uniform_random
+from structbandits.agents import lin_ts, lin_ucb, uniform_random
 from structbandits.errors import ValidationError
 from structbandits.inference.conjugate import gaussian_mean
 
@@ -78,3 +78,46 @@ def test_lints_rejects_bad_hyperparameters(kwargs, message):
 def test_uniform_random_rejects_bad_arm_count():
     with pytest.raises(ValidationError, match="num_actions: expected an integer >= 1, got 0"):
         uniform_random(0)
+
+
+def test_linucb_scores_are_the_oful_bound():
+    rng = np.random.default_rng(0)
+    prior_cov = np.stack([np.eye(2) * s for s in (1.0, 2.0, 0.5)])
+    policy = lin_ucb(np.zeros((3, 2)), prior_cov, 0.5, delta=0.1)
+    state = policy.init(jax.random.PRNGKey(0))
+    xs, arms, ys = rng.uniform(-1, 1, (20, 2)), rng.integers(0, 2, 20), rng.normal(size=20)
+    for x, a, y in zip(xs, arms, ys):
+        state = policy.update(state, jnp.asarray(x), jnp.asarray(a), jnp.asarray(y))
+    context = rng.uniform(-1, 1, (3, 2))
+    scores = []
+    for arm in range(3):  # the textbook OFUL score in numpy, with explicit inverses
+        prior_precision = np.linalg.inv(prior_cov[arm])
+        x, y = xs[arms == arm], ys[arms == arm]
+        precision = prior_precision + x.T @ x / 0.25
+        mean = np.linalg.solve(precision, x.T @ y / 0.25)
+        beta = np.sqrt(2 * np.log(10) + np.linalg.slogdet(precision)[1] - np.linalg.slogdet(prior_precision)[1]) + np.sqrt(2)
+        scores.append(context[arm] @ mean + beta * np.sqrt(context[arm] @ np.linalg.solve(precision, context[arm])))
+    action, info = policy.act(state, jax.random.PRNGKey(1), jnp.asarray(context))
+    assert int(action) == int(np.argmax(scores)) and np.isnan(info.propensity)
+
+
+def test_linucb_breaks_ties_at_random_and_validates():
+    policy = lin_ucb(jnp.zeros(2), jnp.eye(2), 1.0, num_actions=4)
+    state = policy.init(jax.random.PRNGKey(0))
+    picks = {int(policy.act(state, jax.random.PRNGKey(i), jnp.ones(2))[0]) for i in range(40)}
+    assert picks == {0, 1, 2, 3}
+    with pytest.raises(ValidationError, match=r"delta: expected a probability in \(0, 1\), got 1.5"):
+        lin_ucb(jnp.zeros(2), jnp.eye(2), 1.0, num_actions=4, delta=1.5)
+
+
+def test_linucb_finds_the_best_arm():
+    theta = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    policy = lin_ucb(jnp.zeros(2), jnp.eye(2), 0.1, num_actions=3)
+    act, update = jax.jit(policy.act), jax.jit(policy.update)
+    state, rng, picks = policy.init(jax.random.PRNGKey(0)), np.random.default_rng(1), []
+    for t in range(300):
+        x = jnp.asarray(rng.uniform(-1, 1, 2))
+        action, _ = act(state, jax.random.PRNGKey(t), x)
+        state = update(state, x, action, theta[action] @ x + 0.1 * rng.normal())
+        picks.append(int(action) == int(jnp.argmax(theta @ x)))
+    assert np.mean(picks[-100:]) > 0.9

@@ -74,3 +74,23 @@ def test_mixed_effect_env_rejects_bad_arguments():
         mixed_effect_bandit(4, 2, 2, mixing_low=1.0, mixing_high=0.5)
     with pytest.raises(ValidationError, match="context_pool: expected an integer >= 1, got 0"):
         mixed_effect_bandit(4, 2, 2, context_pool=0)
+
+
+def test_logistic_mixed_effect_env_pays_bernoulli_with_sigmoid_means():
+    from structbandits.envs import mixed_effect_bandit
+
+    env = mixed_effect_bandit(5, 2, 2, rewards="logistic", mixing_high=2.0, structure_seed=1)
+    assert env.model.model == "mixed_effect_logistic" and "noise_scale" not in env.model.params
+    assert np.all(env.model.params["mixing"] >= -1) and np.all(env.model.params["mixing"] <= 2)
+    state = env.init(jax.random.PRNGKey(0))
+    context = env.context(state, jax.random.PRNGKey(1))
+    means = np.asarray(env.mean_rewards(state, context))
+    np.testing.assert_allclose(means, 1 / (1 + np.exp(-np.sum(np.asarray(state.theta) * context, -1))))
+    draws = jax.vmap(lambda k: jax.vmap(lambda a: env.reward(state, k, context, a))(jnp.arange(5)))(
+        jax.random.split(jax.random.PRNGKey(2), 20_000))
+    assert set(np.unique(draws)) <= {0.0, 1.0}
+    np.testing.assert_allclose(np.asarray(draws).mean(0), means, atol=4 * 0.5 / np.sqrt(20_000))
+    with pytest.raises(ValidationError, match="rewards: expected 'linear' or 'logistic', got 'poisson'"):
+        mixed_effect_bandit(4, 2, 2, rewards="poisson")
+    with pytest.raises(ValidationError, match="noise_scale: logistic rewards have no noise scale"):
+        mixed_effect_bandit(4, 2, 2, rewards="logistic", noise_scale=0.5)

@@ -5,9 +5,26 @@ Belongs here: decision rules (Thompson sampling, UCB, baselines) built on the po
 loops over rounds (``experiments`` scans them).
 """
 
+from structbandits.agents.glm import GLMTSState, METSGLMState, glm_ts, hier_ts_glm, mets_glm
 from structbandits.agents.mets import METSState, hier_ts, mets
 from structbandits.agents.protocol import ActInfo, Policy
 from structbandits.agents.random import uniform_random
 from structbandits.agents.thompson import LinTSState, lin_ts
+from structbandits.agents.ucb import lin_ucb
 
-__all__ = ["ActInfo", "LinTSState", "METSState", "Policy", "hier_ts", "lin_ts", "mets", "uniform_random"]
+__all__ = [
+    "ActInfo",
+    "GLMTSState",
+    "LinTSState",
+    "METSGLMState",
+    "METSState",
+    "Policy",
+    "glm_ts",
+    "hier_ts",
+    "hier_ts_glm",
+    "lin_ts",
+    "lin_ucb",
+    "mets",
+    "mets_glm",
+    "uniform_random",
+]

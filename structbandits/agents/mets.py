@@ -15,6 +15,7 @@ O(K d²) for the arms. Contexts are (d,) shared by all arms or (K, d), one per a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -33,7 +34,8 @@ from structbandits.inference.conjugate import (
     gaussian_sample,
 )
 
-__all__ = ["METSState", "hier_ts", "mets"]
+__all__ = ["METSCore", "METSState", "average_effect_prior", "check_effect_prior", "hier_ts", "mets", "mets_core",
+           "no_propensity", "validate_mixed_effect_prior"]
 
 
 class METSState(NamedTuple):
@@ -57,7 +59,7 @@ class METSState(NamedTuple):
     effect_info: jax.Array
 
 
-def _check_effect_prior(effect_mean, effect_cov) -> tuple[np.ndarray, np.ndarray]:
+def check_effect_prior(effect_mean, effect_cov) -> tuple[np.ndarray, np.ndarray]:
     effect_mean = check_finite("effect_mean", effect_mean)
     if effect_mean.ndim != 2:
         raise ValidationError(f"effect_mean: expected shape (L, d), got {effect_mean.shape}")
@@ -68,17 +70,101 @@ def _check_effect_prior(effect_mean, effect_cov) -> tuple[np.ndarray, np.ndarray
     return effect_mean, effect_cov
 
 
-def _validate(mixing, effect_mean, effect_cov, action_cov, noise_scale):
+def validate_mixed_effect_prior(mixing, effect_mean, effect_cov, action_cov):
+    """Check the mixed-effect prior at a public boundary; returns NumPy arrays with Σ0 as (K, d, d)."""
     mixing = check_finite("mixing", mixing)
-    effect_mean, effect_cov = _check_effect_prior(effect_mean, effect_cov)
+    effect_mean, effect_cov = check_effect_prior(effect_mean, effect_cov)
     if mixing.ndim != 2 or mixing.shape[1] != effect_mean.shape[0]:
         raise ValidationError(f"mixing: expected shape (K, L) with L = {effect_mean.shape[0]} effects, got {mixing.shape}")
     k, d = mixing.shape[0], effect_mean.shape[1]
     action_cov = check_positive_definite("action_cov", action_cov)
     if action_cov.shape not in ((d, d), (k, d, d)):
         raise ValidationError(f"action_cov: expected shape ({d}, {d}) or ({k}, {d}, {d}), got {action_cov.shape}")
-    noise_var = float(check_positive("noise_scale", noise_scale)) ** 2
-    return mixing, effect_mean, effect_cov, np.broadcast_to(action_cov, (k, d, d)).copy(), noise_var
+    return mixing, effect_mean, effect_cov, np.broadcast_to(action_cov, (k, d, d)).copy()
+
+
+class METSCore(NamedTuple):
+    """The meTS posterior machinery shared by the linear and GLM agents (built by ``mets_core``).
+
+    init : () -> METSState with no data.
+    sample_actions : (state, key) -> θ̃ (K, d), one hierarchical draw Ψ̃ ~ Q_t, θ̃_i ~ N(μ̃_i, Σ̃_i).
+    set_arm : (state, arm, gram, moment, conditional_chol) -> state with arm's statistics replaced
+        and the effect posterior refreshed by the change in its evidence.
+    action_precision : (K, d, d) Σ0_i⁻¹.
+    """
+
+    init: Callable[[], METSState]
+    sample_actions: Callable[[METSState, jax.Array], jax.Array]
+    set_arm: Callable[..., METSState]
+    action_precision: jax.Array
+
+
+def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarray, action_cov: np.ndarray,
+              factored: bool) -> METSCore:
+    """The meTS posterior over validated inputs: ``mixing`` (K, L), ``effect_mean`` (L, d),
+    ``effect_cov`` (L·d, L·d), ``action_cov`` (K, d, d); ``factored`` keeps only the per-effect blocks."""
+    (k, num_effects), d = mixing.shape, effect_mean.shape[1]
+    mixing = jnp.asarray(mixing)
+    action_precision_chol = jax.vmap(lambda c: gaussian_from_moments(jnp.zeros(d), c).precision_chol)(jnp.asarray(action_cov))
+    action_precision = action_precision_chol @ jnp.swapaxes(action_precision_chol, 1, 2)
+    if factored:
+        blocks = np.stack([effect_cov[l * d:(l + 1) * d, l * d:(l + 1) * d] for l in range(num_effects)])
+        effect_prior = jax.vmap(gaussian_from_moments)(jnp.asarray(effect_mean), jnp.asarray(blocks))
+    else:
+        effect_prior = gaussian_from_moments(jnp.asarray(effect_mean).reshape(-1), jnp.asarray(effect_cov))
+    prior_precision = effect_prior.precision_chol @ jnp.swapaxes(effect_prior.precision_chol, -1, -2)
+
+    def init() -> METSState:
+        zeros = jnp.zeros((k, d, d))
+        return METSState(zeros, jnp.zeros((k, d)), action_precision_chol, zeros, jnp.zeros((k, d)),
+                         prior_precision, effect_prior.info)
+
+    def sample_effects(state: METSState, key: jax.Array) -> jax.Array:
+        """Ψ̃ ~ Q_t as (L, d)."""
+        effects = GaussianInfo(jnp.linalg.cholesky(state.effect_precision), state.effect_info)
+        if factored:
+            return jax.vmap(gaussian_sample)(effects, jax.random.split(key, num_effects))
+        return gaussian_sample(effects, key).reshape(num_effects, d)
+
+    def sample_actions(state: METSState, key: jax.Array) -> jax.Array:
+        effect_key, action_key = jax.random.split(key)
+        mixed_means = mixing @ sample_effects(state, effect_key)  # (K, d): Σ_l b_il ψ̃_l
+        info = jnp.einsum("kab,kb->ka", action_precision, mixed_means) + state.moment
+        # θ̃_i = C_i⁻¹ h_i + L_i⁻ᵀ z_i = L_i⁻ᵀ (L_i⁻¹ h_i + z_i): two batched triangular solves and
+        # one (K, d) normal draw, the per-arm sampling being the hot path of a round.
+        noise = jax.random.normal(action_key, (k, d), dtype=info.dtype)
+        whitened = jax.vmap(lambda chol, h: solve_triangular(chol, h, lower=True))(state.conditional_chol, info)
+        return jax.vmap(lambda chol, u: solve_triangular(chol, u, lower=True, trans="T"))(
+            state.conditional_chol, whitened + noise)
+
+    def set_arm(state: METSState, arm: jax.Array, gram: jax.Array, moment: jax.Array,
+                conditional_chol: jax.Array) -> METSState:
+        evidence_precision, evidence_info = effect_evidence_from_conditional(conditional_chol, gram, moment)
+        delta_precision = evidence_precision - state.evidence_precision[arm]
+        delta_info = evidence_info - state.evidence_info[arm]
+        b = mixing[arm]
+        if factored:
+            effect_precision = state.effect_precision + (b**2)[:, None, None] * delta_precision
+            effect_info = state.effect_info + b[:, None] * delta_info
+        else:
+            effect_precision = state.effect_precision + jnp.kron(jnp.outer(b, b), delta_precision)
+            effect_info = state.effect_info + jnp.kron(b, delta_info)
+        return METSState(
+            gram=state.gram.at[arm].set(gram),
+            moment=state.moment.at[arm].set(moment),
+            conditional_chol=state.conditional_chol.at[arm].set(conditional_chol),
+            evidence_precision=state.evidence_precision.at[arm].set(evidence_precision),
+            evidence_info=state.evidence_info.at[arm].set(evidence_info),
+            effect_precision=0.5 * (effect_precision + jnp.swapaxes(effect_precision, -1, -2)),
+            effect_info=effect_info,
+        )
+
+    return METSCore(init, sample_actions, set_arm, action_precision)
+
+
+def no_propensity(dtype) -> ActInfo:
+    """ActInfo of an agent that does not estimate its selection probability."""
+    return ActInfo(propensity=jnp.asarray(jnp.nan, dtype=dtype))
 
 
 def mets(mixing, effect_mean, effect_cov, action_cov, noise_scale: float, *, factored: bool = False) -> Policy:
@@ -94,71 +180,32 @@ def mets(mixing, effect_mean, effect_cov, action_cov, noise_scale: float, *, fac
     factored : use the factored effect posterior (block-diagonal per effect: only the diagonal
         (d, d) blocks of Σ_Ψ are used, and each block is updated and sampled on its own).
     """
-    mixing, effect_mean, effect_cov, action_cov, noise_var = _validate(
-        mixing, effect_mean, effect_cov, action_cov, noise_scale)
-    (k, num_effects), d = mixing.shape, effect_mean.shape[1]
-    mixing = jnp.asarray(mixing)
-    action_precision_chol = jax.vmap(lambda c: gaussian_from_moments(jnp.zeros(d), c).precision_chol)(jnp.asarray(action_cov))
-    action_precision = action_precision_chol @ jnp.swapaxes(action_precision_chol, 1, 2)
-    if factored:
-        blocks = np.stack([effect_cov[l * d:(l + 1) * d, l * d:(l + 1) * d] for l in range(num_effects)])
-        effect_prior = jax.vmap(gaussian_from_moments)(jnp.asarray(effect_mean), jnp.asarray(blocks))
-    else:
-        effect_prior = gaussian_from_moments(jnp.asarray(effect_mean).reshape(-1), jnp.asarray(effect_cov))
-    prior_precision = effect_prior.precision_chol @ jnp.swapaxes(effect_prior.precision_chol, -1, -2)
+    mixing, effect_mean, effect_cov, action_cov = validate_mixed_effect_prior(mixing, effect_mean, effect_cov, action_cov)
+    noise_var = float(check_positive("noise_scale", noise_scale)) ** 2
+    core = mets_core(mixing, effect_mean, effect_cov, action_cov, factored)
 
     def init(key: jax.Array) -> METSState:
-        zeros = jnp.zeros((k, d, d))
-        return METSState(zeros, jnp.zeros((k, d)), action_precision_chol, zeros, jnp.zeros((k, d)),
-                         prior_precision, effect_prior.info)
-
-    def sample_effects(state: METSState, key: jax.Array) -> jax.Array:
-        """Ψ̃ ~ Q_t as (L, d)."""
-        if factored:
-            blocks = GaussianInfo(jnp.linalg.cholesky(state.effect_precision), state.effect_info)
-            return jax.vmap(gaussian_sample)(blocks, jax.random.split(key, num_effects))
-        effects = GaussianInfo(jnp.linalg.cholesky(state.effect_precision), state.effect_info)
-        return gaussian_sample(effects, key).reshape(num_effects, d)
+        return core.init()
 
     def act(state: METSState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
-        effect_key, action_key = jax.random.split(key)
-        mixed_means = mixing @ sample_effects(state, effect_key)  # (K, d): Σ_l b_il ψ̃_l
-        info = jnp.einsum("kab,kb->ka", action_precision, mixed_means) + state.moment
-        # θ̃_i = C_i⁻¹ h_i + L_i⁻ᵀ z_i = L_i⁻ᵀ (L_i⁻¹ h_i + z_i): two batched triangular solves and
-        # one (K, d) normal draw, the per-arm sampling being the hot path of a round.
-        noise = jax.random.normal(action_key, (k, d), dtype=info.dtype)
-        whitened = jax.vmap(lambda chol, h: solve_triangular(chol, h, lower=True))(state.conditional_chol, info)
-        theta = jax.vmap(lambda chol, u: solve_triangular(chol, u, lower=True, trans="T"))(
-            state.conditional_chol, whitened + noise)
-        action = jnp.argmax(arm_scores(theta, context))
-        return action, ActInfo(propensity=jnp.asarray(jnp.nan, dtype=theta.dtype))
+        theta = core.sample_actions(state, key)
+        return jnp.argmax(arm_scores(theta, context)), no_propensity(theta.dtype)
 
     def update(state: METSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> METSState:
         x = arm_features(context, action)
         gram = state.gram[action] + jnp.outer(x, x) / noise_var
         moment = state.moment[action] + x * reward / noise_var
         conditional_chol = cholesky_rank_one_update(state.conditional_chol[action], x / jnp.sqrt(noise_var))
-        evidence_precision, evidence_info = effect_evidence_from_conditional(conditional_chol, gram, moment)
-        delta_precision = evidence_precision - state.evidence_precision[action]
-        delta_info = evidence_info - state.evidence_info[action]
-        b = mixing[action]
-        if factored:
-            effect_precision = state.effect_precision + (b**2)[:, None, None] * delta_precision
-            effect_info = state.effect_info + b[:, None] * delta_info
-        else:
-            effect_precision = state.effect_precision + jnp.kron(jnp.outer(b, b), delta_precision)
-            effect_info = state.effect_info + jnp.kron(b, delta_info)
-        return METSState(
-            gram=state.gram.at[action].set(gram),
-            moment=state.moment.at[action].set(moment),
-            conditional_chol=state.conditional_chol.at[action].set(conditional_chol),
-            evidence_precision=state.evidence_precision.at[action].set(evidence_precision),
-            evidence_info=state.evidence_info.at[action].set(evidence_info),
-            effect_precision=0.5 * (effect_precision + jnp.swapaxes(effect_precision, -1, -2)),
-            effect_info=effect_info,
-        )
+        return core.set_arm(state, action, gram, moment, conditional_chol)
 
     return Policy(init, act, update)
+
+
+def average_effect_prior(effect_mean: np.ndarray, effect_cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """HierTS's single hyper-parameter prior: the law of (1/L) Σ_l ψ_l, as (1, d) mean and (d, d) cov."""
+    num_effects, d = effect_mean.shape
+    average_cov = effect_cov.reshape(num_effects, d, num_effects, d).sum(axis=(0, 2)) / num_effects**2
+    return effect_mean.mean(axis=0, keepdims=True), average_cov
 
 
 def hier_ts(effect_mean, effect_cov, action_cov, noise_scale: float, *, num_actions: int) -> Policy:
@@ -168,7 +215,5 @@ def hier_ts(effect_mean, effect_cov, action_cov, noise_scale: float, *, num_acti
     the average effect (1/L) Σ_l ψ_l, i.e. mean (1/L) Σ_l μ_l and covariance (1/L²) Σ_{l,m} Σ_Ψ[l, m].
     This is meTS with a single effect and all weights equal to one.
     """
-    effect_mean, effect_cov = _check_effect_prior(effect_mean, effect_cov)
-    num_effects, d = effect_mean.shape
-    average_cov = effect_cov.reshape(num_effects, d, num_effects, d).sum(axis=(0, 2)) / num_effects**2
-    return mets(np.ones((num_actions, 1)), effect_mean.mean(axis=0, keepdims=True), average_cov, action_cov, noise_scale)
+    return mets(np.ones((num_actions, 1)), *average_effect_prior(*check_effect_prior(effect_mean, effect_cov)),
+                action_cov, noise_scale)

@@ -29,7 +29,8 @@ from structbandits.inference.conjugate import (
     linear_regression_observe,
 )
 
-__all__ = ["LinTSState", "arm_features", "arm_scores", "lin_ts"]
+__all__ = ["LinTSState", "arm_features", "arm_scores", "broadcast_arm_prior", "lin_ts", "observe_arm", "put_arm",
+           "take_arm"]
 
 
 def arm_scores(theta: jax.Array, context: jax.Array) -> jax.Array:
@@ -42,13 +43,31 @@ def arm_features(context: jax.Array, action: jax.Array) -> jax.Array:
     return context if context.ndim == 1 else context[action]
 
 
+def take_arm(stack, arm: jax.Array):
+    """One arm's slice of a pytree of per-arm arrays (leading axis K)."""
+    return jax.tree.map(lambda leaf: leaf[arm], stack)
+
+
+def put_arm(stack, arm: jax.Array, value):
+    """``stack`` with arm's slice replaced by ``value``."""
+    return jax.tree.map(lambda leaf, one: leaf.at[arm].set(one), stack, value)
+
+
+def observe_arm(posteriors: GaussianInfo, context: jax.Array, action: jax.Array, reward: jax.Array,
+                noise_var: float) -> GaussianInfo:
+    """Per-arm Gaussian posteriors (K stacked) after the pulled arm's linear-Gaussian observation. O(d²)."""
+    arm = linear_regression_observe(take_arm(posteriors, action), arm_features(context, action), reward, noise_var)
+    return put_arm(posteriors, action, arm)
+
+
 class LinTSState(NamedTuple):
     """Per-arm posteriors, stacked: ``precision_chol`` (K, d, d), ``info`` (K, d)."""
 
     posterior: GaussianInfo
 
 
-def _broadcast_prior(prior_mean, prior_cov, num_actions: int | None) -> tuple[np.ndarray, np.ndarray]:
+def broadcast_arm_prior(prior_mean, prior_cov, num_actions: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a per-arm Gaussian prior and broadcast it to (K, d) means and (K, d, d) covariances."""
     mean = check_finite("prior_mean", prior_mean)
     cov = check_positive_definite("prior_cov", prior_cov)
     if mean.ndim not in (1, 2):
@@ -94,7 +113,7 @@ def lin_ts(
     Policy whose context is a (d,) vector shared by all arms or a (K, d) matrix with one row per
     arm, and whose reward is a scalar.
     """
-    mean, cov = _broadcast_prior(prior_mean, prior_cov, num_actions)
+    mean, cov = broadcast_arm_prior(prior_mean, prior_cov, num_actions)
     noise_var = float(check_positive("noise_scale", noise_scale)) ** 2
     propensity_draws = check_integer("propensity_draws", propensity_draws, minimum=0)
     prior = jax.vmap(gaussian_from_moments)(jnp.asarray(mean), jnp.asarray(cov))
@@ -119,8 +138,6 @@ def lin_ts(
         return action, ActInfo(propensity=propensity)
 
     def update(state: LinTSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> LinTSState:
-        arm = jax.tree.map(lambda leaf: leaf[action], state.posterior)
-        arm = linear_regression_observe(arm, arm_features(context, action), reward, noise_var)
-        return LinTSState(jax.tree.map(lambda all_, one: all_.at[action].set(one), state.posterior, arm))
+        return LinTSState(observe_arm(state.posterior, context, action, reward, noise_var))
 
     return Policy(init, act, update)

@@ -1,14 +1,16 @@
-"""The synthetic mixed-effect bandit of the meTS experiments, drawn from ``models.mixed_effect_linear``.
+"""The synthetic mixed-effect bandits of the meTS experiments, drawn from ``models.mixed_effect_linear``
+or ``models.mixed_effect_logistic``.
 
 Per environment (fixed across seeds, known to structured agents): mixing weights
 b ~ Uniform[mixing_low, mixing_high]^{K×L}, drawn from ``structure_seed``; the prior
 vec Ψ ~ N(0, effect_scale² I), Σ0_i = action_scale² I, noise σ.
 Per seed: Ψ and θ from the program's prior (``Predictive``), and a pool of ``context_pool`` contexts
 ~ Uniform[-1, 1]^d. Each round every arm gets its own context from the pool, uniformly at random
-(contexts are (K, d)), and the pulled arm pays x_aᵀθ_a + N(0, σ²).
+(contexts are (K, d)), and the pulled arm pays x_aᵀθ_a + N(0, σ²) (``rewards="linear"``) or
+Bernoulli(sigmoid(x_aᵀθ_a)) (``rewards="logistic"``, whose expected reward is sigmoid(x_aᵀθ_a)).
 
 The defaults are the meTS paper's synthetic setting (K=100, L=3, d=2, σ=1, Σ_Ψ=3I, Σ0=I,
-b ~ U[-1, 1]^L, a pool of 100 contexts). One deviation: the reference code redraws b in every run;
+b ~ U[-1, 1]^L, a pool of 100 contexts); the logistic experiment uses b ~ U[-1, 2]^L. One deviation: the reference code redraws b in every run;
 here b belongs to the environment (an agent's structure is fixed before a study starts), so a run
 averages over Ψ, θ, contexts and noise for one b. Use several environments with different
 ``structure_seed`` to average over b as well.
@@ -25,7 +27,7 @@ from numpyro.infer import Predictive
 
 from structbandits.envs.protocol import Environment, ModelHyperparameters
 from structbandits.errors import ValidationError, check_finite, check_integer, check_positive
-from structbandits.models.mixed_effect import mixed_effect_linear
+from structbandits.models.mixed_effect import mixed_effect_linear, mixed_effect_logistic
 
 __all__ = ["MixedEffectState", "mixed_effect_bandit"]
 
@@ -50,8 +52,17 @@ def mixed_effect_bandit(
     mixing_high: float = 1.0,
     context_pool: int = 100,
     structure_seed: int = 0,
+    rewards: str = "linear",
 ) -> Environment:
-    """The meTS synthetic linear bandit; see the module docstring for the generative process."""
+    """The meTS synthetic bandit; see the module docstring for the generative process.
+
+    ``noise_scale`` is the reward noise σ of linear rewards and must be left at its default for
+    logistic rewards, whose noise is Bernoulli.
+    """
+    if rewards not in ("linear", "logistic"):
+        raise ValidationError(f"rewards: expected 'linear' or 'logistic', got {rewards!r}")
+    if rewards == "logistic" and noise_scale != 1.0:
+        raise ValidationError(f"noise_scale: logistic rewards have no noise scale; leave it at 1.0, got {noise_scale}")
     k = check_integer("num_actions", num_actions, minimum=2)
     num_effects = check_integer("num_effects", num_effects, minimum=1)
     d = check_integer("num_features", num_features, minimum=1)
@@ -70,23 +81,36 @@ def mixed_effect_bandit(
         "effect_cov": effect_scale**2 * np.eye(num_effects * d),
         "action_cov": np.broadcast_to(action_scale**2 * np.eye(d), (k, d, d)).copy(),
     }
-    prior_predictive = Predictive(mixed_effect_linear, num_samples=1, return_sites=["psi", "theta"])
+    program = mixed_effect_linear if rewards == "linear" else mixed_effect_logistic
+    prior_predictive = Predictive(program, num_samples=1, return_sites=["psi", "theta"])
     model_args = tuple(jnp.asarray(params[name]) for name in ("mixing", "effect_mean", "effect_cov", "action_cov"))
+    model_args += (noise_scale,) if rewards == "linear" else ()
 
     def init(key: jax.Array) -> MixedEffectState:
         truth_key, pool_key = jax.random.split(key)
-        draw = prior_predictive(truth_key, *model_args, noise_scale)
+        draw = prior_predictive(truth_key, *model_args)
         pool = jax.random.uniform(pool_key, (pool_size, d), minval=-1.0, maxval=1.0, dtype=draw["theta"].dtype)
         return MixedEffectState(draw["psi"][0], draw["theta"][0], pool)
 
     def context(state: MixedEffectState, key: jax.Array) -> jax.Array:
         return state.context_pool[jax.random.randint(key, (k,), 0, pool_size)]
 
-    def mean_rewards(state: MixedEffectState, context: jax.Array) -> jax.Array:
+    def linear_predictor(state: MixedEffectState, context: jax.Array) -> jax.Array:
         return jnp.sum(state.theta * context, axis=-1)
 
-    def reward(state: MixedEffectState, key: jax.Array, context: jax.Array, action: jax.Array) -> jax.Array:
-        return mean_rewards(state, context)[action] + noise_scale * jax.random.normal(key, dtype=state.theta.dtype)
+    if rewards == "linear":
+        mean_rewards = linear_predictor
 
-    model = ModelHyperparameters("mixed_effect_linear", {**params, "noise_scale": noise_scale})
+        def reward(state: MixedEffectState, key: jax.Array, context: jax.Array, action: jax.Array) -> jax.Array:
+            return mean_rewards(state, context)[action] + noise_scale * jax.random.normal(key, dtype=state.theta.dtype)
+
+        model = ModelHyperparameters("mixed_effect_linear", {**params, "noise_scale": noise_scale})
+    else:
+        def mean_rewards(state: MixedEffectState, context: jax.Array) -> jax.Array:
+            return jax.nn.sigmoid(linear_predictor(state, context))
+
+        def reward(state: MixedEffectState, key: jax.Array, context: jax.Array, action: jax.Array) -> jax.Array:
+            return jax.random.bernoulli(key, mean_rewards(state, context)[action]).astype(state.theta.dtype)
+
+        model = ModelHyperparameters("mixed_effect_logistic", params)
     return Environment(k, (k, d), init, context, mean_rewards, reward, model)

@@ -215,8 +215,11 @@ def build_components(config: ExperimentConfig) -> tuple[dict[str, Any], dict[str
     envs = {name: _build(f"envs.{name}", ENVIRONMENTS[spec.kind], **spec.params) for name, spec in config.envs.items()}
     agents = {}
     for name, spec in config.agents.items():
-        def factory(env, _path=f"agents.{name}", _spec=spec):
-            return _build(_path, AGENTS[_spec.kind], env, **_spec.params)
+        builder = AGENTS[spec.kind]
+        run_params = {"horizon": config.horizon} if "horizon" in inspect.signature(builder).parameters else {}
+
+        def factory(env, _path=f"agents.{name}", _builder=builder, _params={**spec.params, **run_params}):
+            return _build(_path, _builder, env, **_params)
 
         for env in envs.values():
             factory(env)

@@ -3,7 +3,8 @@
 Each kind is a builder function whose keyword arguments are exactly the keys its config table
 accepts (besides ``kind``); the annotations give the types and the defaults are the documented
 defaults. Agent builders receive the environment first, so that arm counts and context sizes come
-from the environment instead of being repeated in every agent table.
+from the environment instead of being repeated in every agent table; builders with a keyword-only
+``horizon`` argument (no default) also receive the experiment's horizon.
 
 Adding a kind: write a builder here and add it to ``ENVIRONMENTS`` or ``AGENTS``.
 """
@@ -17,7 +18,17 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from structbandits.agents import Policy, hier_ts, lin_ts, mets, uniform_random
+from structbandits.agents import (
+    Policy,
+    glm_ts,
+    hier_ts,
+    hier_ts_glm,
+    lin_ts,
+    lin_ucb,
+    mets,
+    mets_glm,
+    uniform_random,
+)
 from structbandits.envs import Environment, linear_contextual_bandit, mixed_effect_bandit
 from structbandits.errors import ValidationError, check_positive
 from structbandits.models import marginal_action_prior
@@ -43,11 +54,13 @@ def lints_agent(env: Environment, sigma0: float = 1.0, prior_mean: float = 0.0, 
 def mixed_effect_env(num_actions: int = 100, num_effects: int = 3, num_features: int = 2,
                      effect_scale: float = 3.0**0.5, action_scale: float = 1.0, noise_scale: float = 1.0,
                      mixing_low: float = -1.0, mixing_high: float = 1.0, context_pool: int = 100,
-                     structure_seed: int = 0) -> Environment:
-    """The meTS synthetic mixed-effect bandit (per-arm contexts from a pool; b fixed by structure_seed)."""
+                     structure_seed: int = 0, rewards: str = "linear") -> Environment:
+    """The meTS synthetic mixed-effect bandit (per-arm contexts from a pool; b fixed by structure_seed);
+    ``rewards`` is "linear" (Gaussian noise noise_scale) or "logistic" (Bernoulli)."""
     return mixed_effect_bandit(num_actions, num_effects, num_features, effect_scale=effect_scale,
                                action_scale=action_scale, noise_scale=noise_scale, mixing_low=mixing_low,
-                               mixing_high=mixing_high, context_pool=context_pool, structure_seed=structure_seed)
+                               mixing_high=mixing_high, context_pool=context_pool, structure_seed=structure_seed,
+                               rewards=rewards)
 
 
 def _model_params(env: Environment, kind: str, models: tuple[str, ...]) -> Mapping[str, Any]:
@@ -57,22 +70,47 @@ def _model_params(env: Environment, kind: str, models: tuple[str, ...]) -> Mappi
     return env.model.params
 
 
+_MIXED_EFFECT_PRIOR = ("mixing", "effect_mean", "effect_cov", "action_cov")
+
+
+def _matched_arm_prior(env: Environment, kind: str, models: tuple[str, ...]) -> tuple[Any, Any]:
+    """Each arm's prior under the environment's program (for mixed-effect programs, the marginal prior
+    with the effects integrated out): what a structure-blind but well-specified baseline is given."""
+    params = _model_params(env, kind, models)
+    if env.model.model.startswith("mixed_effect"):
+        return marginal_action_prior(*(jnp.asarray(params[name]) for name in _MIXED_EFFECT_PRIOR))
+    return params["prior_mean"], params["prior_cov"]
+
+
 def lints_matched_agent(env: Environment, propensity_draws: int = 0) -> Policy:
-    """LinTS given the environment's own prior and noise (for mixed-effect environments, the marginal
-    prior of each arm with the effects integrated out): structure-blind but well-specified."""
-    params = _model_params(env, "lints-matched", ("linear_bandit", "mixed_effect_linear"))
-    if env.model.model == "mixed_effect_linear":
-        prior = marginal_action_prior(*(jnp.asarray(params[name]) for name in ("mixing", "effect_mean", "effect_cov", "action_cov")))
-    else:
-        prior = (params["prior_mean"], params["prior_cov"])
-    return lin_ts(*prior, params["noise_scale"], propensity_draws=propensity_draws)
+    """LinTS given the environment's own per-arm prior and noise."""
+    prior = _matched_arm_prior(env, "lints-matched", ("linear_bandit", "mixed_effect_linear"))
+    return lin_ts(*prior, env.model.params["noise_scale"], propensity_draws=propensity_draws)
+
+
+def linucb_matched_agent(env: Environment, *, horizon: int, delta: float = 0.0) -> Policy:
+    """LinUCB given the environment's own per-arm prior and noise; ``delta`` = 0 means 1/horizon (the reference)."""
+    prior = _matched_arm_prior(env, "linucb-matched", ("linear_bandit", "mixed_effect_linear"))
+    return lin_ucb(*prior, env.model.params["noise_scale"], delta=delta if delta != 0.0 else 1.0 / max(horizon, 2))
+
+
+def glmts_matched_agent(env: Environment, *, horizon: int, newton_steps: int = 5) -> Policy:
+    """GLM-TS (per-arm Laplace) given the logistic environment's marginal per-arm prior."""
+    prior = _matched_arm_prior(env, "glmts-matched", ("mixed_effect_logistic",))
+    return glm_ts(*prior, history_size=horizon, newton_steps=newton_steps)
 
 
 def mets_agent(env: Environment, factored: bool = False) -> Policy:
     """meTS given the environment's mixed-effect structure (mixing weights, effect and action priors)."""
     params = _model_params(env, "mets", ("mixed_effect_linear",))
-    return mets(params["mixing"], params["effect_mean"], params["effect_cov"], params["action_cov"],
-                params["noise_scale"], factored=factored)
+    return mets(*(params[name] for name in _MIXED_EFFECT_PRIOR), params["noise_scale"], factored=factored)
+
+
+def mets_glm_agent(env: Environment, *, horizon: int, factored: bool = False, newton_steps: int = 5) -> Policy:
+    """meTS-GLM (Laplace pseudo-observations) given the logistic environment's mixed-effect structure."""
+    params = _model_params(env, "mets-glm", ("mixed_effect_logistic",))
+    return mets_glm(*(params[name] for name in _MIXED_EFFECT_PRIOR), history_size=horizon, factored=factored,
+                    newton_steps=newton_steps)
 
 
 def hierts_agent(env: Environment) -> Policy:
@@ -82,6 +120,13 @@ def hierts_agent(env: Environment) -> Policy:
                    num_actions=env.num_actions)
 
 
+def hierts_glm_agent(env: Environment, *, horizon: int, newton_steps: int = 5) -> Policy:
+    """HierTS for logistic rewards (Laplace pseudo-observations); mixing weights ignored."""
+    params = _model_params(env, "hierts-glm", ("mixed_effect_logistic",))
+    return hier_ts_glm(params["effect_mean"], params["effect_cov"], params["action_cov"], num_actions=env.num_actions,
+                       history_size=horizon, newton_steps=newton_steps)
+
+
 def random_agent(env: Environment) -> Policy:
     """Uniform-random baseline."""
     return uniform_random(env.num_actions)
@@ -89,9 +134,13 @@ def random_agent(env: Environment) -> Policy:
 
 ENVIRONMENTS: dict[str, Callable[..., Environment]] = {"linear": linear_env, "mixed_effect": mixed_effect_env}
 AGENTS: dict[str, Callable[..., Policy]] = {
+    "glmts-matched": glmts_matched_agent,
     "hierts": hierts_agent,
+    "hierts-glm": hierts_glm_agent,
     "lints": lints_agent,
     "lints-matched": lints_matched_agent,
+    "linucb-matched": linucb_matched_agent,
     "mets": mets_agent,
+    "mets-glm": mets_glm_agent,
     "random": random_agent,
 }

@@ -3,9 +3,12 @@
     result = posterior(mixed_effect_linear, data, method="auto")
     result.mean("theta"), result.draws["psi"], result.to_arviz()
 
-Methods: "conjugate" (a closed form registered for the program), "laplace" (a Gaussian at the MAP
-with the Hessian's covariance, ``numpyro.infer.autoguide.AutoLaplaceApproximation``) and "nuts"
-(always available). "auto" picks the closed form when the program has one, Laplace otherwise.
+Methods: "conjugate" (a closed form registered for the program), "laplace" and "nuts" (always
+available). "laplace" is the meTS paper's per-arm pseudo-observation Laplace for
+``mixed_effect_logistic`` (``inference.laplace``, then the closed-form meTS posterior) and, for any
+other program, a Gaussian at the joint MAP with the Hessian's covariance
+(``numpyro.infer.autoguide.AutoLaplaceApproximation``). "auto" picks the closed form when the
+program has one, Laplace otherwise.
 ``data`` holds the program's keyword arguments (hyperparameters and observations) by name.
 """
 
@@ -34,7 +37,8 @@ from structbandits.inference.conjugate import (
     linear_regression_stats,
 )
 from structbandits.models.linear import linear_bandit
-from structbandits.models.mixed_effect import mixed_effect_linear
+from structbandits.inference.laplace import logistic_mode, logistic_pseudo_observations
+from structbandits.models.mixed_effect import marginal_action_prior, mixed_effect_linear, mixed_effect_logistic
 
 __all__ = ["PosteriorResult", "posterior"]
 
@@ -95,13 +99,10 @@ def _linear_bandit_conjugate(data, key, num_draws) -> PosteriorResult:
     return PosteriorResult("conjugate", {"theta": np.asarray(jnp.swapaxes(theta, 0, 1))[None]}, moments)
 
 
-def _mixed_effect_linear_conjugate(data, key, num_draws) -> PosteriorResult:
-    mixing, effect_mean, effect_cov, action_cov, contexts, actions, rewards = _arrays(
-        data, ("mixing", "effect_mean", "effect_cov", "action_cov", "contexts", "actions", "rewards"))
+def _mixed_effect_from_statistics(data, grams, moments, method, key, num_draws) -> PosteriorResult:
+    """The meTS posterior given per-arm statistics ``grams`` (K, d, d), ``moments`` (K, d)."""
+    mixing, effect_mean, effect_cov, action_cov = _arrays(data, ("mixing", "effect_mean", "effect_cov", "action_cov"))
     num_arms, (num_effects, d) = mixing.shape[0], effect_mean.shape
-    noise_var = jnp.asarray(data["noise_scale"]) ** 2
-    mask = (actions[None, :] == jnp.arange(num_arms)[:, None]).astype(contexts.dtype)
-    grams, moments = jax.vmap(lambda w: linear_regression_stats(contexts * w[:, None], rewards * w, noise_var))(mask)
     action_chol = jax.vmap(lambda c: gaussian_from_moments(jnp.zeros(d), c).precision_chol)(action_cov)
     effects = effect_posterior(gaussian_from_moments(effect_mean.reshape(-1), effect_cov), mixing,
                                *jax.vmap(effect_evidence)(action_chol, grams, moments))
@@ -116,12 +117,46 @@ def _mixed_effect_linear_conjugate(data, key, num_draws) -> PosteriorResult:
     theta_mean, theta_cov = jax.vmap(action_marginal, (0, 0, 0, 0, None))(action_chol, grams, moments, mixing, effects)
     exact = {"psi": (np.asarray(gaussian_mean(effects)), np.asarray(gaussian_covariance(effects))),
              "theta": (np.asarray(theta_mean), np.asarray(theta_cov))}
-    return PosteriorResult("conjugate", {"psi": np.asarray(psi)[None], "theta": np.asarray(theta)[None]}, exact)
+    return PosteriorResult(method, {"psi": np.asarray(psi)[None], "theta": np.asarray(theta)[None]}, exact)
+
+
+def _arm_masks(data) -> jax.Array:
+    """(K, n) 0/1 weights selecting each arm's rounds."""
+    actions = jnp.asarray(data["actions"])
+    return (actions[None, :] == jnp.arange(np.shape(data["mixing"])[0])[:, None]).astype(jnp.float64)
+
+
+def _mixed_effect_linear_conjugate(data, key, num_draws) -> PosteriorResult:
+    contexts, rewards = _arrays(data, ("contexts", "rewards"))
+    noise_var = jnp.asarray(data["noise_scale"]) ** 2
+    grams, moments = jax.vmap(lambda w: linear_regression_stats(contexts * w[:, None], rewards * w, noise_var))(_arm_masks(data))
+    return _mixed_effect_from_statistics(data, grams, moments, "conjugate", key, num_draws)
+
+
+LAPLACE_NEWTON_STEPS = 50
+
+
+def _mixed_effect_logistic_laplace(data, key, num_draws) -> PosteriorResult:
+    """The seed's Laplace: per-arm pseudo-observations (G = Hessian, B = G θ̂ + ∇ℓ) at each arm's mode
+    under its marginal prior, then the closed-form meTS posterior (``inference.laplace``)."""
+    contexts, rewards = _arrays(data, ("contexts", "rewards"))
+    prior_mean, prior_cov = marginal_action_prior(*_arrays(data, ("mixing", "effect_mean", "effect_cov", "action_cov")))
+    prior_precision = jnp.linalg.inv(prior_cov)  # once per call, (K, d, d), not a hot path
+
+    def pseudo_observations(weights, mean, precision):
+        mode = logistic_mode(mean, contexts, rewards, weights, precision, mean, LAPLACE_NEWTON_STEPS)
+        return logistic_pseudo_observations(mode, contexts, rewards, weights)
+
+    grams, moments = jax.vmap(pseudo_observations)(_arm_masks(data), prior_mean, prior_precision)
+    return _mixed_effect_from_statistics(data, grams, moments, "laplace", key, num_draws)
 
 
 CLOSED_FORMS: dict[Callable, Callable[..., PosteriorResult]] = {
     linear_bandit: _linear_bandit_conjugate,
     mixed_effect_linear: _mixed_effect_linear_conjugate,
+}
+LAPLACE_FORMS: dict[Callable, Callable[..., PosteriorResult]] = {
+    mixed_effect_logistic: _mixed_effect_logistic_laplace,
 }
 
 
@@ -197,5 +232,7 @@ def posterior(
             raise ValidationError(f"method: no closed form is registered for {model.__name__} (only for {known}); use 'laplace' or 'nuts'")
         return CLOSED_FORMS[model](data, key, num_draws)
     if method == "laplace":
+        if model in LAPLACE_FORMS:
+            return LAPLACE_FORMS[model](data, key, num_draws)
         return _laplace(model, data, key, num_draws, check_integer("laplace_steps", laplace_steps, minimum=1))
     return _nuts(model, data, key, num_draws, num_warmup, num_chains)

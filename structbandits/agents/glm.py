@@ -1,0 +1,181 @@
+"""Thompson sampling for logistic (Bernoulli-logit) rewards by Laplace pseudo-observations.
+
+meTS-GLM, its factored variant, HierTS-GLM and GLM-TS keep every observation in a history buffer
+and, after each round, refit only the pulled arm: a few warm-started Newton (IRLS) steps for the
+mode of its log-likelihood under its marginal prior, then the Gaussian pseudo-observations
+G = Hessian, B = G θ̂ + ∇ℓ(θ̂) at that mode (``inference.laplace``). meTS-GLM feeds (G, B) to the same
+effect and action posteriors as linear meTS (``mets_core``); GLM-TS conditions each arm's marginal
+prior on them, which is the usual per-arm Laplace posterior N(θ̂, (Λ + G)⁻¹).
+
+The buffer has a fixed size ``history_size`` (static shapes under ``jit``): an agent run for longer
+than that refits on the most recent ``history_size`` rounds (a sliding window). Each update costs
+O(history_size · d² · newton_steps); give a size at least the horizon to keep all data (the
+experiment registry passes the horizon).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from structbandits.agents.mets import (
+    METSState,
+    average_effect_prior,
+    check_effect_prior,
+    mets_core,
+    no_propensity,
+    validate_mixed_effect_prior,
+)
+from structbandits.agents.protocol import ActInfo, Policy
+from structbandits.agents.thompson import arm_features, arm_scores, broadcast_arm_prior, put_arm, take_arm
+from structbandits.errors import check_integer
+from structbandits.inference.conjugate import GaussianInfo, gaussian_condition, gaussian_from_moments, gaussian_sample
+from structbandits.inference.laplace import logistic_mode, logistic_pseudo_observations
+from structbandits.models.mixed_effect import marginal_action_prior
+
+__all__ = ["GLMTSState", "History", "METSGLMState", "glm_ts", "hier_ts_glm", "mets_glm"]
+
+
+class History(NamedTuple):
+    """The last T observations: ``features`` (T, d), ``actions`` (T,) (−1 marks an empty slot),
+    ``rewards`` (T,), and ``count`` (), the number of observations ever appended."""
+
+    features: jax.Array
+    actions: jax.Array
+    rewards: jax.Array
+    count: jax.Array
+
+
+def history_init(size: int, d: int) -> History:
+    return History(jnp.zeros((size, d)), jnp.full(size, -1, dtype=jnp.int32), jnp.zeros(size),
+                   jnp.asarray(0, dtype=jnp.int32))
+
+
+def history_append(history: History, x: jax.Array, action: jax.Array, reward: jax.Array) -> History:
+    slot = history.count % history.actions.shape[0]
+    return History(history.features.at[slot].set(x), history.actions.at[slot].set(action.astype(jnp.int32)),
+                   history.rewards.at[slot].set(reward), history.count + 1)
+
+
+class ArmLaplace(NamedTuple):
+    """Per-arm Laplace refits against fixed marginal priors: ``prior_mean`` (K, d), ``prior_precision`` (K, d, d)."""
+
+    prior_mean: jax.Array
+    prior_precision: jax.Array
+    newton_steps: int
+
+    def refit(self, history: History, arm: jax.Array, start: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Mode (d,) of arm's data under its marginal prior, warm-started at ``start``, and its (G, B)."""
+        weights = (history.actions == arm).astype(history.rewards.dtype)
+        mode = logistic_mode(start, history.features, history.rewards, weights, self.prior_precision[arm],
+                             self.prior_mean[arm], self.newton_steps)
+        return (mode, *logistic_pseudo_observations(mode, history.features, history.rewards, weights))
+
+
+def _arm_laplace(prior_mean: np.ndarray, prior_cov: np.ndarray, newton_steps: int) -> ArmLaplace:
+    precision_chol = jax.vmap(gaussian_from_moments)(jnp.asarray(prior_mean), jnp.asarray(prior_cov)).precision_chol
+    return ArmLaplace(jnp.asarray(prior_mean), precision_chol @ jnp.swapaxes(precision_chol, 1, 2), newton_steps)
+
+
+def _check_sizes(history_size: int, newton_steps: int) -> tuple[int, int]:
+    return (check_integer("history_size", history_size, minimum=1),
+            check_integer("newton_steps", newton_steps, minimum=1))
+
+
+class METSGLMState(NamedTuple):
+    """meTS-GLM state: ``posterior`` (METSState over the pseudo-observations), ``history``,
+    and ``mode`` (K, d), each arm's latest Laplace expansion point (the warm start)."""
+
+    posterior: METSState
+    history: History
+    mode: jax.Array
+
+
+def mets_glm(mixing, effect_mean, effect_cov, action_cov, *, history_size: int, factored: bool = False,
+             newton_steps: int = 5) -> Policy:
+    """meTS for Bernoulli(sigmoid(xᵀθ_a)) rewards with Laplace pseudo-observations.
+
+    Parameters
+    ----------
+    mixing, effect_mean, effect_cov, action_cov : the mixed-effect prior, as in ``mets``.
+    history_size : T, observations kept for the per-arm refits (at least the horizon to keep all).
+    factored : block-diagonal effect posterior (meTS-GLM-factored).
+    newton_steps : Newton steps per refit, warm-started from the arm's previous mode.
+
+    Contexts are (d,) shared or (K, d) per arm; rewards are 0 or 1.
+    """
+    mixing, effect_mean, effect_cov, action_cov = validate_mixed_effect_prior(mixing, effect_mean, effect_cov, action_cov)
+    history_size, newton_steps = _check_sizes(history_size, newton_steps)
+    core = mets_core(mixing, effect_mean, effect_cov, action_cov, factored)
+    marginal_mean, marginal_cov = marginal_action_prior(*(jnp.asarray(a) for a in (mixing, effect_mean, effect_cov, action_cov)))
+    laplace = _arm_laplace(marginal_mean, marginal_cov, newton_steps)
+    d = effect_mean.shape[1]
+
+    def init(key: jax.Array) -> METSGLMState:
+        return METSGLMState(core.init(), history_init(history_size, d), laplace.prior_mean)
+
+    def act(state: METSGLMState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
+        theta = core.sample_actions(state.posterior, key)
+        return jnp.argmax(arm_scores(theta, context)), no_propensity(theta.dtype)
+
+    def update(state: METSGLMState, context: jax.Array, action: jax.Array, reward: jax.Array) -> METSGLMState:
+        history = history_append(state.history, arm_features(context, action), action, reward)
+        mode, gram, moment = laplace.refit(history, action, state.mode[action])
+        conditional = core.action_precision[action] + gram
+        conditional_chol = jnp.linalg.cholesky(0.5 * (conditional + conditional.T))
+        posterior = core.set_arm(state.posterior, action, gram, moment, conditional_chol)
+        return METSGLMState(posterior, history, state.mode.at[action].set(mode))
+
+    return Policy(init, act, update)
+
+
+def hier_ts_glm(effect_mean, effect_cov, action_cov, *, num_actions: int, history_size: int,
+                newton_steps: int = 5) -> Policy:
+    """HierTS for logistic rewards: ``mets_glm`` with one shared hyper-parameter (see ``hier_ts``)."""
+    mean, cov = average_effect_prior(*check_effect_prior(effect_mean, effect_cov))
+    return mets_glm(np.ones((num_actions, 1)), mean, cov, action_cov, history_size=history_size,
+                    newton_steps=newton_steps)
+
+
+class GLMTSState(NamedTuple):
+    """GLM-TS state: per-arm Laplace posteriors ``posterior`` (K stacked), ``history``, ``mode`` (K, d)."""
+
+    posterior: GaussianInfo
+    history: History
+    mode: jax.Array
+
+
+def glm_ts(prior_mean, prior_cov, *, history_size: int, num_actions: int | None = None,
+           newton_steps: int = 5) -> Policy:
+    """GLM-TS: independent per-arm Laplace posteriors for Bernoulli(sigmoid(xᵀθ_a)) rewards.
+
+    Parameters
+    ----------
+    prior_mean : (d,) shared or (K, d) per-arm prior means (for meTS comparisons, the marginal prior).
+    prior_cov : (d, d) or (K, d, d) prior covariances.
+    history_size, newton_steps : as in ``mets_glm``.
+    num_actions : K, required when neither prior has a leading arm axis.
+    """
+    mean, cov = broadcast_arm_prior(prior_mean, prior_cov, num_actions)
+    history_size, newton_steps = _check_sizes(history_size, newton_steps)
+    prior = jax.vmap(gaussian_from_moments)(jnp.asarray(mean), jnp.asarray(cov))
+    laplace = _arm_laplace(mean, cov, newton_steps)
+    num_arms, d = mean.shape
+
+    def init(key: jax.Array) -> GLMTSState:
+        return GLMTSState(prior, history_init(history_size, d), laplace.prior_mean)
+
+    def act(state: GLMTSState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
+        theta = jax.vmap(gaussian_sample)(state.posterior, jax.random.split(key, num_arms))
+        return jnp.argmax(arm_scores(theta, context)), no_propensity(theta.dtype)
+
+    def update(state: GLMTSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> GLMTSState:
+        history = history_append(state.history, arm_features(context, action), action, reward)
+        mode, gram, moment = laplace.refit(history, action, state.mode[action])
+        arm = gaussian_condition(take_arm(prior, action), gram, moment)
+        return GLMTSState(put_arm(state.posterior, action, arm), history, state.mode.at[action].set(mode))
+
+    return Policy(init, act, update)
