@@ -44,7 +44,9 @@ class METSState(NamedTuple):
     Attributes
     ----------
     gram, moment : (K, d, d), (K, d) per-arm G_i = Σ xxᵀ/σ², B_i = Σ xy/σ².
-    conditional_chol : (K, d, d) Cholesky factor of C_i = Σ0_i⁻¹ + G_i.
+    conditional_chol : (K, d, d) Cholesky factor L_i of C_i = Σ0_i⁻¹ + G_i.
+    conditional_chol_inv : (K, d, d) L_i⁻¹, refreshed for the pulled arm only (O(d³)), so that
+        sampling every arm is two batched mat-vecs instead of 2K triangular solves.
     evidence_precision, evidence_info : (K, d, d), (K, d) per-arm P_i, u_i (``effect_evidence``).
     effect_precision : (L d, L d) dense, or (L, d, d) blocks when factored.
     effect_info : (L d,) or (L, d).
@@ -53,6 +55,7 @@ class METSState(NamedTuple):
     gram: jax.Array
     moment: jax.Array
     conditional_chol: jax.Array
+    conditional_chol_inv: jax.Array
     evidence_precision: jax.Array
     evidence_info: jax.Array
     effect_precision: jax.Array
@@ -116,8 +119,8 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
 
     def init() -> METSState:
         zeros = jnp.zeros((k, d, d))
-        return METSState(zeros, jnp.zeros((k, d)), action_precision_chol, zeros, jnp.zeros((k, d)),
-                         prior_precision, effect_prior.info)
+        return METSState(zeros, jnp.zeros((k, d)), action_precision_chol, jax.vmap(triangular_inverse)(action_precision_chol),
+                         zeros, jnp.zeros((k, d)), prior_precision, effect_prior.info)
 
     def sample_effects(state: METSState, key: jax.Array) -> jax.Array:
         """Ψ̃ ~ Q_t as (L, d)."""
@@ -130,12 +133,11 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
         effect_key, action_key = jax.random.split(key)
         mixed_means = mixing @ sample_effects(state, effect_key)  # (K, d): Σ_l b_il ψ̃_l
         info = jnp.einsum("kab,kb->ka", action_precision, mixed_means) + state.moment
-        # θ̃_i = C_i⁻¹ h_i + L_i⁻ᵀ z_i = L_i⁻ᵀ (L_i⁻¹ h_i + z_i): two batched triangular solves and
-        # one (K, d) normal draw, the per-arm sampling being the hot path of a round.
+        # θ̃_i = C_i⁻¹ h_i + L_i⁻ᵀ z_i = L_i⁻ᵀ (L_i⁻¹ h_i + z_i): two batched mat-vecs with the stored
+        # L_i⁻¹ and one (K, d) normal draw, the per-arm sampling being the hot path of a round.
         noise = jax.random.normal(action_key, (k, d), dtype=info.dtype)
-        whitened = jax.vmap(lambda chol, h: solve_triangular(chol, h, lower=True))(state.conditional_chol, info)
-        return jax.vmap(lambda chol, u: solve_triangular(chol, u, lower=True, trans="T"))(
-            state.conditional_chol, whitened + noise)
+        whitened = jnp.einsum("kab,kb->ka", state.conditional_chol_inv, info)
+        return jnp.einsum("kba,kb->ka", state.conditional_chol_inv, whitened + noise)
 
     def set_arm(state: METSState, arm: jax.Array, gram: jax.Array, moment: jax.Array,
                 conditional_chol: jax.Array) -> METSState:
@@ -153,6 +155,7 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
             gram=state.gram.at[arm].set(gram),
             moment=state.moment.at[arm].set(moment),
             conditional_chol=state.conditional_chol.at[arm].set(conditional_chol),
+            conditional_chol_inv=state.conditional_chol_inv.at[arm].set(triangular_inverse(conditional_chol)),
             evidence_precision=state.evidence_precision.at[arm].set(evidence_precision),
             evidence_info=state.evidence_info.at[arm].set(evidence_info),
             effect_precision=0.5 * (effect_precision + jnp.swapaxes(effect_precision, -1, -2)),
@@ -160,6 +163,11 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
         )
 
     return METSCore(init, sample_actions, set_arm, action_precision)
+
+
+def triangular_inverse(chol: jax.Array) -> jax.Array:
+    """L⁻¹ (d, d) of a lower-triangular ``chol``, by one triangular solve against the identity."""
+    return solve_triangular(chol, jnp.eye(chol.shape[-1], dtype=chol.dtype), lower=True)
 
 
 def no_propensity(dtype) -> ActInfo:
