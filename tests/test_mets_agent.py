@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from mixed_effect_oracles import D, K, L, N, NOISE, closed_form, dense_joint_posterior, make_problem
 from numpyro.infer import Predictive
 
@@ -147,3 +148,17 @@ def test_mets_beats_structure_blind_agents_on_the_mixed_effect_bandit():
     table = summarize(run_experiment(agents, envs, horizon=150, num_seeds=4, progress=False)).set_index("agent")
     regret = table["final_cumulative_regret"]
     assert regret["mets"] < 0.8 * regret["lints-matched"] and regret["mets"] < 0.8 * regret["hierts"], regret
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), factored=st.booleans())
+def test_effect_precision_never_decreases_with_data(seed, factored):
+    (mixing, effect_mean, effect_cov, action_cov), contexts, actions, rewards = make_problem(seed % 50)
+    policy = mets(mixing, effect_mean, effect_cov, action_cov, NOISE, factored=factored)
+    update = jax.jit(policy.update)
+    state = policy.init(jax.random.PRNGKey(0))
+    for t in range(12):
+        new = update(state, contexts[t], actions[t], rewards[t])
+        growth = np.asarray(new.effect_precision - state.effect_precision)
+        assert np.linalg.eigvalsh(growth).min() >= -1e-9  # Loewner order: P_{t+1} ⪰ P_t
+        state = new
