@@ -5,6 +5,7 @@ Belongs here: decision rules (Thompson sampling, UCB, baselines) built on the po
 loops over rounds (``experiments`` scans them).
 """
 
+from structbandits.agents.generic import NumPyroTSState, numpyro_ts
 from structbandits.agents.glm import GLMTSState, METSGLMState, glm_ts, hier_ts_glm, mets_glm
 from structbandits.agents.mets import METSState, hier_ts, mets
 from structbandits.agents.protocol import ActInfo, Policy
@@ -18,6 +19,7 @@ __all__ = [
     "LinTSState",
     "METSGLMState",
     "METSState",
+    "NumPyroTSState",
     "Policy",
     "glm_ts",
     "hier_ts",
@@ -26,5 +28,6 @@ __all__ = [
     "lin_ucb",
     "mets",
     "mets_glm",
+    "numpyro_ts",
     "uniform_random",
 ]

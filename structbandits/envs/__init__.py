@@ -7,13 +7,16 @@ agents, posteriors, or the loop over rounds (``experiments``).
 
 from structbandits.envs.mixed_effect import MixedEffectState, mixed_effect_bandit
 from structbandits.envs.protocol import Environment, ModelHyperparameters
+from structbandits.envs.random_effects import RandomEffectsState, random_effects_bandit
 from structbandits.envs.synthetic import LinearBanditState, linear_contextual_bandit
 
 __all__ = [
     "Environment",
     "LinearBanditState",
     "MixedEffectState",
+    "RandomEffectsState",
     "ModelHyperparameters",
     "linear_contextual_bandit",
     "mixed_effect_bandit",
+    "random_effects_bandit",
 ]

@@ -180,6 +180,14 @@ def _nuts(model, data, key, num_draws, num_warmup, num_chains) -> PosteriorResul
     return PosteriorResult("nuts", {name: np.asarray(value) for name, value in draws.items()}, mcmc=sampler)
 
 
+def _check_finite_tree(name: str, value: Any) -> Any:
+    """Finite numbers in every leaf; leaves keep their dtype (integer leaves, e.g. user ids, stay integers)."""
+    if isinstance(value, Mapping):
+        return {key: _check_finite_tree(f"{name}[{key!r}]", leaf) for key, leaf in value.items()}
+    checked = check_finite(name, value)
+    return np.asarray(value) if np.issubdtype(np.asarray(value).dtype, np.integer) else checked
+
+
 def _validate_data(model: Callable, data: Mapping[str, Any]) -> dict[str, Any]:
     parameters = inspect.signature(model).parameters
     unknown = sorted(set(data) - set(parameters))
@@ -190,7 +198,7 @@ def _validate_data(model: Callable, data: Mapping[str, Any]) -> dict[str, Any]:
     missing = [name for name in required if data.get(name) is None]
     if missing:
         raise ValidationError(f"data[{missing[0]!r}]: required by {model.__name__} to condition on, missing")
-    checked = {name: value if name == "actions" else check_finite(f"data[{name!r}]", value) for name, value in data.items()}
+    checked = {name: value if name == "actions" else _check_finite_tree(f"data[{name!r}]", value) for name, value in data.items()}
     if "actions" in checked:
         actions = np.asarray(checked["actions"])
         if not np.issubdtype(actions.dtype, np.integer):

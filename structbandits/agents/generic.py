@@ -1,0 +1,180 @@
+"""Thompson sampling for any NumPyro reward program: declare the model, get a policy.
+
+The program is called as ``model(contexts=..., actions=..., rewards=...)`` with a leading round
+axis on each argument (contexts may be any pytree of arrays), samples its parameters as latent
+sites and the reward as an observed site (``reward_site``, default "reward"); hyperparameters are
+bound beforehand, e.g. with ``functools.partial``. Every ``refit_every`` rounds the posterior is
+refitted on all data so far (``inference.program``):
+
+- ``method="laplace"`` (default): a Gaussian at the MAP with the Hessian's covariance, in the
+  program's unconstrained space (``AutoLaplaceApproximation``'s approximation), warm-started from
+  the previous MAP; each round draws afresh from it.
+- ``method="nuts"``: NUTS warm-started from the previous run's position, step size and mass
+  matrix; each round uses one of the refit's ``num_draws`` draws, chosen at random.
+
+To act, the sampled parameters are substituted into the program and the reward site's
+distribution mean is evaluated for every arm at this round's context; the policy plays the
+argmax. Propensities are Monte-Carlo estimates from ``propensity_draws`` extra posterior draws.
+Data live in a buffer of ``history_size`` rounds (static shapes; a sliding window beyond it).
+Everything is jittable and runs under the experiment runner's ``vmap`` over seeds.
+
+For the conjugate programs in ``structbandits.models`` prefer the closed-form agents (``lin_ts``,
+``mets``), which are exact and much faster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import solve_triangular
+from numpyro.handlers import seed, substitute, trace
+
+from structbandits.agents.protocol import ActInfo, Policy
+from structbandits.errors import ValidationError, check_integer
+from structbandits.inference.program import NUTSFit, latent_space, laplace_refit, nuts_refit
+
+__all__ = ["NumPyroTSState", "numpyro_ts"]
+
+METHODS = ("laplace", "nuts")
+
+
+class NumPyroTSState(NamedTuple):
+    """Generic TS state.
+
+    data : buffers ``contexts`` (pytree, leading T), ``actions`` (T,), ``rewards`` (T,), ``mask`` (T,) bool.
+    count : () observations appended so far.
+    mode, precision_chol : (P,), (P, P) the Laplace fit (method "laplace").
+    nuts : NUTSFit, the last NUTS refit (method "nuts").
+    key : PRNG key for the refits (the protocol's update takes no key).
+    """
+
+    data: dict[str, Any]
+    count: jax.Array
+    mode: jax.Array
+    precision_chol: jax.Array
+    nuts: NUTSFit
+    key: jax.Array
+
+
+def numpyro_ts(
+    model: Callable,
+    *,
+    num_actions: int,
+    example_context: Any,
+    history_size: int,
+    refit_every: int = 10,
+    method: str = "laplace",
+    reward_site: str = "reward",
+    per_arm_context: bool = False,
+    laplace_steps: int = 100,
+    num_warmup: int = 100,
+    num_draws: int = 50,
+    propensity_draws: int = 0,
+) -> Policy:
+    """Thompson sampling with a refitted Laplace or NUTS posterior of ``model``.
+
+    Parameters
+    ----------
+    model : NumPyro program ``model(contexts, actions, rewards)`` (see the module docstring).
+    num_actions : K.
+    example_context : one round's context (any pytree of arrays), for the buffer's shapes; with
+        ``per_arm_context`` its leaves have a leading K axis and the pulled arm's slice is stored.
+    history_size : T, rounds kept for refits.
+    refit_every : m >= 1, refit after every m-th observation.
+    method : "laplace" or "nuts".
+    reward_site : name of the observed reward site.
+    laplace_steps : L-BFGS steps per Laplace refit. num_warmup, num_draws : NUTS per refit.
+    propensity_draws : Monte-Carlo draws for the reported selection probability (0: NaN).
+    """
+    if method not in METHODS:
+        raise ValidationError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    k = check_integer("num_actions", num_actions, minimum=1)
+    history_size = check_integer("history_size", history_size, minimum=1)
+    refit_every = check_integer("refit_every", refit_every, minimum=1)
+    laplace_steps = check_integer("laplace_steps", laplace_steps, minimum=1)
+    num_warmup = check_integer("num_warmup", num_warmup, minimum=1)
+    num_draws = check_integer("num_draws", num_draws, minimum=1)
+    propensity_draws = check_integer("propensity_draws", propensity_draws, minimum=0)
+    example_context = jax.tree.map(jnp.asarray, example_context)
+    if per_arm_context:
+        bad = [leaf.shape for leaf in jax.tree.leaves(example_context) if leaf.ndim == 0 or leaf.shape[0] != k]
+        if bad:
+            raise ValidationError(f"example_context: per_arm_context needs a leading axis of {k} arms on every leaf, got {bad[0]}")
+        row_example = jax.tree.map(lambda leaf: leaf[0], example_context)
+    else:
+        row_example = example_context
+    empty = {
+        "contexts": jax.tree.map(lambda leaf: jnp.zeros((history_size, *leaf.shape), leaf.dtype), row_example),
+        "actions": jnp.zeros(history_size, dtype=jnp.int32),
+        "rewards": jnp.zeros(history_size),
+        "mask": jnp.zeros(history_size, dtype=bool),
+    }
+    try:
+        space = latent_space(model, reward_site, empty, jax.random.PRNGKey(0))
+        _ = _arm_means(model, reward_site, space.constrain(space.init, empty), _all_arms(example_context, k, per_arm_context), k)
+    except Exception as err:  # a program that does not fit the calling convention
+        raise ValidationError(f"model: expected a NumPyro program model(contexts, actions, rewards) with an observed "
+                              f"site {reward_site!r} whose mean is the expected reward; calling it failed: {err}") from err
+    size = space.init.shape[0]
+
+    def refit(state: NumPyroTSState) -> NumPyroTSState:
+        key, refit_key = jax.random.split(state.key)
+        state = state._replace(key=key)
+        if method == "laplace":
+            mode, precision_chol = laplace_refit(space, state.mode, state.data, laplace_steps)
+            return state._replace(mode=mode, precision_chol=precision_chol)
+        return state._replace(nuts=nuts_refit(space, state.nuts, state.data, refit_key, num_warmup, num_draws))
+
+    def draw_latent(state: NumPyroTSState, key: jax.Array) -> jax.Array:
+        if method == "laplace":
+            noise = jax.random.normal(key, (size,), dtype=state.mode.dtype)
+            return state.mode + solve_triangular(state.precision_chol, noise, lower=True, trans="T")
+        return state.nuts.draws[jax.random.randint(key, (), 0, num_draws)]
+
+    def init(key: jax.Array) -> NumPyroTSState:
+        warm = NUTSFit(jnp.zeros((num_draws, size)), space.init, jnp.asarray(1.0), jnp.ones(size))
+        state = NumPyroTSState(empty, jnp.asarray(0, dtype=jnp.int32), space.init, jnp.eye(size), warm, key)
+        return refit(state)  # the prior's approximation, before any data
+
+    def scores(state: NumPyroTSState, key: jax.Array, context: Any) -> jax.Array:
+        params = space.constrain(draw_latent(state, key), state.data)
+        return _arm_means(model, reward_site, params, _all_arms(context, k, per_arm_context), k)
+
+    def act(state: NumPyroTSState, key: jax.Array, context: Any) -> tuple[jax.Array, ActInfo]:
+        act_key, propensity_key = jax.random.split(key)
+        action = jnp.argmax(scores(state, act_key, context))
+        if propensity_draws == 0:
+            return action, ActInfo(propensity=jnp.asarray(jnp.nan))
+        picks = jax.vmap(lambda kk: jnp.argmax(scores(state, kk, context)))(jax.random.split(propensity_key, propensity_draws))
+        return action, ActInfo(propensity=jnp.mean(picks == action, dtype=jnp.float64))
+
+    def update(state: NumPyroTSState, context: Any, action: jax.Array, reward: jax.Array) -> NumPyroTSState:
+        slot = state.count % history_size
+        row = jax.tree.map(lambda leaf: leaf[action], context) if per_arm_context else context
+        data = {
+            "contexts": jax.tree.map(lambda buffer, value: buffer.at[slot].set(value), state.data["contexts"], row),
+            "actions": state.data["actions"].at[slot].set(action.astype(jnp.int32)),
+            "rewards": state.data["rewards"].at[slot].set(reward),
+            "mask": state.data["mask"].at[slot].set(True),
+        }
+        state = state._replace(data=data, count=state.count + 1)
+        return jax.lax.cond(state.count % refit_every == 0, refit, lambda s: s, state)
+
+    return Policy(init, act, update)
+
+
+def _all_arms(context: Any, k: int, per_arm_context: bool) -> Any:
+    """The round's context for every arm: leaves (K, ...)."""
+    if per_arm_context:
+        return context
+    return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (k, *jnp.shape(leaf))), context)
+
+
+def _arm_means(model: Callable, reward_site: str, params: dict, contexts: Any, k: int) -> jax.Array:
+    """Expected reward (K,) of every arm under ``params``: the reward site's distribution mean."""
+    traced = trace(seed(substitute(model, data=params), rng_seed=0)).get_trace(
+        contexts=contexts, actions=jnp.arange(k), rewards=None)
+    return jnp.broadcast_to(traced[reward_site]["fn"].mean, (k,))
