@@ -30,6 +30,7 @@ from structbandits.agents import (
     uniform_random,
 )
 from structbandits.envs import Environment, linear_contextual_bandit, mixed_effect_bandit
+from structbandits.envs.movielens import movielens_bandit
 from structbandits.errors import ValidationError, check_positive
 from structbandits.models import marginal_action_prior
 
@@ -61,6 +62,32 @@ def mixed_effect_env(num_actions: int = 100, num_effects: int = 3, num_features:
                                action_scale=action_scale, noise_scale=noise_scale, mixing_low=mixing_low,
                                mixing_high=mixing_high, context_pool=context_pool, structure_seed=structure_seed,
                                rewards=rewards)
+
+
+def movielens_env(num_actions: int = 100, num_effects: str = "default", rank: int = 5, structure: str = "gmm",
+                  rewards: str = "linear", noise_scale: float = 0.5, contexts: str = "shared", context_pool: int = 100,
+                  structure_seed: int = 0, covariance_type: str = "diag", effect_share: float = 0.75,
+                  data_path: str = "") -> Environment:
+    """The meTS MovieLens bandit: ALS embeddings of MovieLens ratings, structure from a Gaussian mixture
+    ("gmm", "onehot") or the genres ("genres"). ``num_effects``: "default" (5; the 19 genres for
+    "genres"), "auto" (BIC) or a number such as "8"; ``noise_scale`` applies to linear rewards only;
+    ``data_path`` "" reads MovieLens-100K from the recbole wheel."""
+    if num_effects == "default":
+        effects = None
+    elif num_effects == "auto":
+        effects = "auto"
+    elif num_effects.isdigit():
+        effects = int(num_effects)
+    else:
+        raise ValidationError(f"num_effects: expected \"default\", \"auto\" or a whole number in quotes, got {num_effects!r}")
+    if effects is None and structure != "genres":
+        effects = 5
+    if rewards == "logistic" and noise_scale != 0.5:
+        raise ValidationError(f"noise_scale: logistic rewards have no noise scale; leave it at 0.5, got {noise_scale}")
+    return movielens_bandit(num_actions, effects, rank, structure=structure, rewards=rewards,
+                            noise_scale=noise_scale if rewards == "linear" else None, contexts=contexts,
+                            context_pool=context_pool, structure_seed=structure_seed, covariance_type=covariance_type,
+                            effect_share=effect_share, data_path=data_path or None)
 
 
 def _model_params(env: Environment, kind: str, models: tuple[str, ...]) -> Mapping[str, Any]:
@@ -132,7 +159,11 @@ def random_agent(env: Environment) -> Policy:
     return uniform_random(env.num_actions)
 
 
-ENVIRONMENTS: dict[str, Callable[..., Environment]] = {"linear": linear_env, "mixed_effect": mixed_effect_env}
+ENVIRONMENTS: dict[str, Callable[..., Environment]] = {
+    "linear": linear_env,
+    "mixed_effect": mixed_effect_env,
+    "movielens": movielens_env,
+}
 AGENTS: dict[str, Callable[..., Policy]] = {
     "glmts-matched": glmts_matched_agent,
     "hierts": hierts_agent,
