@@ -7,5 +7,6 @@ ArviZ is imported lazily: ``import structbandits`` never pays for it.
 """
 
 from structbandits.diagnostics.arviz_adapter import from_draws, from_mcmc, summary
+from structbandits.diagnostics.checks import PosteriorCheck, check_posterior
 
-__all__ = ["from_draws", "from_mcmc", "summary"]
+__all__ = ["PosteriorCheck", "check_posterior", "from_draws", "from_mcmc", "summary"]
