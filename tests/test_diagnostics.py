@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from structbandits.diagnostics import from_draws, summary
 from structbandits.diagnostics.arviz_adapter import SUMMARY_COLUMNS
@@ -20,3 +21,31 @@ def test_summary_flags_chains_that_disagree():
     chains = rng.normal(size=(2, 500)) + np.array([[0.0], [5.0]])
     table = summary(from_draws({"mu": chains}))
     assert table.loc["mu", "r_hat"] > 1.5
+
+
+def test_agent_posteriors_convert_with_named_dims():
+    import jax
+    import jax.numpy as jnp
+    from mixed_effect_oracles import NOISE, closed_form, make_problem
+
+    from structbandits.agents import lin_ts, mets, uniform_random
+    from structbandits.diagnostics import policy_to_arviz
+    from structbandits.errors import ValidationError
+
+    problem = make_problem(0)
+    (mixing, effect_mean, effect_cov, action_cov), contexts, actions, rewards = problem
+    policy = mets(mixing, effect_mean, effect_cov, action_cov, NOISE)
+    state = jax.lax.scan(lambda s, d: (policy.update(s, *d), None), policy.init(jax.random.PRNGKey(0)),
+                         (contexts, actions, rewards))[0]
+    idata = policy_to_arviz(policy, state, num_draws=20_000)
+    assert dict(idata.posterior["psi"].sizes) == {"chain": 1, "draw": 20_000, "effect": 2, "feature": 2}
+    assert dict(idata.posterior["theta"].sizes) == {"chain": 1, "draw": 20_000, "action": 3, "feature": 2}
+    _, marginals, *_ = closed_form(problem)
+    theta = idata.posterior["theta"].values[0]
+    for arm, (mean, cov) in enumerate(marginals):  # the draws have the closed-form marginal moments
+        np.testing.assert_allclose(theta[:, arm].mean(0), mean, atol=5 * np.sqrt(np.diag(cov).max() / 20_000))
+        np.testing.assert_allclose(np.cov(theta[:, arm].T), cov, rtol=0.05, atol=0.02 * np.abs(cov).max())
+    lints = lin_ts(jnp.zeros(2), jnp.eye(2), 1.0, num_actions=3)
+    assert dict(policy_to_arviz(lints, lints.init(None), num_draws=10).posterior["theta"].sizes)["action"] == 3
+    with pytest.raises(ValidationError, match="policy: expected a Policy with posterior_draws"):
+        policy_to_arviz(uniform_random(3), None)

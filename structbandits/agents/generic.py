@@ -163,7 +163,11 @@ def numpyro_ts(
         state = state._replace(data=data, count=state.count + 1)
         return jax.lax.cond(state.count % refit_every == 0, refit, lambda s: s, state)
 
-    return Policy(init, act, update)
+    def posterior_draws(state: NumPyroTSState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
+        latents = jax.vmap(lambda k: draw_latent(state, k))(jax.random.split(key, num_draws))
+        return jax.vmap(lambda z: space.constrain(z, state.data))(latents)
+
+    return Policy(init, act, update, posterior_draws)
 
 
 def _all_arms(context: Any, k: int, per_arm_context: bool) -> Any:

@@ -30,7 +30,14 @@ from structbandits.agents.mets import (
     validate_mixed_effect_prior,
 )
 from structbandits.agents.protocol import ActInfo, Policy
-from structbandits.agents.thompson import arm_features, arm_scores, broadcast_arm_prior, put_arm, take_arm
+from structbandits.agents.thompson import (
+    arm_features,
+    arm_posterior_draws,
+    arm_scores,
+    broadcast_arm_prior,
+    put_arm,
+    take_arm,
+)
 from structbandits.errors import check_integer
 from structbandits.inference.conjugate import GaussianInfo, gaussian_condition, gaussian_from_moments, gaussian_sample
 from structbandits.inference.laplace import logistic_mode, logistic_pseudo_observations
@@ -129,7 +136,10 @@ def mets_glm(mixing, effect_mean, effect_cov, action_cov, *, history_size: int, 
         posterior = core.set_arm(state.posterior, action, gram, moment, conditional_chol)
         return METSGLMState(posterior, history, state.mode.at[action].set(mode))
 
-    return Policy(init, act, update)
+    def posterior_draws(state: METSGLMState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
+        return core.posterior_draws(state.posterior, key, num_draws)
+
+    return Policy(init, act, update, posterior_draws)
 
 
 def hier_ts_glm(effect_mean, effect_cov, action_cov, *, num_actions: int, history_size: int,
@@ -178,4 +188,7 @@ def glm_ts(prior_mean, prior_cov, *, history_size: int, num_actions: int | None 
         arm = gaussian_condition(take_arm(prior, action), gram, moment)
         return GLMTSState(put_arm(state.posterior, action, arm), history, state.mode.at[action].set(mode))
 
-    return Policy(init, act, update)
+    def posterior_draws(state: GLMTSState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
+        return arm_posterior_draws(state.posterior, key, num_draws)
+
+    return Policy(init, act, update, posterior_draws)

@@ -91,6 +91,7 @@ class METSCore(NamedTuple):
 
     init : () -> METSState with no data.
     sample_actions : (state, key) -> θ̃ (K, d), one hierarchical draw Ψ̃ ~ Q_t, θ̃_i ~ N(μ̃_i, Σ̃_i).
+    posterior_draws : (state, key, n) -> {"psi": (n, L, d), "theta": (n, K, d)}.
     set_arm : (state, arm, gram, moment, conditional_chol) -> state with arm's statistics replaced
         and the effect posterior refreshed by the change in its evidence.
     action_precision : (K, d, d) Σ0_i⁻¹.
@@ -98,6 +99,7 @@ class METSCore(NamedTuple):
 
     init: Callable[[], METSState]
     sample_actions: Callable[[METSState, jax.Array], jax.Array]
+    posterior_draws: Callable[[METSState, jax.Array, int], dict[str, jax.Array]]
     set_arm: Callable[..., METSState]
     action_precision: jax.Array
 
@@ -129,15 +131,23 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
             return jax.vmap(gaussian_sample)(effects, jax.random.split(key, num_effects))
         return gaussian_sample(effects, key).reshape(num_effects, d)
 
-    def sample_actions(state: METSState, key: jax.Array) -> jax.Array:
+    def sample_hierarchically(state: METSState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         effect_key, action_key = jax.random.split(key)
-        mixed_means = mixing @ sample_effects(state, effect_key)  # (K, d): Σ_l b_il ψ̃_l
+        effects = sample_effects(state, effect_key)
+        mixed_means = mixing @ effects  # (K, d): Σ_l b_il ψ̃_l
         info = jnp.einsum("kab,kb->ka", action_precision, mixed_means) + state.moment
         # θ̃_i = C_i⁻¹ h_i + L_i⁻ᵀ z_i = L_i⁻ᵀ (L_i⁻¹ h_i + z_i): two batched mat-vecs with the stored
         # L_i⁻¹ and one (K, d) normal draw, the per-arm sampling being the hot path of a round.
         noise = jax.random.normal(action_key, (k, d), dtype=info.dtype)
         whitened = jnp.einsum("kab,kb->ka", state.conditional_chol_inv, info)
-        return jnp.einsum("kba,kb->ka", state.conditional_chol_inv, whitened + noise)
+        return effects, jnp.einsum("kba,kb->ka", state.conditional_chol_inv, whitened + noise)
+
+    def sample_actions(state: METSState, key: jax.Array) -> jax.Array:
+        return sample_hierarchically(state, key)[1]
+
+    def posterior_draws(state: METSState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
+        psi, theta = jax.vmap(sample_hierarchically, (None, 0))(state, jax.random.split(key, num_draws))
+        return {"psi": psi, "theta": theta}
 
     def set_arm(state: METSState, arm: jax.Array, gram: jax.Array, moment: jax.Array,
                 conditional_chol: jax.Array) -> METSState:
@@ -162,7 +172,7 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
             effect_info=effect_info,
         )
 
-    return METSCore(init, sample_actions, set_arm, action_precision)
+    return METSCore(init, sample_actions, posterior_draws, set_arm, action_precision)
 
 
 def triangular_inverse(chol: jax.Array) -> jax.Array:
@@ -206,7 +216,7 @@ def mets(mixing, effect_mean, effect_cov, action_cov, noise_scale: float, *, fac
         conditional_chol = cholesky_rank_one_update(state.conditional_chol[action], x / jnp.sqrt(noise_var))
         return core.set_arm(state, action, gram, moment, conditional_chol)
 
-    return Policy(init, act, update)
+    return Policy(init, act, update, core.posterior_draws)
 
 
 def average_effect_prior(effect_mean: np.ndarray, effect_cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -33,8 +33,14 @@ class ActInfo(NamedTuple):
 
 
 class Policy(NamedTuple):
-    """A bandit policy as pure functions (Optax / BlackJAX style)."""
+    """A bandit policy as pure functions (Optax / BlackJAX style).
+
+    ``posterior_draws(state, key, num_draws) -> {site: (num_draws, ...)}``, when a policy has a
+    posterior, returns draws of its parameters by site name (``theta`` (n, K, d), ``psi`` (n, L, d),
+    ...) for diagnostics (``diagnostics.policy_to_arviz``); None otherwise.
+    """
 
     init: Callable[[jax.Array], State]
     act: Callable[[State, jax.Array, jax.Array], tuple[jax.Array, ActInfo]]
     update: Callable[[State, jax.Array, jax.Array, jax.Array], State]
+    posterior_draws: Callable[[State, jax.Array, int], dict[str, jax.Array]] | None = None

@@ -29,8 +29,17 @@ from structbandits.inference.conjugate import (
     linear_regression_observe,
 )
 
-__all__ = ["LinTSState", "arm_features", "arm_scores", "broadcast_arm_prior", "lin_ts", "observe_arm", "put_arm",
-           "take_arm"]
+__all__ = [
+    "LinTSState",
+    "arm_features",
+    "arm_posterior_draws",
+    "arm_scores",
+    "broadcast_arm_prior",
+    "lin_ts",
+    "observe_arm",
+    "put_arm",
+    "take_arm",
+]
 
 
 def arm_scores(theta: jax.Array, context: jax.Array) -> jax.Array:
@@ -58,6 +67,13 @@ def observe_arm(posteriors: GaussianInfo, context: jax.Array, action: jax.Array,
     """Per-arm Gaussian posteriors (K stacked) after the pulled arm's linear-Gaussian observation. O(d²)."""
     arm = linear_regression_observe(take_arm(posteriors, action), arm_features(context, action), reward, noise_var)
     return put_arm(posteriors, action, arm)
+
+
+def arm_posterior_draws(posteriors: GaussianInfo, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
+    """{"theta": (num_draws, K, d)} from per-arm Gaussian posteriors (K stacked)."""
+    num_arms = posteriors.info.shape[0]
+    theta = jax.vmap(gaussian_sample, (0, 0, None))(posteriors, jax.random.split(key, num_arms), (num_draws,))
+    return {"theta": jnp.swapaxes(theta, 0, 1)}
 
 
 class LinTSState(NamedTuple):
@@ -140,4 +156,7 @@ def lin_ts(
     def update(state: LinTSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> LinTSState:
         return LinTSState(observe_arm(state.posterior, context, action, reward, noise_var))
 
-    return Policy(init, act, update)
+    def posterior_draws(state: LinTSState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
+        return arm_posterior_draws(state.posterior, key, num_draws)
+
+    return Policy(init, act, update, posterior_draws)

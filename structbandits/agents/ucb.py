@@ -20,7 +20,7 @@ from jax.scipy.linalg import solve_triangular
 
 from structbandits.agents.mets import no_propensity
 from structbandits.agents.protocol import ActInfo, Policy
-from structbandits.agents.thompson import LinTSState, broadcast_arm_prior, observe_arm
+from structbandits.agents.thompson import LinTSState, arm_posterior_draws, broadcast_arm_prior, observe_arm
 from structbandits.errors import ValidationError, check_finite, check_positive
 from structbandits.inference.conjugate import gaussian_from_moments, gaussian_mean
 
@@ -70,4 +70,7 @@ def lin_ucb(prior_mean, prior_cov, noise_scale: float, *, num_actions: int | Non
     def update(state: LinTSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> LinTSState:
         return LinTSState(observe_arm(state.posterior, context, action, reward, noise_var))
 
-    return Policy(init, act, update)
+    def posterior_draws(state: LinTSState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
+        return arm_posterior_draws(state.posterior, key, num_draws)
+
+    return Policy(init, act, update, posterior_draws)

@@ -6,7 +6,7 @@ compare posteriors. Does not belong here: computing posteriors (``inference``).
 ArviZ is imported lazily: ``import structbandits`` never pays for it.
 """
 
-from structbandits.diagnostics.arviz_adapter import from_draws, from_mcmc, summary
+from structbandits.diagnostics.arviz_adapter import from_draws, from_mcmc, policy_to_arviz, summary
 from structbandits.diagnostics.checks import PosteriorCheck, check_posterior
 
-__all__ = ["PosteriorCheck", "check_posterior", "from_draws", "from_mcmc", "summary"]
+__all__ = ["PosteriorCheck", "check_posterior", "from_draws", "from_mcmc", "policy_to_arviz", "summary"]

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["SUMMARY_COLUMNS", "from_draws", "from_mcmc", "summary"]
+__all__ = ["AGENT_DIMS", "SUMMARY_COLUMNS", "from_draws", "from_mcmc", "policy_to_arviz", "summary"]
+
+AGENT_DIMS = {"theta": ["action", "feature"], "psi": ["effect", "feature"]}
 
 SUMMARY_COLUMNS = ["mean", "sd", "ess_bulk", "ess_tail", "r_hat"]
 
@@ -58,3 +60,21 @@ def summary(data: Any, var_names: list[str] | None = None) -> pd.DataFrame:
     options = {"round_to": "none"} if _major_version(az) < 1 else {}  # 0.x rounds to 2 decimals by default
     table = az.summary(data, var_names=var_names, **options)
     return pd.DataFrame(table)[SUMMARY_COLUMNS].astype(float)
+
+
+def policy_to_arviz(policy: Any, state: Any, *, key: Any = None, num_draws: int = 1000) -> Any:
+    """ArviZ data of an agent's current posterior: ``num_draws`` draws from ``policy.posterior_draws``.
+
+    Sites get named dimensions (``theta``: action, feature; ``psi``: effect, feature), one chain.
+    """
+    import jax
+
+    from structbandits.errors import ValidationError, check_integer
+
+    if getattr(policy, "posterior_draws", None) is None:
+        raise ValidationError("policy: expected a Policy with posterior_draws (a Bayesian agent), got one without")
+    num_draws = check_integer("num_draws", num_draws, minimum=1)
+    key = jax.random.PRNGKey(0) if key is None else key
+    draws = jax.jit(policy.posterior_draws, static_argnums=2)(state, key, num_draws)
+    named = {name: np.asarray(value)[None] for name, value in draws.items()}
+    return from_draws(named, dims={name: AGENT_DIMS[name] for name in named if name in AGENT_DIMS})
