@@ -102,7 +102,7 @@ class METSGLMState(NamedTuple):
 
 
 def mets_glm(mixing, effect_mean, effect_cov, action_cov, *, history_size: int, factored: bool = False,
-             newton_steps: int = 5) -> Policy:
+             newton_steps: int = 3) -> Policy:
     """meTS for Bernoulli(sigmoid(xᵀθ_a)) rewards with Laplace pseudo-observations.
 
     Parameters
@@ -143,7 +143,7 @@ def mets_glm(mixing, effect_mean, effect_cov, action_cov, *, history_size: int, 
 
 
 def hier_ts_glm(effect_mean, effect_cov, action_cov, *, num_actions: int, history_size: int,
-                newton_steps: int = 5) -> Policy:
+                newton_steps: int = 3) -> Policy:
     """HierTS for logistic rewards: ``mets_glm`` with one shared hyper-parameter (see ``hier_ts``)."""
     mean, cov = average_effect_prior(*check_effect_prior(effect_mean, effect_cov))
     return mets_glm(np.ones((num_actions, 1)), mean, cov, action_cov, history_size=history_size,
@@ -159,7 +159,7 @@ class GLMTSState(NamedTuple):
 
 
 def glm_ts(prior_mean, prior_cov, *, history_size: int, num_actions: int | None = None,
-           newton_steps: int = 5) -> Policy:
+           newton_steps: int = 3) -> Policy:
     """GLM-TS: independent per-arm Laplace posteriors for Bernoulli(sigmoid(xᵀθ_a)) rewards.
 
     Parameters

@@ -121,7 +121,7 @@ def linucb_matched_agent(env: Environment, *, horizon: int, delta: float = 0.0) 
     return lin_ucb(*prior, env.model.params["noise_scale"], delta=delta if delta != 0.0 else 1.0 / max(horizon, 2))
 
 
-def glmts_matched_agent(env: Environment, *, horizon: int, newton_steps: int = 5) -> Policy:
+def glmts_matched_agent(env: Environment, *, horizon: int, newton_steps: int = 3) -> Policy:
     """GLM-TS (per-arm Laplace) given the logistic environment's marginal per-arm prior."""
     prior = _matched_arm_prior(env, "glmts-matched", ("mixed_effect_logistic",))
     return glm_ts(*prior, history_size=horizon, newton_steps=newton_steps)
@@ -133,7 +133,7 @@ def mets_agent(env: Environment, factored: bool = False) -> Policy:
     return mets(*(params[name] for name in _MIXED_EFFECT_PRIOR), params["noise_scale"], factored=factored)
 
 
-def mets_glm_agent(env: Environment, *, horizon: int, factored: bool = False, newton_steps: int = 5) -> Policy:
+def mets_glm_agent(env: Environment, *, horizon: int, factored: bool = False, newton_steps: int = 3) -> Policy:
     """meTS-GLM (Laplace pseudo-observations) given the logistic environment's mixed-effect structure."""
     params = _model_params(env, "mets-glm", ("mixed_effect_logistic",))
     return mets_glm(*(params[name] for name in _MIXED_EFFECT_PRIOR), history_size=horizon, factored=factored,
@@ -147,7 +147,7 @@ def hierts_agent(env: Environment) -> Policy:
                    num_actions=env.num_actions)
 
 
-def hierts_glm_agent(env: Environment, *, horizon: int, newton_steps: int = 5) -> Policy:
+def hierts_glm_agent(env: Environment, *, horizon: int, newton_steps: int = 3) -> Policy:
     """HierTS for logistic rewards (Laplace pseudo-observations); mixing weights ignored."""
     params = _model_params(env, "hierts-glm", ("mixed_effect_logistic",))
     return hier_ts_glm(params["effect_mean"], params["effect_cov"], params["action_cov"], num_actions=env.num_actions,
