@@ -18,8 +18,7 @@ caller from the previous mode, so everything is jittable with static shapes. A f
 overshoot badly when the sigmoid saturates (a far warm start after a surprising reward), so each
 step is damped: the objective is evaluated at step sizes 1, 1/4, 1/16, 1/64 and 0 at once and the
 best is taken, which makes every step an ascent step at the cost of 5 extra likelihood evaluations.
-Observations carry
-weights ``w`` (n,): a 0/1 mask selects one arm's rows from a shared history buffer.
+Observations carry weights ``w`` (n,): a 0/1 mask selects one arm's rows from a shared history buffer.
 """
 
 from __future__ import annotations
