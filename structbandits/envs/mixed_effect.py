@@ -18,6 +18,7 @@ averages over Ψ, θ, contexts and noise for one b. Use several environments wit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -29,7 +30,7 @@ from structbandits.envs.protocol import Environment, ModelHyperparameters
 from structbandits.errors import ValidationError, check_finite, check_integer, check_positive
 from structbandits.models.mixed_effect import mixed_effect_linear, mixed_effect_logistic
 
-__all__ = ["MixedEffectState", "mixed_effect_bandit"]
+__all__ = ["MixedEffectState", "mixed_effect_bandit", "mixed_effect_rewards"]
 
 
 class MixedEffectState(NamedTuple):
@@ -38,6 +39,31 @@ class MixedEffectState(NamedTuple):
     psi: jax.Array
     theta: jax.Array
     context_pool: jax.Array
+
+
+def mixed_effect_rewards(rewards: str, linear_predictor: Callable, params: dict, noise_scale: float | None):
+    """Expected and realised rewards of a mixed-effect bandit, and the program it declares.
+
+    ``linear_predictor(state, context) -> (K,)`` gives x_iᵀθ_i from a state with ``theta``.
+    "linear": mean x_iᵀθ_i, reward mean + N(0, noise_scale²), model ``mixed_effect_linear``;
+    "logistic": mean sigmoid(x_iᵀθ_i), reward Bernoulli(mean), model ``mixed_effect_logistic``.
+    Returns (mean_rewards, reward, ModelHyperparameters) for ``Environment``.
+    """
+    if rewards == "linear":
+        mean_rewards = linear_predictor
+
+        def reward(state, key: jax.Array, context: jax.Array, action: jax.Array) -> jax.Array:
+            return mean_rewards(state, context)[action] + noise_scale * jax.random.normal(key, dtype=state.theta.dtype)
+
+        return mean_rewards, reward, ModelHyperparameters("mixed_effect_linear", {**params, "noise_scale": noise_scale})
+
+    def mean_rewards(state, context: jax.Array) -> jax.Array:
+        return jax.nn.sigmoid(linear_predictor(state, context))
+
+    def reward(state, key: jax.Array, context: jax.Array, action: jax.Array) -> jax.Array:
+        return jax.random.bernoulli(key, mean_rewards(state, context)[action]).astype(state.theta.dtype)
+
+    return mean_rewards, reward, ModelHyperparameters("mixed_effect_logistic", params)
 
 
 def mixed_effect_bandit(
@@ -98,19 +124,5 @@ def mixed_effect_bandit(
     def linear_predictor(state: MixedEffectState, context: jax.Array) -> jax.Array:
         return jnp.sum(state.theta * context, axis=-1)
 
-    if rewards == "linear":
-        mean_rewards = linear_predictor
-
-        def reward(state: MixedEffectState, key: jax.Array, context: jax.Array, action: jax.Array) -> jax.Array:
-            return mean_rewards(state, context)[action] + noise_scale * jax.random.normal(key, dtype=state.theta.dtype)
-
-        model = ModelHyperparameters("mixed_effect_linear", {**params, "noise_scale": noise_scale})
-    else:
-        def mean_rewards(state: MixedEffectState, context: jax.Array) -> jax.Array:
-            return jax.nn.sigmoid(linear_predictor(state, context))
-
-        def reward(state: MixedEffectState, key: jax.Array, context: jax.Array, action: jax.Array) -> jax.Array:
-            return jax.random.bernoulli(key, mean_rewards(state, context)[action]).astype(state.theta.dtype)
-
-        model = ModelHyperparameters("mixed_effect_logistic", params)
+    mean_rewards, reward, model = mixed_effect_rewards(rewards, linear_predictor, params, noise_scale)
     return Environment(k, (k, d), init, context, mean_rewards, reward, model)

@@ -40,7 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from structbandits.data.movielens import load_movielens
-from structbandits.envs.protocol import Environment, ModelHyperparameters
+from structbandits.envs.mixed_effect import mixed_effect_rewards
+from structbandits.envs.protocol import Environment
 from structbandits.errors import ValidationError, check_finite, check_integer, check_positive
 from structbandits.structure.factorization import Factorization, als_factorize
 from structbandits.structure.gmm import (
@@ -139,21 +140,7 @@ def embedding_bandit(
         return state.theta @ context if context.ndim == 1 else jnp.sum(state.theta * context, axis=-1)
 
     params = prior.params()
-    if rewards == "linear":
-        mean_rewards = linear_predictor
-
-        def reward(state: MovieLensState, key: jax.Array, context: jax.Array, action: jax.Array) -> jax.Array:
-            return mean_rewards(state, context)[action] + noise_scale * jax.random.normal(key, dtype=state.theta.dtype)
-
-        model = ModelHyperparameters("mixed_effect_linear", {**params, "noise_scale": noise_scale})
-    else:
-        def mean_rewards(state: MovieLensState, context: jax.Array) -> jax.Array:
-            return jax.nn.sigmoid(linear_predictor(state, context))
-
-        def reward(state: MovieLensState, key: jax.Array, context: jax.Array, action: jax.Array) -> jax.Array:
-            return jax.random.bernoulli(key, mean_rewards(state, context)[action]).astype(state.theta.dtype)
-
-        model = ModelHyperparameters("mixed_effect_logistic", params)
+    mean_rewards, reward, model = mixed_effect_rewards(rewards, linear_predictor, params, noise_scale)
     context_shape = (d,) if contexts == "shared" else (k, d)
     return Environment(k, context_shape, init, context, mean_rewards, reward, model)
 
