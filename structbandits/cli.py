@@ -2,7 +2,8 @@
 
     structbandits demo                      the built-in demo, results under ./results/
     structbandits run CONFIG [--set k=v]    a built-in config by name or a TOML file
-    structbandits list                      the built-in configs
+    structbandits list                      the built-in configs and reproductions
+    structbandits reproduce NAME            a paper reproduction (ermab-fig3, ermab-fig4)
 
 A bad config or value prints one line naming the key and exits with code 2.
 """
@@ -64,14 +65,46 @@ def run(
     _run_and_report(config, set_ or [], out, progress)
 
 
+REPRODUCTIONS = {
+    "ermab-fig3": "Equitable RMAB, Fig. 3: per-group outcomes of every policy on the synthetic domain (25 seeds, H=20)",
+    "ermab-fig4": "Equitable RMAB, Fig. 4: Gini and utility of every policy on the synthetic, maternal and diabetes domains",
+}
+
+
 @app.command(name="list")
 def list_configs() -> None:
-    """List the built-in configs, one line each."""
+    """List the built-in configs and the paper reproductions, one line each."""
     from structbandits.experiments import builtin_configs
 
     for name, path in sorted(builtin_configs().items()):
         description = tomllib.loads(path.read_text()).get("description", "")
-        typer.echo(f"{name:<16} {description}")
+        typer.echo(f"{name:<24} {description}")
+    for name, description in REPRODUCTIONS.items():
+        typer.echo(f"{name:<24} (reproduce) {description}")
+
+
+@app.command()
+def reproduce(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(REPRODUCTIONS)}.")],
+    seeds: Annotated[int, typer.Option(help="Simulations per setting and policy.")] = 25,
+    out: OutOption = None,
+    progress: ProgressOption = True,
+) -> None:
+    """Run a paper reproduction; writes its tidy results, summary table and figures to the results folder."""
+    if name not in REPRODUCTIONS:
+        typer.echo(f"error: name: expected one of {', '.join(REPRODUCTIONS)}, got {name!r}", err=True)
+        raise typer.Exit(code=2)
+    if seeds < 1:
+        typer.echo(f"error: seeds: expected an integer >= 1, got {seeds}", err=True)
+        raise typer.Exit(code=2)
+    from structbandits.experiments.pipeline import default_output_dir
+    from structbandits.experiments.restless import run_ermab_figure, summarise_restless
+
+    folder = Path(out) if out is not None else default_output_dir(name)
+    frame = run_ermab_figure(name.removeprefix("ermab-"), seeds=seeds, out=folder, progress=progress)
+    typer.echo(summarise_restless(frame).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    typer.echo(f"Wall time: {frame.attrs['wall_s']:.1f} s")
+    typer.echo(f"Results: {folder.resolve()}")
 
 
 def main() -> None:

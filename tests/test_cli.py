@@ -70,3 +70,17 @@ def test_unknown_config_via_subprocess_has_no_traceback():
     assert completed.returncode == 2
     assert "Traceback" not in completed.stderr
     assert completed.stderr.strip().startswith("error: config: expected a TOML file or a built-in name")
+
+
+def test_reproduce_runs_a_tiny_ermab_figure_and_rejects_unknown_names(tmp_path):
+    from typer.testing import CliRunner
+
+    from structbandits.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["reproduce", "ermab-fig3", "--seeds", "1", "--out", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "fig3_summary.csv").exists() and (tmp_path / "fig3.png").exists()
+    assert "MNW-EG" in result.output and "Wall time" in result.output
+    bad = runner.invoke(app, ["reproduce", "ermab-fig9"])
+    assert bad.exit_code == 2 and "name: expected one of ermab-fig3, ermab-fig4" in bad.output

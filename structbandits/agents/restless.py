@@ -1,0 +1,258 @@
+"""Restless-bandit policies of the equitable-RMAB paper, as pure init / act / update functions.
+
+Each policy is an ``agents.protocol.Policy`` whose action is an (N,) bool mask of the arms acted on
+this round, with exactly ``context.budget`` arms acted on (NoAct acts on none). The context is a
+``RestlessContext``: the arms' states, the round, the rounds left, the budget, and the planning
+model (transitions, rewards, group labels). Known-model planners plan with the model in the
+context, so one compiled policy serves every instance of the same shapes and every budget; a
+Bayesian agent would plan with a posterior draw held in its own state instead.
+
+Policies (``restless_policy(name, ...)``):
+
+* ``NoAct``: never acts.             * ``Random``: B arms uniformly at random.
+* ``Opt``: the B largest Whittle indices (utilitarian), random tie-breaks.
+* ``MMR``: water filling on group-average WhittleToLagrange values, then the top-b_g indices per group.
+* ``MNW``: MNW greedy on group totals (biased towards small groups), then top-b_g per group.
+* ``MNW-EG``: upsample every group to the largest size M with dummy copies drawn with replacement,
+  MNW greedy with caps M, rescale to the true sizes, integerise, then top-b_g per group.
+* ``HR-RR``: round robin over high-risk (A1c >= 8) arms: the high-risk arms acted on least
+  recently first (a queue: acted arms move to its back), then low-risk arms the same way. The reference's
+  version resets "last acted" to 0 instead of t, so every arm looks equally overdue and its choice
+  collapses to a fixed order of arm indices among high-A1c arms; this is the intended round robin.
+* ``HR-Rand``: B arms at random among the high-risk ones, filled up at random with the others.
+
+Planners recompute indices every round with T = min(rounds left, ``max_planning_horizon``).
+``PlannerSettings()`` holds the reference's settings (clipped index search on [-1, 1], tolerance
+0.01, γ = 0.9999, T <= 20, tie tolerance 1e-4); ``EXACT_SETTINGS`` brackets indices exactly and
+clips Lagrange charges at 0.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from structbandits.agents.protocol import ActInfo, Policy
+from structbandits.errors import ValidationError, check_integer
+from structbandits.planning.equity import (
+    TIE_TOLERANCE,
+    mnw_greedy_core,
+    rescale_equal_groups_core,
+    select_within_groups_core,
+    water_filling_core,
+)
+from structbandits.planning.lagrangian import (
+    lagrangian_curves,
+    member_table,
+    sorted_slot_values,
+    whittle_to_lagrange_charges,
+)
+from structbandits.planning.value_iteration import REFERENCE_GAMMA
+from structbandits.planning.whittle import REFERENCE_SEARCH, WhittleSearch, batched_whittle_indices
+
+__all__ = [
+    "EXACT_SETTINGS",
+    "POLICY_NAMES",
+    "PlannerSettings",
+    "RestlessContext",
+    "RoundRobinState",
+    "restless_policy",
+]
+
+POLICY_NAMES = ("NoAct", "Random", "Opt", "MMR", "MNW", "MNW-EG", "HR-RR", "HR-Rand")
+
+
+class RestlessContext(NamedTuple):
+    """What a restless policy sees each round.
+
+    Attributes
+    ----------
+    states : (N,) int current states.
+    round : () int, t = 0..H-1.
+    remaining : () int, rounds left including this one (H − t).
+    budget : () int, arms to act on this round.
+    transitions : (N, S, 2, S) the planning model.
+    rewards : (N, S) state rewards.
+    groups : (N,) int group labels.
+    """
+
+    states: jax.Array
+    round: jax.Array
+    remaining: jax.Array
+    budget: jax.Array
+    transitions: jax.Array
+    rewards: jax.Array
+    groups: jax.Array
+
+
+class PlannerSettings(NamedTuple):
+    """Planning settings (defaults: the reference code's)."""
+
+    gamma: float = REFERENCE_GAMMA
+    search: WhittleSearch = REFERENCE_SEARCH
+    max_planning_horizon: int = 20
+    tie_tolerance: float = TIE_TOLERANCE
+    nonnegative_charges: bool = False
+
+
+EXACT_SETTINGS = PlannerSettings(search=WhittleSearch(), nonnegative_charges=True)
+"""Bracketed (unclipped) indices to 1e-7 and Lagrange charges clipped at 0."""
+
+
+class RoundRobinState(NamedTuple):
+    """HR-RR state: ``queue`` (N,) int keys, smaller = earlier in the round-robin queue.
+
+    An arm acted on in round t gets key t·N + (its position among the arms acted on in t), so
+    keys order arms by the round they were last acted on, then by their previous queue order:
+    the least recently acted arm is at the front (never-acted arms have negative keys, in a random
+    initial order)."""
+
+    queue: jax.Array
+
+
+def _nan_info():
+    return ActInfo(jnp.asarray(jnp.nan))
+
+
+def _top_scores(scores: jax.Array, budget) -> jax.Array:
+    rank = jnp.argsort(jnp.argsort(-scores))
+    return rank < budget
+
+
+def _stateless(act) -> Policy:
+    return Policy(init=lambda key: (), act=act, update=lambda state, context, action, reward: state)
+
+
+def _planner(name: str, num_groups: int, max_group_size: int, max_budget: int, settings: PlannerSettings) -> Policy:
+    num_budgets = max_budget + 1
+
+    def act(state, key, ctx: RestlessContext):
+        horizon = jnp.minimum(ctx.remaining, settings.max_planning_horizon)
+        indices = batched_whittle_indices(ctx.transitions, ctx.rewards, ctx.states, horizon, settings.gamma,
+                                          settings.search)
+        tie_key, upsample_key, round_key = jax.random.split(key, 3)
+        if name == "Opt":
+            everyone = jnp.zeros_like(ctx.groups)
+            ranked = -jnp.sort(-indices)[None, :]
+            mask = select_within_groups_core(indices, everyone, ctx.budget[None], tie_key, ranked,
+                                             settings.tie_tolerance)
+            return mask, _nan_info()
+        slots = member_table(ctx.groups, num_groups, max_group_size)
+        sizes = jnp.bincount(ctx.groups, length=num_groups)
+        if name == "MNW-EG":
+            # Dummy arms: copies of random members, drawn with replacement, fill every group to M.
+            draws = jnp.floor(jax.random.uniform(upsample_key, slots.shape) * sizes[:, None]).astype(slots.dtype)
+            dummies = jnp.take_along_axis(slots, draws, axis=1)
+            eg_slots = jnp.where(slots >= 0, slots, dummies)
+            weights = jax.ops.segment_sum(jnp.ones(eg_slots.size), eg_slots.ravel(), num_segments=indices.shape[0])
+            counts = jnp.full_like(sizes, max_group_size)
+            charges = whittle_to_lagrange_charges(sorted_slot_values(indices, eg_slots), counts, num_budgets,
+                                                  settings.nonnegative_charges)
+            curves = lagrangian_curves(ctx.transitions, ctx.rewards, ctx.states, ctx.groups, weights, charges,
+                                       horizon, settings.gamma)
+            equal = mnw_greedy_core(curves, counts, ctx.budget)
+            budgets = rescale_equal_groups_core(equal.astype(jnp.float64), sizes, float(max_group_size),
+                                                ctx.budget, round_key)
+        else:
+            charges = whittle_to_lagrange_charges(sorted_slot_values(indices, slots), sizes, num_budgets,
+                                                  settings.nonnegative_charges)
+            weights = jnp.ones(indices.shape[0])
+            curves = lagrangian_curves(ctx.transitions, ctx.rewards, ctx.states, ctx.groups, weights, charges,
+                                       horizon, settings.gamma)
+            allocate = water_filling_core if name == "MMR" else mnw_greedy_core
+            budgets = allocate(curves, sizes, ctx.budget)
+        mask = select_within_groups_core(indices, ctx.groups, budgets, tie_key,
+                                         sorted_slot_values(indices, slots), settings.tie_tolerance)
+        return mask, _nan_info()
+
+    return _stateless(act)
+
+
+def _high_risk(name: str, num_arms: int, high_risk_states: tuple[bool, ...]) -> Policy:
+    risky_table = jnp.asarray(high_risk_states)
+
+    def scores(key, ctx):
+        risky = risky_table[ctx.states].astype(jnp.float64)
+        return risky, jax.random.uniform(key, (num_arms,))
+
+    if name == "HR-Rand":
+        def act_random(state, key, ctx):
+            risky, noise = scores(key, ctx)
+            return _top_scores(2.0 * risky + noise, ctx.budget), _nan_info()
+
+        return _stateless(act_random)
+
+    def init(key):
+        # A random initial queue order; keys below 0 mark "never acted".
+        return RoundRobinState(jax.random.permutation(key, num_arms).astype(jnp.int64) - num_arms)
+
+    def act(state: RoundRobinState, key, ctx):
+        risky = risky_table[ctx.states]
+        # Front of the queue first (least recently acted, then earlier in the queue), high risk first.
+        order = jnp.lexsort((state.queue, ~risky))
+        return jnp.zeros(num_arms, dtype=bool).at[order].set(jnp.arange(num_arms) < ctx.budget), _nan_info()
+
+    def update(state: RoundRobinState, ctx, action, reward):
+        # Acted arms go to the back of the queue, keeping their relative order.
+        order = jnp.argsort(jnp.where(action, state.queue, jnp.iinfo(jnp.int64).max))
+        rank = jnp.zeros(num_arms, dtype=jnp.int64).at[order].set(jnp.arange(num_arms))
+        return RoundRobinState(jnp.where(action, ctx.round * num_arms + rank, state.queue))
+
+    return Policy(init, act, update)
+
+
+@lru_cache(maxsize=256)
+def _cached_policy(name, num_arms, num_groups, max_group_size, max_budget, settings, high_risk_states) -> Policy:
+    if name == "NoAct":
+        return _stateless(lambda state, key, ctx: (jnp.zeros(num_arms, dtype=bool), _nan_info()))
+    if name == "Random":
+        return _stateless(lambda state, key, ctx: (_top_scores(jax.random.uniform(key, (num_arms,)), ctx.budget),
+                                                   _nan_info()))
+    if name in ("HR-RR", "HR-Rand"):
+        return _high_risk(name, num_arms, high_risk_states)
+    return _planner(name, num_groups, max_group_size, max_budget, settings)
+
+
+def restless_policy(name: str, num_arms: int, group_sizes, max_budget: int | None = None,
+                    settings: PlannerSettings = PlannerSettings(), high_risk_states=None) -> Policy:
+    """One of the paper's policies (see the module docstring).
+
+    Parameters
+    ----------
+    name : one of ``POLICY_NAMES``.
+    num_arms : N.
+    group_sizes : (G,) the sizes n_g of the groups the policy will meet (the padded shapes of the
+        equitable planners depend on G and max n_g).
+    max_budget : the largest budget the policy will be asked for (default max n_g); sets the length
+        of the group value curves, so keep it tight: B per round must not exceed it.
+    settings : ``PlannerSettings()`` (the reference's) or ``EXACT_SETTINGS``.
+    high_risk_states : (S,) bool, the risk set of HR-RR / HR-Rand (e.g. ``high_a1c_states()``).
+
+    Returns
+    -------
+    A ``Policy`` over ``RestlessContext``; identical arguments return the same (cached) object, so
+    jitted simulations compile once.
+    """
+    if name not in POLICY_NAMES:
+        raise ValidationError(f"name: expected one of {list(POLICY_NAMES)}, got {name!r}")
+    num_arms = check_integer("num_arms", num_arms, minimum=1)
+    sizes = np.asarray(group_sizes)
+    if sizes.ndim != 1 or sizes.size == 0 or np.any(sizes < 1) or sizes.sum() != num_arms:
+        raise ValidationError(f"group_sizes: expected positive sizes summing to num_arms={num_arms}, "
+                              f"got {sizes.tolist()}")
+    max_size = int(sizes.max())
+    max_budget = max_size if max_budget is None else check_integer("max_budget", max_budget, minimum=0,
+                                                                   maximum=num_arms)
+    if not isinstance(settings, PlannerSettings) or not isinstance(settings.search, WhittleSearch):
+        raise ValidationError(f"settings: expected a PlannerSettings, got {type(settings).__name__}")
+    check_integer("settings.max_planning_horizon", settings.max_planning_horizon, minimum=1)
+    risk = None
+    if name in ("HR-RR", "HR-Rand"):
+        if high_risk_states is None:
+            raise ValidationError(f"high_risk_states: {name} needs the (S,) bool risk set, got None")
+        risk = tuple(bool(v) for v in np.asarray(high_risk_states).ravel())
+    return _cached_policy(name, num_arms, int(sizes.size), max_size, max_budget, settings, risk)

@@ -1,0 +1,159 @@
+"""Simulating restless policies: ``lax.scan`` over rounds, ``vmap`` over seeds, one ``jit``.
+
+Round t of one simulation: the policy sees a ``RestlessContext`` and returns an (N,) action mask;
+every arm collects r_i(s_t) (the reward of the state *before* the transition, as the reference
+logs it) and moves to s_{t+1} by inverse-CDF sampling of P[i, s_t, a_t] with a uniform draw u_{i,t}.
+
+Common random numbers: the start states and the uniforms u_{i,t} come from the seed's environment
+key and the round only, never from the policy, so for a given seed every policy meets the same
+start states and the same "luck" of every arm in every round (two policies that act alike on an
+arm see it move alike). The reference code gave every (policy, trial) run its own seed instead.
+Policies draw their own randomness (tie-breaks, dummy arms) from a separate key of the same seed.
+
+Results: ``RestlessTrajectory`` arrays, or a tidy DataFrame via ``restless_frame``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from structbandits.agents.protocol import Policy
+from structbandits.agents.restless import RestlessContext
+from structbandits.errors import ValidationError, check_integer
+from structbandits.models.restless import RestlessInstance
+from structbandits.planning.metrics import gini_index_jax
+
+__all__ = ["RestlessTrajectory", "restless_frame", "simulate_restless"]
+
+
+class RestlessTrajectory(NamedTuple):
+    """One batch of simulations (S seeds, N arms, H rounds, G groups, C reward components).
+
+    Attributes
+    ----------
+    arm_totals : (S, N) each arm's total reward over the horizon.
+    component_totals : (S, C, N) the same for each reward component of the instance.
+    group_actions : (S, H, G) arms acted on per group and round.
+    group_rewards : (S, H, G) mean reward per arm of each group in each round.
+    final_states : (S, N) states after the last round.
+    """
+
+    arm_totals: jax.Array
+    component_totals: jax.Array
+    group_actions: jax.Array
+    group_rewards: jax.Array
+    final_states: jax.Array
+
+
+def _simulate_one(policy: Policy, horizon: int, num_groups: int, transitions, rewards, components, groups,
+                  initial_probs, budget, key):
+    num_arms = rewards.shape[0]
+    env_key, agent_key = jax.random.split(key)
+    start_key, dynamics_key = jax.random.split(env_key)
+    agent_init_key, agent_round_key = jax.random.split(agent_key)
+    states = jax.random.categorical(start_key, jnp.log(initial_probs), axis=-1)
+    sizes = jnp.bincount(groups, length=num_groups)
+    arms = jnp.arange(num_arms)
+
+    def step(carry, t):
+        agent_state, states, totals, component_totals = carry
+        context = RestlessContext(states, t, horizon - t, budget, transitions, rewards, groups)
+        action, _ = policy.act(agent_state, jax.random.fold_in(agent_round_key, t), context)
+        reward = rewards[arms, states]
+        agent_state = policy.update(agent_state, context, action, reward)
+        rows = transitions[arms, states, action.astype(jnp.int32)]
+        uniform = jax.random.uniform(jax.random.fold_in(dynamics_key, t), (num_arms,))
+        next_states = jnp.minimum((uniform[:, None] > jnp.cumsum(rows, axis=1)[:, :-1]).sum(axis=1),
+                                  rows.shape[1] - 1)
+        record = (jax.ops.segment_sum(action.astype(jnp.int32), groups, num_segments=num_groups),
+                  jax.ops.segment_sum(reward, groups, num_segments=num_groups) / sizes)
+        carry = (agent_state, next_states, totals + reward, component_totals + components[:, arms, states])
+        return carry, record
+
+    init = (policy.init(agent_init_key), states, jnp.zeros(num_arms), jnp.zeros((components.shape[0], num_arms)))
+    (_, final, totals, component_totals), (acted, group_rewards) = jax.lax.scan(step, init, jnp.arange(horizon))
+    return RestlessTrajectory(totals, component_totals, acted, group_rewards, final)
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _simulate_batch(policy, horizon, num_groups, transitions, rewards, components, groups, initial_probs, budget,
+                    keys):
+    one = partial(_simulate_one, policy, horizon, num_groups, transitions, rewards, components, groups,
+                  initial_probs, budget)
+    return jax.vmap(one)(keys)
+
+
+def simulate_restless(instance: RestlessInstance, policy: Policy, key: jax.Array, num_seeds: int, *,
+                      budget: int | None = None, first_seed: int = 0) -> RestlessTrajectory:
+    """Run ``policy`` on ``instance`` for ``instance.horizon`` rounds in ``num_seeds`` simulations.
+
+    Parameters
+    ----------
+    instance : the arms (their transitions are also the planning model in the context).
+    policy : a ``Policy`` over ``RestlessContext`` (``agents.restless.restless_policy``).
+    key : root key; simulation j uses ``fold_in(key, first_seed + j)``, so seed j is the same
+        draw of start states and transition uniforms for every policy.
+    num_seeds : number of simulations (vmapped).
+    budget : arms per round (default ``instance.budget``); a traced value, so budgets share one
+        compilation.
+    first_seed : offset of the seed numbers (to extend a study in batches).
+
+    Returns
+    -------
+    ``RestlessTrajectory`` with leading axis num_seeds.
+    """
+    if not isinstance(instance, RestlessInstance):
+        raise ValidationError(f"instance: expected a RestlessInstance, got {type(instance).__name__}")
+    if not isinstance(policy, Policy):
+        raise ValidationError(f"policy: expected a Policy, got {type(policy).__name__}")
+    num_seeds = check_integer("num_seeds", num_seeds, minimum=1)
+    first_seed = check_integer("first_seed", first_seed, minimum=0)
+    budget = instance.budget if budget is None else check_integer("budget", budget, minimum=0,
+                                                                  maximum=instance.num_arms)
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(first_seed, first_seed + num_seeds))
+    components = np.stack(list(instance.components.values())) if instance.components else \
+        np.zeros((0,) + instance.rewards.shape)
+    return _simulate_batch(policy, instance.horizon, instance.num_groups, jnp.asarray(instance.transitions),
+                           jnp.asarray(instance.rewards), jnp.asarray(components), jnp.asarray(instance.groups),
+                           jnp.asarray(instance.initial_probs), jnp.asarray(budget, dtype=jnp.int32), keys)
+
+
+def restless_frame(trajectory: RestlessTrajectory, instance: RestlessInstance, policy_name: str, *,
+                   first_seed: int = 0, **labels) -> pd.DataFrame:
+    """Tidy results: one row per (seed, group).
+
+    Columns: the ``labels`` (e.g. domain, budget), ``policy``, ``seed``, ``group`` (index),
+    ``group_name``, ``group_size``, ``group_mean`` (per-arm total reward over the horizon averaged
+    within the group), ``<component>_mean`` for each reward component, ``utility`` (per-arm total
+    reward averaged over all arms, per seed), ``gini`` (Gini index of that seed's group means) and
+    ``acted`` (arm-rounds acted on in the group over the horizon).
+    """
+    totals = np.asarray(trajectory.arm_totals)
+    num_seeds = totals.shape[0]
+    groups = instance.groups
+    sizes = instance.group_sizes
+    onehot = np.eye(instance.num_groups)[groups]  # (N, G)
+    group_means = totals @ onehot / sizes  # (S, G)
+    gini = np.asarray(gini_index_jax(group_means))
+    frame = pd.DataFrame({
+        **{name: value for name, value in labels.items()},
+        "policy": policy_name,
+        "seed": np.repeat(np.arange(first_seed, first_seed + num_seeds), instance.num_groups),
+        "group": np.tile(np.arange(instance.num_groups), num_seeds),
+        "group_name": np.tile(np.array(instance.group_names, dtype=object), num_seeds),
+        "group_size": np.tile(sizes, num_seeds),
+        "group_mean": group_means.ravel(),
+    })
+    component_totals = np.asarray(trajectory.component_totals)
+    for c, name in enumerate(instance.components):
+        frame[f"{name}_mean"] = (component_totals[:, c] @ onehot / sizes).ravel()
+    frame["utility"] = np.repeat(totals.mean(axis=1), instance.num_groups)
+    frame["gini"] = np.repeat(gini, instance.num_groups)
+    frame["acted"] = np.asarray(trajectory.group_actions).sum(axis=1).ravel()
+    return frame
