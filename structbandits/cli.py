@@ -3,7 +3,7 @@
     structbandits demo                      the built-in demo, results under ./results/
     structbandits run CONFIG [--set k=v]    a built-in config by name or a TOML file
     structbandits list                      the built-in configs and reproductions
-    structbandits reproduce NAME            a paper reproduction (ermab-fig3, ermab-fig4)
+    structbandits reproduce NAME            a paper reproduction (ermab-fig3, ermab-fig4, gambitts-*)
 
 A bad config or value prints one line naming the key and exits with code 2.
 """
@@ -68,6 +68,13 @@ def run(
 REPRODUCTIONS = {
     "ermab-fig3": "Equitable RMAB, Fig. 3: per-group outcomes of every policy on the synthetic domain (25 seeds, H=20)",
     "ermab-fig4": "Equitable RMAB, Fig. 4: Gini and utility of every policy on the synthetic, maternal and diabetes domains",
+    "gambitts-illustrative": "GAMBITTS section 6.1: the 1-D mHealth case, po/fo-GAMBITTS vs standard TS (250 runs, 1000 rounds)",
+    "gambitts-misspecification": "GAMBITTS: the agent models the wrong style dimension",
+    "gambitts-arms": "GAMBITTS: K in {3, 5, 15, 30, 40} prompts",
+    "gambitts-noise": "GAMBITTS: the reference's five outcome-noise levels",
+    "gambitts-simulator-draws": "GAMBITTS: offline generator draws per cell in {15, 50, 100, 500, all}",
+    "gambitts-dimension": "GAMBITTS: agent style dimension in {3, 5, 10, 15, 20}",
+    "gambitts-nonlinear": "GAMBITTS: MLP outcome model with ensemble agents",
 }
 
 
@@ -86,7 +93,8 @@ def list_configs() -> None:
 @app.command()
 def reproduce(
     name: Annotated[str, typer.Argument(help=f"One of: {', '.join(REPRODUCTIONS)}.")],
-    seeds: Annotated[int, typer.Option(help="Simulations per setting and policy.")] = 25,
+    seeds: Annotated[Optional[int], typer.Option(help="Simulations per setting and policy (ermab: 25, gambitts: 250).")] = None,
+    horizon: Annotated[int, typer.Option(help="Rounds per simulation (gambitts only).")] = 1000,
     out: OutOption = None,
     progress: ProgressOption = True,
 ) -> None:
@@ -94,13 +102,23 @@ def reproduce(
     if name not in REPRODUCTIONS:
         typer.echo(f"error: name: expected one of {', '.join(REPRODUCTIONS)}, got {name!r}", err=True)
         raise typer.Exit(code=2)
-    if seeds < 1:
-        typer.echo(f"error: seeds: expected an integer >= 1, got {seeds}", err=True)
+    seeds = seeds if seeds is not None else (250 if name.startswith("gambitts") else 25)
+    if seeds < 1 or horizon < 1:
+        typer.echo(f"error: {'seeds' if seeds < 1 else 'horizon'}: expected an integer >= 1", err=True)
         raise typer.Exit(code=2)
     from structbandits.experiments.pipeline import default_output_dir
-    from structbandits.experiments.restless import run_ermab_figure, summarise_restless
 
     folder = Path(out) if out is not None else default_output_dir(name)
+    if name.startswith("gambitts"):
+        from structbandits.experiments import summarize
+        from structbandits.experiments.gambitts import run_gambitts_experiment
+
+        results = run_gambitts_experiment(name, runs=seeds, horizon=horizon, out=folder, progress=progress)
+        typer.echo(summarize(results).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        typer.echo(f"Results: {folder.resolve()}")
+        return
+    from structbandits.experiments.restless import run_ermab_figure, summarise_restless
+
     frame = run_ermab_figure(name.removeprefix("ermab-"), seeds=seeds, out=folder, progress=progress)
     typer.echo(summarise_restless(frame).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     typer.echo(f"Wall time: {frame.attrs['wall_s']:.1f} s")

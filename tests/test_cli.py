@@ -84,3 +84,14 @@ def test_reproduce_runs_a_tiny_ermab_figure_and_rejects_unknown_names(tmp_path):
     assert "MNW-EG" in result.output and "Wall time" in result.output
     bad = runner.invoke(app, ["reproduce", "ermab-fig9"])
     assert bad.exit_code == 2 and "name: expected one of ermab-fig3, ermab-fig4" in bad.output
+
+
+def test_reproduce_runs_a_tiny_gambitts_experiment(tmp_path):
+    from typer.testing import CliRunner
+
+    from structbandits.cli import app
+
+    result = CliRunner().invoke(app, ["reproduce", "gambitts-illustrative", "--seeds", "2", "--horizon", "20",
+                                      "--out", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "summary.csv").exists() and "poGAMBITTS" in result.output

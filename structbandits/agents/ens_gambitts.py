@@ -1,0 +1,285 @@
+"""Ensemble GAMBITTS: a perturbed MLP ensemble as the reward stage (the seed's appendix C).
+
+The reward model y = f(z_S) + ε is a one-hidden-layer ReLU network whose posterior is approximated by
+a perturbed ensemble (``inference.ensemble``, Lu and Van Roy 2017). To act, the agent picks one
+member f_m uniformly at random and scores each prompt by the Monte-Carlo mean of f_m over
+``mc_draws`` treatments of that prompt in this context cell:
+
+* ``ens_po_gambitts``: treatments resampled from offline generator draws (``inference.empirical``);
+* ``ens_fo_gambitts``: treatments from a draw (μ̃, Σ̃) of the cell's Normal-Inverse-Wishart posterior,
+  learned online as in foGAMBITTS.
+
+Reference settings (defaults): M = 60 members, 64 hidden units, Adam with learning rate 0.1 rebuilt
+every step, replay buffer 1024, minibatch 100 with replacement, 100 warm-up rounds of uniformly
+random prompts with no training, perturbation sd = the environment's noise sd (pass it as
+``perturbation_scale``), 100 Monte-Carlo treatments. Network inputs are the working-embedding
+columns only. The propensity after warm-up is the share of ``propensity_draws`` members, drawn
+with replacement and all scored on one fresh Monte-Carlo batch of treatments (independent of the
+acting draw), that choose the same prompt; during warm-up it is exactly 1/K.
+
+The state carries its own PRNG key (``update`` takes none) for target perturbations and minibatches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from structbandits.agents.gambitts import check_feature_index, niw_cells_prior
+from structbandits.agents.protocol import ActInfo, Policy
+from structbandits.errors import ValidationError, check_integer, check_positive
+from structbandits.inference.empirical import (
+    EmpiricalTreatment,
+    empirical_sample,
+    empirical_subsample,
+    empirical_treatment,
+)
+from structbandits.inference.ensemble import (
+    Ensemble,
+    ReplayBuffer,
+    buffer_add,
+    buffer_init,
+    ensemble_init,
+    ensemble_step,
+    model_apply,
+)
+from structbandits.inference.niw import NIW, niw_observe, niw_sample
+
+__all__ = ["EnsGambittsState", "ens_fo_gambitts", "ens_po_gambitts"]
+
+
+class EnsGambittsState(NamedTuple):
+    """Ensemble agent state.
+
+    Attributes
+    ----------
+    ensemble : the M reward models (``inference.ensemble.Ensemble``).
+    buffer : the replay buffer of (z_S, y, perturbations).
+    round : () rounds observed so far.
+    key : the agent's own PRNG key for perturbations and minibatches.
+    treatment : ens-po: this seed's offline draws (``EmpiricalTreatment``) when subsampled, else None;
+        ens-fo: NIW posteriors per (cell, prompt), fields (C, K, ...).
+    """
+
+    ensemble: Ensemble
+    buffer: ReplayBuffer
+    round: jax.Array
+    key: jax.Array
+    treatment: object
+
+
+class _EnsembleOptions(NamedTuple):
+    members: int
+    hidden: int
+    optimizer: optax.GradientTransformation
+    buffer_size: int
+    batch_size: int
+    warmup: int
+    perturbation_scale: float
+    mc_draws: int
+    reset_optimizer: bool
+    prior_scale: float | None
+    propensity_draws: int
+    dtype: object
+
+
+def _ensemble_options(num_members, num_hidden, learning_rate, buffer_size, batch_size, warmup, perturbation_scale,
+                      mc_draws, reset_optimizer, prior_scale, propensity_draws, optimizer, dtype) -> _EnsembleOptions:
+    if dtype not in ("float32", "float64"):
+        raise ValidationError(f"dtype: expected \"float32\" or \"float64\", got {dtype!r}")
+    if optimizer is None:
+        optimizer = optax.adam(float(check_positive("learning_rate", learning_rate)))
+    elif not isinstance(optimizer, optax.GradientTransformation):
+        raise ValidationError(f"optimizer: expected an optax.GradientTransformation, got {type(optimizer).__name__}")
+    return _EnsembleOptions(
+        members=check_integer("num_members", num_members, minimum=1),
+        hidden=check_integer("num_hidden", num_hidden, minimum=0),
+        optimizer=optimizer,
+        buffer_size=check_integer("buffer_size", buffer_size, minimum=1),
+        batch_size=check_integer("batch_size", batch_size, minimum=1),
+        warmup=check_integer("warmup", warmup, minimum=0),
+        perturbation_scale=float(check_positive("perturbation_scale", perturbation_scale, allow_zero=True)),
+        mc_draws=check_integer("mc_draws", mc_draws, minimum=1),
+        reset_optimizer=bool(reset_optimizer),
+        prior_scale=None if prior_scale is None else float(check_positive("prior_scale", prior_scale)),
+        propensity_draws=check_integer("propensity_draws", propensity_draws, minimum=0),
+        dtype=jnp.dtype(dtype),
+    )
+
+
+def _ensemble_policy(opts: _EnsembleOptions, num_actions: int, d: int, index: jax.Array,
+                     init_treatment, treatment_draws, observe_treatment) -> Policy:
+    """The parts shared by ens-po and ens-fo; they differ in how treatments are drawn and learned.
+
+    ``treatment_draws(treatment, key, cell)`` → (mc, K, d);
+    ``observe_treatment(treatment, cell, action, z)`` → treatment.
+    """
+    k = num_actions
+
+    def init(key: jax.Array) -> EnsGambittsState:
+        ens_key, treatment_key, own_key = jax.random.split(key, 3)
+        return EnsGambittsState(
+            ensemble_init(ens_key, opts.members, d, opts.hidden, opts.optimizer, opts.dtype),
+            buffer_init(opts.buffer_size, d, opts.members, opts.dtype),
+            jnp.zeros((), jnp.int32), own_key, init_treatment(treatment_key),
+        )
+
+    def act(state: EnsGambittsState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
+        uniform_key, member_key, z_key, propensity_key = jax.random.split(key, 4)
+        params = state.ensemble.params
+        member = jax.tree.map(lambda leaf: leaf[jax.random.randint(member_key, (), 0, opts.members)], params)
+        z = treatment_draws(state.treatment, z_key, context.cell).astype(opts.dtype)  # (mc, K, d)
+        action = jnp.argmax(jnp.mean(model_apply(member, z), axis=0))
+        warming = state.round < opts.warmup
+        action = jnp.where(warming, jax.random.randint(uniform_key, (), 0, k), action)
+        if opts.propensity_draws == 0:
+            return action, ActInfo(jnp.asarray(jnp.nan, jnp.float64))
+        # M' members drawn with replacement, all scored on one fresh batch of treatments.
+        draw_key, batch_key = jax.random.split(propensity_key)
+        members = jax.random.randint(draw_key, (opts.propensity_draws,), 0, opts.members)
+        z = treatment_draws(state.treatment, batch_key, context.cell).astype(opts.dtype)
+        # lax.map, not vmap, over members: per-member intermediates stay in cache (about 10x faster on CPU).
+        scores = jax.lax.map(lambda m: jnp.mean(model_apply(jax.tree.map(lambda leaf: leaf[m], params), z), axis=0),
+                             members)
+        propensity = jnp.mean(jnp.argmax(scores, axis=-1) == action, dtype=jnp.float64)
+        return action, ActInfo(jnp.where(warming, 1.0 / k, propensity))
+
+    def update(state: EnsGambittsState, context, action: jax.Array, reward: jax.Array) -> EnsGambittsState:
+        z = context.treatments[action, index]
+        own_key, noise_key, batch_key = jax.random.split(state.key, 3)
+        perturbation = opts.perturbation_scale * jax.random.normal(noise_key, (opts.members,), opts.dtype)
+        buffer = buffer_add(state.buffer, z.astype(opts.dtype), reward.astype(opts.dtype), perturbation)
+        if opts.prior_scale is None:
+            regularization = 0.0
+        else:
+            seen = jnp.minimum(buffer.count, opts.buffer_size).astype(opts.dtype)
+            regularization = opts.perturbation_scale**2 / (seen * opts.prior_scale**2)
+        ensemble = jax.lax.cond(
+            state.round + 1 >= opts.warmup,
+            lambda e: ensemble_step(e, buffer, batch_key, opts.optimizer, batch_size=opts.batch_size,
+                                    reset_optimizer=opts.reset_optimizer, regularization=regularization),
+            lambda e: e,
+            state.ensemble,
+        )
+        treatment = observe_treatment(state.treatment, context.cell, action, z)
+        return EnsGambittsState(ensemble, buffer, state.round + 1, own_key, treatment)
+
+    return Policy(init, act, update)
+
+
+def ens_po_gambitts(
+    treatment_draws,
+    feature_index: Sequence[int],
+    *,
+    treatment_counts=None,
+    num_draws: int | None = None,
+    num_members: int = 60,
+    num_hidden: int = 64,
+    learning_rate: float = 0.1,
+    buffer_size: int = 1024,
+    batch_size: int = 100,
+    warmup: int = 100,
+    perturbation_scale: float = 1.0,
+    mc_draws: int = 100,
+    reset_optimizer: bool = False,
+    prior_scale: float | None = None,
+    propensity_draws: int = 100,
+    optimizer: optax.GradientTransformation | None = None,
+    dtype: str = "float32",
+) -> Policy:
+    """Partially online ensemble GAMBITTS (offline treatment draws, perturbed MLP ensemble reward).
+
+    Parameters
+    ----------
+    treatment_draws, treatment_counts, num_draws, feature_index : as ``po_gambitts``.
+    num_members : M ensemble members.
+    num_hidden : hidden ReLU units (0: a linear model).
+    learning_rate : Adam's learning rate (ignored when ``optimizer`` is given).
+    buffer_size, batch_size : replay-buffer capacity and minibatch size.
+    warmup : rounds of uniformly random prompts before training and Thompson acting.
+    perturbation_scale : sd of each member's target perturbations (the environment's noise sd).
+    mc_draws : Monte-Carlo treatments per prompt when scoring.
+    reset_optimizer : rebuild the optimiser state every step (the reference) or keep it.
+    prior_scale : None (reference: plain MSE) or σ0, adding the anchor term of Lu and Van Roy.
+    propensity_draws : M' member draws for the propensity estimate, scored on one shared fresh batch of
+        treatments (0: NaN).
+    optimizer : an optax transformation replacing Adam(learning_rate).
+    dtype : "float32" (default, like the reference's PyTorch networks; about twice as fast) or
+        "float64" for the networks, buffer and Monte-Carlo scoring.
+
+    Returns
+    -------
+    Policy on mediated contexts; state ``EnsGambittsState``. Per round
+    O(M · batch · d · H) training + O((1 + M') · mc · K · d · H) scoring.
+    """
+    offline = empirical_treatment(treatment_draws, treatment_counts)
+    index = check_feature_index(feature_index, offline.draws.shape[-1])
+    offline = EmpiricalTreatment(offline.draws[..., jnp.asarray(index)], offline.counts)
+    num_draws = None if num_draws is None else check_integer("num_draws", num_draws, minimum=1)
+    opts = _ensemble_options(num_members, num_hidden, learning_rate, buffer_size, batch_size, warmup,
+                             perturbation_scale, mc_draws, reset_optimizer, prior_scale, propensity_draws, optimizer, dtype)
+    subsampled = num_draws is not None and num_draws < offline.draws.shape[2]
+
+    def init_treatment(key):
+        return empirical_subsample(offline, key, num_draws) if subsampled else None
+
+    def draws(treatment, key, cell):
+        return empirical_sample(treatment if subsampled else offline, key, cell, (opts.mc_draws,))
+
+    return _ensemble_policy(opts, offline.draws.shape[0], len(index), jnp.asarray(index), init_treatment, draws,
+                            lambda treatment, cell, action, z: treatment)
+
+
+def ens_fo_gambitts(
+    num_actions: int,
+    num_cells: int,
+    feature_index: Sequence[int],
+    *,
+    niw_mean=None,
+    niw_kappa: float = 1.0,
+    niw_psi=None,
+    niw_nu: float | None = None,
+    num_members: int = 60,
+    num_hidden: int = 64,
+    learning_rate: float = 0.1,
+    buffer_size: int = 1024,
+    batch_size: int = 100,
+    warmup: int = 100,
+    perturbation_scale: float = 1.0,
+    mc_draws: int = 100,
+    reset_optimizer: bool = False,
+    prior_scale: float | None = None,
+    propensity_draws: int = 100,
+    optimizer: optax.GradientTransformation | None = None,
+    dtype: str = "float32",
+) -> Policy:
+    """Fully online ensemble GAMBITTS: NIW treatment posteriors per (cell, prompt), MLP-ensemble reward.
+
+    ``num_actions``, ``num_cells``, ``feature_index`` and the NIW prior as ``fo_gambitts``; the
+    ensemble options as ``ens_po_gambitts``. Each scoring draw samples (μ̃, Σ̃) per prompt from the
+    cell's NIW posterior and ``mc_draws`` treatments z ~ N(μ̃, Σ̃).
+    """
+    k = check_integer("num_actions", num_actions, minimum=2)
+    c = check_integer("num_cells", num_cells, minimum=1)
+    index = check_feature_index(feature_index)
+    d = len(index)
+    opts = _ensemble_options(num_members, num_hidden, learning_rate, buffer_size, batch_size, warmup,
+                             perturbation_scale, mc_draws, reset_optimizer, prior_scale, propensity_draws, optimizer, dtype)
+    prior = niw_cells_prior(c, k, d, mean0=niw_mean, kappa0=niw_kappa, psi0=niw_psi, nu0=niw_nu)
+
+    def draws(treatment: NIW, key, cell):
+        cell_niw = jax.tree.map(lambda leaf: leaf[cell], treatment)  # fields (K, ...)
+        niw_key, eps_key = jax.random.split(key)
+        mean, root = jax.vmap(niw_sample, (0, 0, None))(cell_niw, jax.random.split(niw_key, k), ())  # (K, d), (K, d, d)
+        eps = jax.random.normal(eps_key, (opts.mc_draws, k, d), mean.dtype)
+        return mean + jnp.einsum("kij,mkj->mki", root, eps)
+
+    def observe(treatment: NIW, cell, action, z):
+        one = jax.tree.map(lambda leaf: leaf[cell, action], treatment)
+        return jax.tree.map(lambda leaf, new: leaf.at[cell, action].set(new), treatment, niw_observe(one, z))
+
+    return _ensemble_policy(opts, k, d, jnp.asarray(index), lambda key: prior, draws, observe)

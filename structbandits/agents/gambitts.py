@@ -1,0 +1,318 @@
+"""GAMBITTS: Thompson sampling for generator-mediated bandits (linear reward stage).
+
+The agent picks a prompt a in context cell x; a generator returns a treatment whose embedding z the
+agent observes with the reward y (``models.mediated``). Both agents here model y = βᵀφ(z) + ε with
+φ(z) = [1, z_S] (z_S: the agent's working embedding, columns ``feature_index`` of the treatment) and
+condition β in closed form (``inference.conjugate``). A prompt's Thompson score is β̃ᵀ[1, E(z | x, a)],
+exact for a linear reward:
+
+* ``fo_gambitts`` (fully online): E(z | x, a) = μ̃_{x,a}, a draw from a Normal-Inverse-Wishart posterior
+  per (context cell, prompt) learned from the delivered treatments (``inference.niw``);
+* ``po_gambitts`` (partially online): E(z | x, a) from offline generator draws (``inference.empirical``);
+  only β is learned online.
+
+``optional_prompting`` puts a gate policy (send a message or not) in front of any prompt policy.
+
+Mediated context protocol. The context is a pytree with ``cell`` (), the integer context cell in
+[0, C), and ``treatments`` (K, S), the embedding of the treatment each prompt would deliver this round
+(``envs.mhealth``). Agents read ``treatments[action]`` in ``update`` only, never in ``act``: it is the
+delivered treatment, observed after the prompt is sent.
+
+Every agent reports ActInfo(propensity): the fraction of ``propensity_draws`` fresh posterior draws
+whose argmax is the chosen action, a Monte-Carlo estimate of its selection probability for later
+causal analyses (NaN with ``propensity_draws=0``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from structbandits.agents.protocol import ActInfo, Policy
+from structbandits.errors import ValidationError, check_finite, check_integer, check_positive, check_positive_definite
+from structbandits.inference.conjugate import GaussianInfo, gaussian_sample, linear_regression_observe
+from structbandits.inference.empirical import (
+    EmpiricalTreatment,
+    empirical_means,
+    empirical_subsample,
+    empirical_treatment,
+)
+from structbandits.inference.niw import NIW, niw_observe, niw_prior, niw_sample_mean
+
+__all__ = [
+    "FOGambittsState",
+    "POGambittsState",
+    "OptionalPromptingState",
+    "check_feature_index",
+    "fo_gambitts",
+    "niw_cells_prior",
+    "optional_prompting",
+    "po_gambitts",
+    "reward_prior",
+    "thompson_choice",
+]
+
+
+def check_feature_index(feature_index: Sequence[int], num_styles: int | None = None) -> tuple[int, ...]:
+    """Validate the agent's working-embedding columns: distinct integers in [0, num_styles)."""
+    try:
+        index = tuple(check_integer("feature_index", i, minimum=0) for i in feature_index)
+    except TypeError:
+        raise ValidationError(f"feature_index: expected a sequence of column indices, got {feature_index!r}") from None
+    if not index or len(set(index)) != len(index):
+        raise ValidationError(f"feature_index: expected distinct column indices, at least one, got {index}")
+    if num_styles is not None and max(index) >= num_styles:
+        raise ValidationError(f"feature_index: expected indices below the {num_styles} treatment columns, got {index}")
+    return index
+
+
+def reward_prior(num_styles: int, *, intercept_mean: float = 77.0, intercept_precision: float = 0.01,
+                 coef_mean: float = 0.0, coef_precision: float = 1.0) -> GaussianInfo:
+    """The reference prior on β for φ(z) = [1, z] (intercept first): independent Gaussians.
+
+    Defaults: intercept N(77, 1/0.01), coefficients N(0, 1).
+    """
+    check_positive("intercept_precision", intercept_precision)
+    check_positive("coef_precision", coef_precision)
+    check_finite("intercept_mean", intercept_mean)
+    check_finite("coef_mean", coef_mean)
+    precision = jnp.concatenate([jnp.full(1, intercept_precision), jnp.full(num_styles, coef_precision)])
+    mean = jnp.concatenate([jnp.full(1, intercept_mean), jnp.full(num_styles, coef_mean)])
+    return GaussianInfo(jnp.diag(jnp.sqrt(precision)), precision * mean)
+
+
+def niw_cells_prior(num_cells: int, num_actions: int, num_styles: int, *, mean0=None, kappa0: float = 1.0,
+                    psi0=None, nu0: float | None = None) -> NIW:
+    """NIW(m0, κ0, Ψ0, ν0) replicated over (C, K) treatment cells. Defaults: m0 = 0, κ0 = 1, Ψ0 = I, ν0 = d."""
+    mean0 = np.zeros(num_styles) if mean0 is None else check_finite("niw_mean", mean0)
+    psi0 = np.eye(num_styles) if psi0 is None else check_positive_definite("niw_psi", psi0)
+    nu0 = float(num_styles) if nu0 is None else float(check_finite("niw_nu", nu0))
+    check_positive("niw_kappa", kappa0)
+    if mean0.shape != (num_styles,) or psi0.shape != (num_styles, num_styles):
+        raise ValidationError(f"niw_mean / niw_psi: expected shapes ({num_styles},) and ({num_styles}, {num_styles}), "
+                              f"got {mean0.shape} and {psi0.shape}")
+    if nu0 <= num_styles - 1:
+        raise ValidationError(f"niw_nu: expected degrees of freedom > d - 1 = {num_styles - 1}, got {nu0}")
+    one = niw_prior(jnp.asarray(mean0), kappa0, jnp.asarray(psi0), nu0)
+    return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (num_cells, num_actions) + leaf.shape), one)
+
+
+def thompson_choice(score_draws: Callable[[jax.Array, tuple[int, ...]], jax.Array], key: jax.Array,
+                    propensity_draws: int, dtype=jnp.float64) -> tuple[jax.Array, ActInfo]:
+    """argmax of one posterior draw of the scores, and the share of M fresh draws choosing the same action.
+
+    ``score_draws(key, shape)`` returns Thompson scores ``shape + (K,)``.
+    """
+    act_key, propensity_key = jax.random.split(key)
+    action = jnp.argmax(score_draws(act_key, ()))
+    if propensity_draws == 0:
+        return action, ActInfo(jnp.asarray(jnp.nan, dtype))
+    chosen = jnp.argmax(score_draws(propensity_key, (propensity_draws,)), axis=-1) == action
+    return action, ActInfo(jnp.mean(chosen, dtype=dtype))
+
+
+def _with_intercept(z: jax.Array) -> jax.Array:
+    return jnp.concatenate([jnp.ones(z.shape[:-1] + (1,), z.dtype), z], axis=-1)
+
+
+def _linear_scores(reward: GaussianInfo, key: jax.Array, shape: tuple[int, ...], treatment_means: jax.Array) -> jax.Array:
+    """β̃ᵀ[1, z̄_a] for every prompt: ``treatment_means`` (*shape, K, d) or (K, d) → (*shape, K)."""
+    beta = gaussian_sample(reward, key, shape)  # (*shape, p)
+    return beta[..., :1] + jnp.einsum("...kd,...d->...k", treatment_means, beta[..., 1:])
+
+
+class FOGambittsState(NamedTuple):
+    """``reward`` β's Gaussian posterior (p = d + 1); ``treatment`` NIW per (cell, prompt), fields (C, K, ...)."""
+
+    reward: GaussianInfo
+    treatment: NIW
+
+
+class POGambittsState(NamedTuple):
+    """``reward`` β's Gaussian posterior; ``treatment_means`` (K, C, d) offline mean treatments."""
+
+    reward: GaussianInfo
+    treatment_means: jax.Array
+
+
+def _reward_options(num_styles: int, reward_prior_mean, reward_prior_precision, reward_noise_scale) -> tuple[GaussianInfo, float]:
+    noise_var = float(check_positive("reward_noise_scale", reward_noise_scale)) ** 2
+    mean = check_finite("reward_prior_mean", reward_prior_mean)
+    precision = check_positive("reward_prior_precision", reward_prior_precision)
+    for name, value in (("reward_prior_mean", mean), ("reward_prior_precision", precision)):
+        if value.shape != (2,):
+            raise ValidationError(f"{name}: expected (intercept, coefficient) values of shape (2,), got shape {value.shape}")
+    prior = reward_prior(num_styles, intercept_mean=float(mean[0]), intercept_precision=float(precision[0]),
+                         coef_mean=float(mean[1]), coef_precision=float(precision[1]))
+    return prior, noise_var
+
+
+def fo_gambitts(
+    num_actions: int,
+    num_cells: int,
+    feature_index: Sequence[int],
+    *,
+    reward_prior_mean=(77.0, 0.0),
+    reward_prior_precision=(0.01, 1.0),
+    reward_noise_scale: float = 1.0,
+    niw_mean=None,
+    niw_kappa: float = 1.0,
+    niw_psi=None,
+    niw_nu: float | None = None,
+    propensity_draws: int = 100,
+) -> Policy:
+    """Fully online GAMBITTS with a linear reward stage.
+
+    Parameters
+    ----------
+    num_actions : K prompts.
+    num_cells : C context cells (``context.cell`` in [0, C)).
+    feature_index : the d treatment columns the agent models (its working embedding).
+    reward_prior_mean, reward_prior_precision : (intercept, coefficient) prior mean and precision of β;
+        default the reference's (77, 0) and (0.01, 1).
+    reward_noise_scale : σ in the reward likelihood; 1 reproduces the reference (its v² = 1).
+    niw_mean, niw_kappa, niw_psi, niw_nu : the NIW prior per (cell, prompt); default m0 = 0, κ0 = 1,
+        Ψ0 = I, ν0 = d (the reference).
+    propensity_draws : M posterior draws for the propensity estimate (0: NaN).
+
+    Returns
+    -------
+    Policy on mediated contexts (module docstring); state ``FOGambittsState``. Per round
+    O(M K d² + d²).
+    """
+    k = check_integer("num_actions", num_actions, minimum=2)
+    c = check_integer("num_cells", num_cells, minimum=1)
+    index = jnp.asarray(check_feature_index(feature_index))
+    d = int(index.shape[0])
+    m = check_integer("propensity_draws", propensity_draws, minimum=0)
+    prior, noise_var = _reward_options(d, reward_prior_mean, reward_prior_precision, reward_noise_scale)
+    treatment_prior = niw_cells_prior(c, k, d, mean0=niw_mean, kappa0=niw_kappa, psi0=niw_psi, nu0=niw_nu)
+
+    def init(key: jax.Array) -> FOGambittsState:
+        return FOGambittsState(prior, treatment_prior)
+
+    def act(state: FOGambittsState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
+        cell_niw = jax.tree.map(lambda leaf: leaf[context.cell], state.treatment)  # fields (K, ...)
+
+        def score_draws(score_key, shape):
+            beta_key, mean_key = jax.random.split(score_key)
+            means = jax.vmap(niw_sample_mean, (0, 0, None))(cell_niw, jax.random.split(mean_key, k), shape)
+            return _linear_scores(state.reward, beta_key, shape, jnp.moveaxis(means, 0, -2))
+
+        return thompson_choice(score_draws, key, m, prior.info.dtype)
+
+    def update(state: FOGambittsState, context, action: jax.Array, reward: jax.Array) -> FOGambittsState:
+        z = context.treatments[action, index]
+        cell_arm = jax.tree.map(lambda leaf: leaf[context.cell, action], state.treatment)
+        treatment = jax.tree.map(lambda leaf, new: leaf.at[context.cell, action].set(new),
+                                 state.treatment, niw_observe(cell_arm, z))
+        return FOGambittsState(linear_regression_observe(state.reward, _with_intercept(z), reward, noise_var), treatment)
+
+    def posterior_draws(state: FOGambittsState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
+        beta_key, mean_key = jax.random.split(key)
+        flat = jax.tree.map(lambda leaf: leaf.reshape((c * k,) + leaf.shape[2:]), state.treatment)
+        means = jax.vmap(niw_sample_mean, (0, 0, None))(flat, jax.random.split(mean_key, c * k), (num_draws,))
+        return {"beta": gaussian_sample(state.reward, beta_key, (num_draws,)),
+                "treatment_mean": jnp.moveaxis(means, 1, 0).reshape(num_draws, c, k, d)}
+
+    return Policy(init, act, update, posterior_draws)
+
+
+def po_gambitts(
+    treatment_draws,
+    feature_index: Sequence[int],
+    *,
+    treatment_counts=None,
+    num_draws: int | None = None,
+    reward_prior_mean=(77.0, 0.0),
+    reward_prior_precision=(0.01, 1.0),
+    reward_noise_scale: float = 1.0,
+    propensity_draws: int = 100,
+) -> Policy:
+    """Partially online GAMBITTS: offline treatment model, linear reward stage learned online.
+
+    Parameters
+    ----------
+    treatment_draws : (K, C, N, S) offline generator draws per (prompt, context cell), all S treatment
+        columns (the same columns as ``context.treatments``).
+    feature_index : the d columns the agent models.
+    treatment_counts : (K, C) valid rows per cell (default all N).
+    num_draws : generator queries per cell the agent may use; each seed draws its own subset of that
+        size in ``init`` (None: all rows).
+    reward_prior_mean, reward_prior_precision, reward_noise_scale, propensity_draws : as ``fo_gambitts``.
+
+    Returns
+    -------
+    Policy on mediated contexts; state ``POGambittsState``. Per round O(M (K d + d²)).
+    """
+    offline = empirical_treatment(treatment_draws, treatment_counts)
+    index = check_feature_index(feature_index, offline.draws.shape[-1])
+    offline = EmpiricalTreatment(offline.draws[..., jnp.asarray(index)], offline.counts)
+    num_draws = None if num_draws is None else check_integer("num_draws", num_draws, minimum=1)
+    m = check_integer("propensity_draws", propensity_draws, minimum=0)
+    prior, noise_var = _reward_options(len(index), reward_prior_mean, reward_prior_precision, reward_noise_scale)
+    all_means = empirical_means(offline)
+
+    def init(key: jax.Array) -> POGambittsState:
+        means = all_means if num_draws is None else empirical_means(empirical_subsample(offline, key, num_draws))
+        return POGambittsState(prior, means)
+
+    def act(state: POGambittsState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
+        means = state.treatment_means[:, context.cell]  # (K, d)
+        return thompson_choice(lambda k_, shape: _linear_scores(state.reward, k_, shape, means), key, m,
+                               prior.info.dtype)
+
+    def update(state: POGambittsState, context, action: jax.Array, reward: jax.Array) -> POGambittsState:
+        z = context.treatments[action, jnp.asarray(index)]
+        return POGambittsState(linear_regression_observe(state.reward, _with_intercept(z), reward, noise_var),
+                               state.treatment_means)
+
+    def posterior_draws(state: POGambittsState, key: jax.Array, num_draws_: int) -> dict[str, jax.Array]:
+        return {"beta": gaussian_sample(state.reward, key, (num_draws_,))}
+
+    return Policy(init, act, update, posterior_draws)
+
+
+class OptionalPromptingState(NamedTuple):
+    """``gate`` state of the send / don't-send policy, ``prompter`` state of the prompt policy."""
+
+    gate: object
+    prompter: object
+
+
+def optional_prompting(gate: Policy, prompter: Policy) -> Policy:
+    """GAMBITTS with optional prompting (the seed's appendix A): a gate decides whether to send at all.
+
+    Actions: 0 = send nothing, 1 + a = send prompt a. Each round the gate (a two-action policy:
+    0 = don't send, 1 = send; e.g. ``standard_ts(2, num_cells=C)``) decides; when it sends, the prompt
+    policy picks the prompt and, alone, learns from that round (it sees ``treatments[a]``). The gate
+    learns from every round. The propensity is P(gate) · P(prompt | send) when sending, P(gate) when not.
+    """
+    if not isinstance(gate, Policy) or not isinstance(prompter, Policy):
+        raise ValidationError("gate / prompter: expected two Policy objects, got "
+                              f"{type(gate).__name__} and {type(prompter).__name__}")
+
+    def init(key: jax.Array) -> OptionalPromptingState:
+        gate_key, prompter_key = jax.random.split(key)
+        return OptionalPromptingState(gate.init(gate_key), prompter.init(prompter_key))
+
+    def act(state: OptionalPromptingState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
+        gate_key, prompter_key = jax.random.split(key)
+        send, gate_info = gate.act(state.gate, gate_key, context)
+        prompt, prompt_info = prompter.act(state.prompter, prompter_key, context)
+        action = jnp.where(send == 1, prompt + 1, 0)
+        propensity = jnp.where(send == 1, gate_info.propensity * prompt_info.propensity, gate_info.propensity)
+        return action, ActInfo(propensity)
+
+    def update(state: OptionalPromptingState, context, action: jax.Array, reward: jax.Array) -> OptionalPromptingState:
+        sent = action > 0
+        gate_state = gate.update(state.gate, context, sent.astype(action.dtype), reward)
+        updated = prompter.update(state.prompter, context, jnp.maximum(action - 1, 0), reward)
+        prompter_state = jax.tree.map(lambda new, old: jnp.where(sent, new, old), updated, state.prompter)
+        return OptionalPromptingState(gate_state, prompter_state)
+
+    return Policy(init, act, update)
