@@ -11,7 +11,6 @@ from functools import partial
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 from numpyro.infer import Predictive
 
 from structbandits.envs.protocol import Environment, ModelHyperparameters

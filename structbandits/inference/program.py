@@ -26,7 +26,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpyro
 import optax
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.hmc import hmc
