@@ -3,7 +3,7 @@
     structbandits demo                      the built-in demo, results under ./results/
     structbandits run CONFIG [--set k=v]    a built-in config by name or a TOML file
     structbandits list                      the built-in configs and reproductions
-    structbandits reproduce NAME            a paper reproduction (ermab-fig3, ermab-fig4, gambitts-*)
+    structbandits reproduce NAME [--quick]  a paper reproduction (ermab-fig3, ermab-fig4, gambitts-*, ...)
 
 A bad config or value prints one line naming the key and exits with code 2.
 """
@@ -65,19 +65,6 @@ def run(
     _run_and_report(config, set_ or [], out, progress)
 
 
-REPRODUCTIONS = {
-    "ermab-fig3": "Equitable RMAB, Fig. 3: per-group outcomes of every policy on the synthetic domain (25 seeds, H=20)",
-    "ermab-fig4": "Equitable RMAB, Fig. 4: Gini and utility of every policy on the synthetic, maternal and diabetes domains",
-    "gambitts-illustrative": "GAMBITTS section 6.1: the 1-D mHealth case, po/fo-GAMBITTS vs standard TS (250 runs, 1000 rounds)",
-    "gambitts-misspecification": "GAMBITTS: the agent models the wrong style dimension",
-    "gambitts-arms": "GAMBITTS: K in {3, 5, 15, 30, 40} prompts",
-    "gambitts-noise": "GAMBITTS: the reference's five outcome-noise levels",
-    "gambitts-simulator-draws": "GAMBITTS: offline generator draws per cell in {15, 50, 100, 500, all}",
-    "gambitts-dimension": "GAMBITTS: agent style dimension in {3, 5, 10, 15, 20}",
-    "gambitts-nonlinear": "GAMBITTS: MLP outcome model with ensemble agents",
-}
-
-
 @app.command(name="list")
 def list_configs() -> None:
     """List the built-in configs and the paper reproductions, one line each."""
@@ -86,42 +73,33 @@ def list_configs() -> None:
     for name, path in sorted(builtin_configs().items()):
         description = tomllib.loads(path.read_text()).get("description", "")
         typer.echo(f"{name:<24} {description}")
-    for name, description in REPRODUCTIONS.items():
-        typer.echo(f"{name:<24} (reproduce) {description}")
+    from structbandits.experiments.reproductions import REPRODUCTIONS
+
+    for name, entry in REPRODUCTIONS.items():
+        typer.echo(f"{name:<24} (reproduce) {entry.description}")
 
 
 @app.command()
 def reproduce(
-    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(REPRODUCTIONS)}.")],
-    seeds: Annotated[Optional[int], typer.Option(help="Simulations per setting and policy (ermab: 25, gambitts: 250).")] = None,
-    horizon: Annotated[int, typer.Option(help="Rounds per simulation (gambitts only).")] = 1000,
+    name: Annotated[str, typer.Argument(help="A reproduction (see `structbandits list`).")],
+    seeds: Annotated[Optional[int], typer.Option(help="Simulations per setting and policy (default: the paper's).")] = None,
+    horizon: Annotated[Optional[int], typer.Option(help="Rounds per simulation, where the figure lets it vary.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A tiny size that checks the whole path (CI).")] = False,
     out: OutOption = None,
     progress: ProgressOption = True,
 ) -> None:
     """Run a paper reproduction; writes its tidy results, summary table and figures to the results folder."""
-    if name not in REPRODUCTIONS:
-        typer.echo(f"error: name: expected one of {', '.join(REPRODUCTIONS)}, got {name!r}", err=True)
-        raise typer.Exit(code=2)
-    seeds = seeds if seeds is not None else (250 if name.startswith("gambitts") else 25)
-    if seeds < 1 or horizon < 1:
-        typer.echo(f"error: {'seeds' if seeds < 1 else 'horizon'}: expected an integer >= 1", err=True)
-        raise typer.Exit(code=2)
     from structbandits.experiments.pipeline import default_output_dir
+    from structbandits.experiments.reproductions import run_reproduction
 
     folder = Path(out) if out is not None else default_output_dir(name)
-    if name.startswith("gambitts"):
-        from structbandits.experiments import summarize
-        from structbandits.experiments.gambitts import run_gambitts_experiment
-
-        results = run_gambitts_experiment(name, runs=seeds, horizon=horizon, out=folder, progress=progress)
-        typer.echo(summarize(results).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        typer.echo(f"Results: {folder.resolve()}")
-        return
-    from structbandits.experiments.restless import run_ermab_figure, summarise_restless
-
-    frame = run_ermab_figure(name.removeprefix("ermab-"), seeds=seeds, out=folder, progress=progress)
-    typer.echo(summarise_restless(frame).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    typer.echo(f"Wall time: {frame.attrs['wall_s']:.1f} s")
+    try:
+        outcome = run_reproduction(name, folder, seeds=seeds, horizon=horizon, quick=quick, progress=progress)
+    except ValidationError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(outcome.summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    typer.echo(f"Wall time: {outcome.wall_s:.1f} s")
     typer.echo(f"Results: {folder.resolve()}")
 
 
