@@ -173,3 +173,18 @@ def test_builtin_experiment_runs_and_saves(tmp_path):
                                       progress=False, agents=["poGAMBITTS"], propensity_draws=5)
     assert len(results) == 40 and (tmp_path / "run" / "summary.csv").is_file()
     assert pd.read_csv(tmp_path / "run" / "summary.csv")["agent"].tolist() == ["poGAMBITTS"]
+
+
+def test_optional_prompting_experiment_puts_the_send_nothing_outcome_where_its_name_says():
+    experiment = gambitts_experiment("gambitts-optional-prompting", propensity_draws=5)
+    assert set(experiment.agents) == {"optional:poGAMBITTS", "optional:foGAMBITTS", "StdTS", "StdTS:Contextual"}
+    best_is_silence = {}
+    for label in ("between", "below"):
+        env = experiment.envs[f"linear-3d-nomsg-{label}"]
+        assert env.num_actions == 6
+        state = env.init(jax.random.PRNGKey(0))
+        keys = jax.random.split(jax.random.PRNGKey(1), 200)
+        means = np.stack([np.asarray(env.mean_rewards(state, env.context(state, k))) for k in keys])
+        best_is_silence[label] = means.argmax(axis=1) == 0
+    assert best_is_silence["between"].any() and not best_is_silence["between"].all()
+    assert not best_is_silence["below"].any()

@@ -219,6 +219,21 @@ def _dimension(m: int):
     return "20-style linear outcome model, agents on d styles (seed appendix E.4)", {"linear-full": env}, agents
 
 
+def _optional_prompting(m: int):
+    best_per_cell = mhealth_bandit("linear-3d", 5).model.params["expected_outcomes"].max(axis=0)
+    levels = {"between": float(np.median(best_per_cell)), "below": float(best_per_cell.min()) - 1.0}
+    envs = {f"linear-3d-nomsg-{label}": mhealth_bandit("linear-3d", 5, no_message_outcome=value)
+            for label, value in levels.items()}
+    agents: dict[str, AgentFactory] = {
+        "optional:poGAMBITTS": lambda env: optional_prompting_agent(env, "po", propensity_draws=m),
+        "optional:foGAMBITTS": lambda env: optional_prompting_agent(env, "fo", propensity_draws=m),
+        "StdTS": lambda env: stdts_agent(env, propensity_draws=m),
+        "StdTS:Contextual": lambda env: stdts_agent(env, contextual=True, propensity_draws=m),
+    }
+    return ("3-D outcome model with a send-nothing action (seed appendix A): its outcome lies between the "
+            "cells' best prompts, or below every cell's best"), envs, agents
+
+
 EXPERIMENTS: dict[str, Callable[[int], tuple]] = {
     "gambitts-illustrative": _illustrative,
     "gambitts-misspecification": _misspecification,
@@ -227,6 +242,7 @@ EXPERIMENTS: dict[str, Callable[[int], tuple]] = {
     "gambitts-nonlinear": _nonlinear,
     "gambitts-simulator-draws": _simulator_draws,
     "gambitts-dimension": _dimension,
+    "gambitts-optional-prompting": _optional_prompting,
 }
 
 

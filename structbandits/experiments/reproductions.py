@@ -110,6 +110,7 @@ for _name, _description in {
     "gambitts-simulator-draws": "GAMBITTS: offline generator draws per cell in {15, 50, 100, 500, all}",
     "gambitts-dimension": "GAMBITTS: agent style dimension in {3, 5, 10, 15, 20}",
     "gambitts-nonlinear": "GAMBITTS: MLP outcome model with ensemble agents",
+    "gambitts-optional-prompting": "GAMBITTS appendix A: a contextual gate decides whether to send any message",
 }.items():
     register(Reproduction(_name, _description, _gambitts(_name), default_seeds=250, quick_seeds=2,
                           default_horizon=1000, quick_horizon=30))
