@@ -8,6 +8,7 @@ loops over rounds (``experiments`` scans them).
 from structbandits.agents.generic import NumPyroTSState, numpyro_ts
 from structbandits.agents.glm import GLMTSState, METSGLMState, glm_ts, hier_ts_glm, mets_glm
 from structbandits.agents.mets import METSState, hier_ts, mets
+from structbandits.agents.online import Decision, OnlineAgent
 from structbandits.agents.protocol import ActInfo, Policy
 from structbandits.agents.random import uniform_random
 from structbandits.agents.thompson import LinTSState, lin_ts
@@ -15,11 +16,13 @@ from structbandits.agents.ucb import lin_ucb
 
 __all__ = [
     "ActInfo",
+    "Decision",
     "GLMTSState",
     "LinTSState",
     "METSGLMState",
     "METSState",
     "NumPyroTSState",
+    "OnlineAgent",
     "Policy",
     "glm_ts",
     "hier_ts",
