@@ -81,8 +81,11 @@ class ContextSpec:
 
     def leaves(self, context: Any, name: str = "context") -> list[np.ndarray]:
         """Validated leaves of ``context``: same structure, shapes and dtypes, finite numbers."""
+        context = _as_context(context)
         try:
-            raw = self.treedef.flatten_up_to(_as_context(context))
+            if self.is_array and jax.tree_util.tree_structure(context) != self.treedef:
+                raise ValueError("not an array")
+            raw = self.treedef.flatten_up_to(context)
         except (ValueError, TypeError):
             raise ValidationError(f"{name}: expected a context with the structure {self.treedef}, "
                                   f"got {jax.tree_util.tree_structure(context)}") from None
