@@ -6,7 +6,12 @@ from structbandits.envs.rmab.domains import (
     maternal_domain,
     synthetic_domain,
 )
-from structbandits.envs.rmab.simulator import RestlessTrajectory, restless_frame, simulate_restless
+from structbandits.envs.rmab.simulator import (
+    RestlessTrajectory,
+    restless_frame,
+    simulate_restless,
+    simulate_restless_learning,
+)
 
 __all__ = [
     "RestlessTrajectory",
@@ -15,5 +20,6 @@ __all__ = [
     "maternal_domain",
     "restless_frame",
     "simulate_restless",
+    "simulate_restless_learning",
     "synthetic_domain",
 ]

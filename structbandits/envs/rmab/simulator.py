@@ -10,6 +10,13 @@ start states and the same "luck" of every arm in every round (two policies that 
 arm see it move alike). The reference code gave every (policy, trial) run its own seed instead.
 Policies draw their own randomness (tie-breaks, dummy arms) from a separate key of the same seed.
 
+The policy's ``update`` receives a ``RestlessOutcome``: the rewards and the arms' next states, so a
+learning agent sees every transition it caused (known-model policies ignore it).
+
+``simulate_restless_learning`` runs E episodes of H rounds per seed with one agent state carried
+across them (the arms restart from the start distribution every episode; what the agent learned
+stays). Episode e of seed j has its own environment draws, the same for every policy.
+
 Results: ``RestlessTrajectory`` arrays, or a tidy DataFrame via ``restless_frame``.
 """
 
@@ -23,13 +30,14 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from structbandits.agents.bayes_restless import RestlessOutcome
 from structbandits.agents.protocol import Policy
 from structbandits.agents.restless import RestlessContext
 from structbandits.errors import ValidationError, check_integer
 from structbandits.models.restless import RestlessInstance
 from structbandits.planning.metrics import gini_index_jax
 
-__all__ = ["RestlessTrajectory", "restless_frame", "simulate_restless"]
+__all__ = ["RestlessTrajectory", "restless_frame", "simulate_restless", "simulate_restless_learning"]
 
 
 class RestlessTrajectory(NamedTuple):
@@ -51,12 +59,11 @@ class RestlessTrajectory(NamedTuple):
     final_states: jax.Array
 
 
-def _simulate_one(policy: Policy, horizon: int, num_groups: int, transitions, rewards, components, groups,
-                  initial_probs, budget, key):
+def _episode(policy: Policy, horizon: int, num_groups: int, transitions, rewards, components, groups,
+             initial_probs, budget, agent_state, env_key, agent_round_key):
+    """One episode of ``horizon`` rounds from ``agent_state``; returns (final agent state, trajectory)."""
     num_arms = rewards.shape[0]
-    env_key, agent_key = jax.random.split(key)
     start_key, dynamics_key = jax.random.split(env_key)
-    agent_init_key, agent_round_key = jax.random.split(agent_key)
     states = jax.random.categorical(start_key, jnp.log(initial_probs), axis=-1)
     sizes = jnp.bincount(groups, length=num_groups)
     arms = jnp.arange(num_arms)
@@ -66,19 +73,50 @@ def _simulate_one(policy: Policy, horizon: int, num_groups: int, transitions, re
         context = RestlessContext(states, t, horizon - t, budget, transitions, rewards, groups)
         action, _ = policy.act(agent_state, jax.random.fold_in(agent_round_key, t), context)
         reward = rewards[arms, states]
-        agent_state = policy.update(agent_state, context, action, reward)
         rows = transitions[arms, states, action.astype(jnp.int32)]
         uniform = jax.random.uniform(jax.random.fold_in(dynamics_key, t), (num_arms,))
         next_states = jnp.minimum((uniform[:, None] > jnp.cumsum(rows, axis=1)[:, :-1]).sum(axis=1),
                                   rows.shape[1] - 1)
+        agent_state = policy.update(agent_state, context, action, RestlessOutcome(reward, next_states))
         record = (jax.ops.segment_sum(action.astype(jnp.int32), groups, num_segments=num_groups),
                   jax.ops.segment_sum(reward, groups, num_segments=num_groups) / sizes)
         carry = (agent_state, next_states, totals + reward, component_totals + components[:, arms, states])
         return carry, record
 
-    init = (policy.init(agent_init_key), states, jnp.zeros(num_arms), jnp.zeros((components.shape[0], num_arms)))
-    (_, final, totals, component_totals), (acted, group_rewards) = jax.lax.scan(step, init, jnp.arange(horizon))
-    return RestlessTrajectory(totals, component_totals, acted, group_rewards, final)
+    init = (agent_state, states, jnp.zeros(num_arms), jnp.zeros((components.shape[0], num_arms)))
+    (agent_state, final, totals, component_totals), (acted, group_rewards) = jax.lax.scan(step, init,
+                                                                                         jnp.arange(horizon))
+    return agent_state, RestlessTrajectory(totals, component_totals, acted, group_rewards, final)
+
+
+def _simulate_one(policy: Policy, horizon: int, num_groups: int, transitions, rewards, components, groups,
+                  initial_probs, budget, key):
+    env_key, agent_key = jax.random.split(key)
+    agent_init_key, agent_round_key = jax.random.split(agent_key)
+    _, trajectory = _episode(policy, horizon, num_groups, transitions, rewards, components, groups, initial_probs,
+                             budget, policy.init(agent_init_key), env_key, agent_round_key)
+    return trajectory
+
+
+def _learn_one(policy: Policy, horizon: int, num_groups: int, num_episodes: int, transitions, rewards, components,
+               groups, initial_probs, budget, key):
+    env_key, agent_key = jax.random.split(key)
+    agent_init_key, agent_round_key = jax.random.split(agent_key)
+
+    def episode(agent_state, e):
+        return _episode(policy, horizon, num_groups, transitions, rewards, components, groups, initial_probs, budget,
+                        agent_state, jax.random.fold_in(env_key, e), jax.random.fold_in(agent_round_key, e))
+
+    final_state, trajectory = jax.lax.scan(episode, policy.init(agent_init_key), jnp.arange(num_episodes))
+    return trajectory, final_state
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _learn_batch(policy, horizon, num_groups, num_episodes, transitions, rewards, components, groups, initial_probs,
+                 budget, keys):
+    one = partial(_learn_one, policy, horizon, num_groups, num_episodes, transitions, rewards, components, groups,
+                  initial_probs, budget)
+    return jax.vmap(one)(keys)
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
@@ -87,6 +125,24 @@ def _simulate_batch(policy, horizon, num_groups, transitions, rewards, component
     one = partial(_simulate_one, policy, horizon, num_groups, transitions, rewards, components, groups,
                   initial_probs, budget)
     return jax.vmap(one)(keys)
+
+
+def _batch_inputs(instance, policy, key, num_seeds, budget, first_seed) -> tuple:
+    """Validated (transitions, rewards, components, groups, initial_probs, budget, keys) for the batch runners."""
+    if not isinstance(instance, RestlessInstance):
+        raise ValidationError(f"instance: expected a RestlessInstance, got {type(instance).__name__}")
+    if not isinstance(policy, Policy):
+        raise ValidationError(f"policy: expected a Policy, got {type(policy).__name__}")
+    num_seeds = check_integer("num_seeds", num_seeds, minimum=1)
+    first_seed = check_integer("first_seed", first_seed, minimum=0)
+    budget = instance.budget if budget is None else check_integer("budget", budget, minimum=0,
+                                                                  maximum=instance.num_arms)
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(first_seed, first_seed + num_seeds))
+    components = np.stack(list(instance.components.values())) if instance.components else \
+        np.zeros((0,) + instance.rewards.shape)
+    return (jnp.asarray(instance.transitions), jnp.asarray(instance.rewards), jnp.asarray(components),
+            jnp.asarray(instance.groups), jnp.asarray(instance.initial_probs), jnp.asarray(budget, dtype=jnp.int32),
+            keys)
 
 
 def simulate_restless(instance: RestlessInstance, policy: Policy, key: jax.Array, num_seeds: int, *,
@@ -108,20 +164,33 @@ def simulate_restless(instance: RestlessInstance, policy: Policy, key: jax.Array
     -------
     ``RestlessTrajectory`` with leading axis num_seeds.
     """
-    if not isinstance(instance, RestlessInstance):
-        raise ValidationError(f"instance: expected a RestlessInstance, got {type(instance).__name__}")
-    if not isinstance(policy, Policy):
-        raise ValidationError(f"policy: expected a Policy, got {type(policy).__name__}")
-    num_seeds = check_integer("num_seeds", num_seeds, minimum=1)
-    first_seed = check_integer("first_seed", first_seed, minimum=0)
-    budget = instance.budget if budget is None else check_integer("budget", budget, minimum=0,
-                                                                  maximum=instance.num_arms)
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(first_seed, first_seed + num_seeds))
-    components = np.stack(list(instance.components.values())) if instance.components else \
-        np.zeros((0,) + instance.rewards.shape)
-    return _simulate_batch(policy, instance.horizon, instance.num_groups, jnp.asarray(instance.transitions),
-                           jnp.asarray(instance.rewards), jnp.asarray(components), jnp.asarray(instance.groups),
-                           jnp.asarray(instance.initial_probs), jnp.asarray(budget, dtype=jnp.int32), keys)
+    inputs = _batch_inputs(instance, policy, key, num_seeds, budget, first_seed)
+    return _simulate_batch(policy, instance.horizon, instance.num_groups, *inputs)
+
+
+def simulate_restless_learning(instance: RestlessInstance, policy: Policy, key: jax.Array, num_seeds: int,
+                               num_episodes: int, *, budget: int | None = None,
+                               first_seed: int = 0) -> tuple[RestlessTrajectory, object]:
+    """Run ``policy`` for ``num_episodes`` episodes of ``instance.horizon`` rounds, learning across them.
+
+    Every episode restarts the arms from ``instance.initial_probs`` (a new cohort of the same
+    arms, or the program's next planning period) while the agent keeps its state, so a Bayesian
+    agent's posterior accumulates every transition seen so far. Known-model policies give the
+    ceiling on exactly the same episodes (common random numbers per seed and episode).
+
+    Parameters
+    ----------
+    instance, policy, key, num_seeds, budget, first_seed : as in ``simulate_restless``.
+    num_episodes : E >= 1 episodes per seed (scanned; the agent state is carried).
+
+    Returns
+    -------
+    (trajectory, final agent states): a ``RestlessTrajectory`` whose arrays have leading axes
+    (num_seeds, E), and the agent states after the last episode (leading axis num_seeds).
+    """
+    num_episodes = check_integer("num_episodes", num_episodes, minimum=1)
+    inputs = _batch_inputs(instance, policy, key, num_seeds, budget, first_seed)
+    return _learn_batch(policy, instance.horizon, instance.num_groups, num_episodes, *inputs)
 
 
 def restless_frame(trajectory: RestlessTrajectory, instance: RestlessInstance, policy_name: str, *,
