@@ -37,13 +37,16 @@ from structbandits.inference.conjugate import (
     linear_regression_stats,
 )
 from structbandits.models.linear import linear_bandit
+from structbandits.models.restless import restless_dirichlet
 from structbandits.inference.laplace import logistic_mode, logistic_pseudo_observations
 from structbandits.models.mixed_effect import marginal_action_prior, mixed_effect_linear, mixed_effect_logistic
 
 __all__ = ["PosteriorResult", "posterior"]
 
 METHODS = ("auto", "conjugate", "laplace", "nuts")
-DIMS = {"theta": ["action", "feature"], "psi": ["effect_feature"]}
+DIMS = {"theta": ["action", "feature"], "psi": ["effect_feature"],
+        "transitions": ["arm", "state", "action", "next_state"],
+        "group_transitions": ["group", "state", "action", "next_state"]}
 
 
 @dataclass(frozen=True)
@@ -151,10 +154,36 @@ def _mixed_effect_logistic_laplace(data, key, num_draws) -> PosteriorResult:
     return _mixed_effect_from_statistics(data, grams, moments, "laplace", key, num_draws)
 
 
+def _restless_dirichlet_conjugate(data, key, num_draws) -> PosteriorResult:
+    """Dirichlet(α + n) per transition row (``inference.dirichlet``); n from the counts and/or the list."""
+    from structbandits.inference.dirichlet import (
+        check_transition_data, dirichlet_covariance, dirichlet_mean, dirichlet_sample, transition_counts)
+
+    checked = check_transition_data(**data)
+    concentration = jnp.asarray(checked["concentration"])
+    if "counts" in checked:
+        concentration = concentration + jnp.asarray(checked["counts"])
+    if "arms" in checked:
+        concentration = concentration + transition_counts(*(jnp.asarray(checked[name]) for name in
+                                                             ("arms", "states", "actions", "next_states")),
+                                                          concentration.shape)
+    draws = dirichlet_sample(key, concentration, (num_draws,))
+    moments = {"transitions": (np.asarray(dirichlet_mean(concentration)), np.asarray(dirichlet_covariance(concentration)))}
+    return PosteriorResult("conjugate", {"transitions": np.asarray(draws)[None]}, moments)
+
+
 CLOSED_FORMS: dict[Callable, Callable[..., PosteriorResult]] = {
     linear_bandit: _linear_bandit_conjugate,
     mixed_effect_linear: _mixed_effect_linear_conjugate,
+    restless_dirichlet: _restless_dirichlet_conjugate,
 }
+# Programs whose closed form holds for some arguments only: when ``applies(data)`` is False, "auto"
+# uses the given method instead (the hierarchical restless prior is not conjugate: NUTS).
+CONDITIONAL_FORMS: dict[Callable, tuple[Callable[[Mapping[str, Any]], bool], str]] = {
+    restless_dirichlet: (lambda data: data.get("groups") is None, "nuts"),
+}
+# Observed sites a program needs, where they are not the bandits' contexts/actions/rewards.
+OBSERVATIONS: dict[Callable, tuple[str, ...]] = {restless_dirichlet: ()}
 LAPLACE_FORMS: dict[Callable, Callable[..., PosteriorResult]] = {
     mixed_effect_logistic: _mixed_effect_logistic_laplace,
 }
@@ -194,7 +223,7 @@ def _validate_data(model: Callable, data: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValidationError(f"data[{unknown[0]!r}]: not an argument of {model.__name__}; expected some of: {', '.join(parameters)}")
     required = [name for name, p in parameters.items() if p.default is inspect.Parameter.empty]
-    required += [name for name in ("contexts", "actions", "rewards") if name in parameters]
+    required += [name for name in OBSERVATIONS.get(model, ("contexts", "actions", "rewards")) if name in parameters]
     missing = [name for name in required if data.get(name) is None]
     if missing:
         raise ValidationError(f"data[{missing[0]!r}]: required by {model.__name__} to condition on, missing")
@@ -232,12 +261,16 @@ def posterior(
     num_draws = check_integer("num_draws", num_draws, minimum=1)
     data = _validate_data(model, data)
     key = jax.random.PRNGKey(0) if key is None else key
+    applies, otherwise = CONDITIONAL_FORMS.get(model, (lambda data: True, "laplace"))
     if method == "auto":
-        method = "conjugate" if model in CLOSED_FORMS else "laplace"
+        method = "conjugate" if model in CLOSED_FORMS and applies(data) else otherwise
     if method == "conjugate":
         if model not in CLOSED_FORMS:
             known = ", ".join(m.__name__ for m in CLOSED_FORMS)
             raise ValidationError(f"method: no closed form is registered for {model.__name__} (only for {known}); use 'laplace' or 'nuts'")
+        if not applies(data):
+            raise ValidationError(f"method: the closed form of {model.__name__} does not apply to these data "
+                                  f"(a hierarchical prior); use 'auto' or '{otherwise}'")
         return CLOSED_FORMS[model](data, key, num_draws)
     if method == "laplace":
         if model in LAPLACE_FORMS:
