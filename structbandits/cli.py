@@ -3,7 +3,11 @@
     structbandits demo                      the built-in demo, results under ./results/
     structbandits run CONFIG [--set k=v]    a built-in config by name or a TOML file
     structbandits list                      the built-in configs and reproductions
-    structbandits reproduce NAME [--quick]  a paper reproduction (ermab-fig3, ermab-fig4, gambitts-*, ...)
+    structbandits reproduce NAME [--quick]  a paper reproduction (mets-*, ermab-fig3, ermab-fig4, gambitts-*, ...)
+    structbandits sweep CONFIG [--grid k=a,b] a grid over config keys x agents x seeds, resumable
+    structbandits report RESULTS_DIR        a self-contained HTML report of a results folder
+
+Every command that writes a results folder also writes its report.html.
 
 A bad config or value prints one line naming the key and exits with code 2.
 """
@@ -30,14 +34,20 @@ OutOption = Annotated[Optional[Path], typer.Option("--out", "-o", help="Results 
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
 
 
+def _fail(err: ValidationError) -> typer.Exit:
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(code=2)
+
+
 def _run_and_report(config: str, overrides: list[str], out: Path | None, progress: bool) -> None:
     from structbandits.experiments import run_config, summarize
+    from structbandits.experiments.report import render_report
 
     try:
         results, folder = run_config(config, overrides, out, progress=progress)
     except ValidationError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2) from None
+        raise _fail(err) from None
+    render_report(folder)
     typer.echo(summarize(results).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     typer.echo(f"Results: {folder}")
 
@@ -77,6 +87,10 @@ def list_configs() -> None:
 
     for name, entry in REPRODUCTIONS.items():
         typer.echo(f"{name:<24} (reproduce) {entry.description}")
+    from structbandits.experiments.sweep import builtin_sweeps
+
+    for name, path in sorted(builtin_sweeps().items()):
+        typer.echo(f"{name:<24} (sweep) {tomllib.loads(path.read_text()).get('description', '')}")
 
 
 @app.command()
@@ -96,11 +110,56 @@ def reproduce(
     try:
         outcome = run_reproduction(name, folder, seeds=seeds, horizon=horizon, quick=quick, progress=progress)
     except ValidationError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2) from None
+        raise _fail(err) from None
     typer.echo(outcome.summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     typer.echo(f"Wall time: {outcome.wall_s:.1f} s")
     typer.echo(f"Results: {folder.resolve()}")
+
+
+@app.command()
+def sweep(
+    config: Annotated[str, typer.Argument(help="A TOML config with a [sweep] table, a built-in sweep or config "
+                                               "(see `structbandits list`).")],
+    grid: Annotated[Optional[list[str]], typer.Option("--grid", help="A grid axis: --grid agents.lints.sigma0=0.5,1,2 "
+                                                      "(repeatable; replaces the [sweep] entry of that key).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a base-config key: --set seeds=50 (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep already in --out; finished cells are kept.")] = False,
+    executor: Annotated[str, typer.Option(help="Where cells run: inprocess, processes (local worker processes) or dask.")] = "inprocess",
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes for processes / a local Dask cluster (default min(4, CPUs)).")] = None,
+    address: Annotated[Optional[str], typer.Option(help="A Dask scheduler, tcp://host:port (default: start a LocalCluster).")] = None,
+    checkpoints: Annotated[int, typer.Option(help="Evenly spaced rounds recorded per simulation (the last is the horizon).")] = 20,
+    out: OutOption = None,
+    progress: ProgressOption = True,
+) -> None:
+    """Run a grid over config keys x agents x seeds; writes one file per finished cell, sweep.nc, sweep.parquet,
+    sweep_summary.csv, sensitivity plots and report.html."""
+    from structbandits.experiments.pipeline import default_output_dir
+    from structbandits.experiments.sweep import load_sweep, run_sweep
+
+    try:
+        spec = load_sweep(config, set_ or [], grid or [], checkpoints=checkpoints)
+        folder = Path(out) if out is not None else default_output_dir(spec.base.get("name", "sweep") + "-sweep")
+        result = run_sweep(spec, folder, resume=resume, executor=executor, workers=workers, address=address,
+                           progress=progress)
+    except ValidationError as err:
+        raise _fail(err) from None
+    typer.echo(result.summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    typer.echo(f"Cells: {result.cells_run} run now, {result.cells_resumed} already done; wall time {result.wall_s:.1f} s")
+    typer.echo(f"Results: {result.folder}")
+
+
+@app.command()
+def report(
+    results_dir: Annotated[Path, typer.Argument(help="A results folder written by run, demo, sweep or reproduce.")],
+) -> None:
+    """Render RESULTS_DIR/report.html: config, library versions, seeds, tables and plots in one self-contained file."""
+    from structbandits.experiments.report import render_report
+
+    try:
+        path = render_report(results_dir)
+    except ValidationError as err:
+        raise _fail(err) from None
+    typer.echo(f"Report: {path.resolve()}")
 
 
 def main() -> None:

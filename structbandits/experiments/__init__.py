@@ -15,21 +15,28 @@ from structbandits.experiments.config import (
 )
 from structbandits.experiments.pipeline import run_config
 from structbandits.experiments.plots import plot_cumulative_regret
+from structbandits.experiments.report import render_report
 from structbandits.experiments.results import save_results, summarize
 from structbandits.experiments.runner import Trajectory, batched_simulator, run_experiment, seed_keys, simulate_seed
+from structbandits.experiments.sweep import SweepResult, SweepSpec, load_sweep, run_sweep
 
 __all__ = [
     "ExperimentConfig",
+    "SweepResult",
+    "SweepSpec",
     "Trajectory",
     "apply_overrides",
     "batched_simulator",
     "build_components",
     "builtin_configs",
     "load_config",
+    "load_sweep",
     "plot_cumulative_regret",
+    "render_report",
     "resolve_config",
     "run_config",
     "run_experiment",
+    "run_sweep",
     "save_results",
     "seed_keys",
     "simulate_seed",

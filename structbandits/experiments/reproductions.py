@@ -1,13 +1,16 @@
 """Paper reproductions behind ``structbandits reproduce NAME``: one registry, one calling convention.
 
 Each entry knows its full (paper) size and a quick size for CI. Its ``run`` writes everything to the
-results folder and returns the summary table the command prints. A new reproduction is one
+results folder and returns the summary table the command prints; ``run_reproduction`` then adds
+``reproduction.json`` (name, size, wall time, library versions) and ``report.html``. A new reproduction is one
 ``register(Reproduction(...))`` call next to the code it runs; the CLI needs no change.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -72,10 +75,32 @@ def run_reproduction(name: str, out: str | Path, *, seeds: int | None = None, ho
         horizon = horizon if horizon is not None else (entry.quick_horizon if quick else entry.default_horizon)
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ValidationError(f"horizon: expected an integer >= 1, got {horizon!r}")
+    from structbandits.experiments.report import render_report
+    from structbandits.experiments.results import library_versions
+
     folder = Path(out)
     start = time.perf_counter()
     summary = entry.run(folder, seeds, horizon, progress)
-    return ReproductionOutcome(summary, time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"reproduction": name, "description": entry.description, "quick": quick, "seeds": seeds,
+              "horizon": horizon, "wall_time_s": round(wall, 2), "versions": library_versions(),
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    (folder / "reproduction.json").write_text(json.dumps(record, indent=2) + "\n")
+    render_report(folder)
+    return ReproductionOutcome(summary, wall)
+
+
+def _builtin_config(config: str) -> Callable[[Path, int, int | None, bool], pd.DataFrame]:
+    """A built-in experiment config (``experiments/configs``) at the requested seeds and horizon."""
+    def run(out: Path, seeds: int, horizon: int | None, progress: bool) -> pd.DataFrame:
+        from structbandits.experiments.pipeline import run_config
+        from structbandits.experiments.results import summarize
+
+        results, _ = run_config(config, [f"seeds={seeds}", f"horizon={horizon}"], out, progress=progress)
+        return summarize(results)
+
+    return run
 
 
 def _ermab(figure: str) -> Callable[[Path, int, int | None, bool], pd.DataFrame]:
@@ -97,6 +122,17 @@ def _gambitts(name: str) -> Callable[[Path, int, int | None, bool], pd.DataFrame
     return run
 
 
+for _name, _config, _description in (
+    ("mets-linear", "mets-linear", "meTS section 5, linear synthetic: meTS, meTS-factored, HierTS, LinTS, LinUCB "
+     "(K=100, L=3, d=2; 50 seeds, 5000 rounds)"),
+    ("mets-logistic", "mets-logistic", "meTS section 5, logistic synthetic: the GLM agents (50 seeds, 5000 rounds)"),
+    ("mets-movielens", "mets-movielens-linear", "meTS on MovieLens-100K, linear rewards: GMM vs genre structure "
+     "(50 seeds, 5000 rounds)"),
+    ("mets-movielens-logistic", "mets-movielens-logistic", "meTS on MovieLens-100K, logistic rewards: GMM vs genre "
+     "structure (50 seeds, 5000 rounds)"),
+):
+    register(Reproduction(_name, _description, _builtin_config(_config), default_seeds=50, quick_seeds=2,
+                          default_horizon=5000, quick_horizon=30))
 register(Reproduction("ermab-fig3", "Equitable RMAB, Fig. 3: per-group outcomes of every policy on the synthetic "
                       "domain (25 seeds, H=20)", _ermab("fig3"), default_seeds=25, quick_seeds=2))
 register(Reproduction("ermab-fig4", "Equitable RMAB, Fig. 4: Gini and utility of every policy on the synthetic, "

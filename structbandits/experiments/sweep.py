@@ -1,0 +1,309 @@
+"""Sweeps: a grid over any config keys × environments × agents × seeds, persisted cell by cell.
+
+A sweep is an experiment config plus a grid, from a ``[sweep]`` table in the TOML and/or ``--grid``::
+
+    [sweep]
+    "agents.lints.sigma0" = [0.3, 1.0, 3.0]
+    "envs.linear.noise_scale" = [0.5, 1.0]
+
+Each grid point (a *cell*) is the config with those keys set; it runs through ``run_experiment``
+(seeds vmapped, rounds scanned) and its metrics at the round checkpoints are written at once to
+``cells/cell-NNNNN.parquet`` (atomically: a temporary file, then a rename). ``resume=True`` skips
+the cells already on disk, so a killed sweep loses at most the cells in flight. Every cell uses
+the config's root seed, so simulation i of every cell sees the same ground truth and noise draws
+where the environment is unchanged (common random numbers across the grid), and a cell's results
+do not depend on which other cells ran, where, or in what order.
+
+When every cell is done the folder gets ``sweep.parquet`` (tidy: one row per grid point, env,
+agent, seed and checkpoint round), ``sweep.nc`` (an xarray Dataset with one dimension per grid key
+plus env, agent, seed and round, and the final-round metrics), ``sweep_summary.csv`` (mean and
+standard error over seeds), one sensitivity plot per grid key, and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from structbandits.errors import ValidationError, check_integer
+from structbandits.experiments.config import (
+    _RUN_KEYS,
+    _parse_value,
+    apply_overrides,
+    build_components,
+    load_config,
+    resolve_config,
+)
+from structbandits.experiments.executors import check_executor, run_tasks
+from structbandits.experiments.results import library_versions
+from structbandits.experiments.runner import run_experiment
+from structbandits.experiments.sweep_outputs import METRICS, write_sweep_outputs
+
+__all__ = ["METRICS", "SweepResult", "SweepSpec", "builtin_sweeps", "checkpoint_metrics", "checkpoint_rounds",
+           "load_sweep", "run_cell", "run_sweep"]
+
+MANIFEST = "sweep.json"
+CELLS = "cells"
+_SWEEPABLE_RUN_KEYS = sorted(set(_RUN_KEYS) - {"name", "description"})
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep: the base raw config, the grid (key -> values, in order) and the checkpoints."""
+
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    checkpoints: int = 20
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.grid)
+
+    def cells(self) -> list[tuple[Any, ...]]:
+        """Every grid point, first key slowest."""
+        return list(itertools.product(*self.grid.values()))
+
+    def overrides(self, values: Sequence[Any]) -> list[str]:
+        """The ``key=value`` overrides (TOML literals) that turn the base config into one cell's."""
+        return [f"{key}={_toml_literal(value)}" for key, value in zip(self.grid, values)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"base": self.base, "grid": self.grid, "checkpoints": self.checkpoints}
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """A finished sweep: the tidy frame, the Dataset, the summary and the folder they are in."""
+
+    frame: pd.DataFrame
+    dataset: Any
+    summary: pd.DataFrame
+    folder: Path
+    wall_s: float
+    cells_run: int = 0
+    cells_resumed: int = 0
+    plots: list[Path] = field(default_factory=list)
+
+
+def builtin_sweeps() -> dict[str, Path]:
+    """Built-in sweep configs shipped with the package: name -> path."""
+    folder = resources.files("structbandits.experiments") / "sweeps"
+    return {Path(entry.name).stem: Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".toml")}
+
+
+def _toml_literal(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    # `"agents.lints.sigma0" = [...]` is one quoted key; unquoted dotted keys arrive as nested tables.
+    flat = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _parse_grid_option(item: str) -> tuple[str, list[Any]]:
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip() or not text.strip():
+        raise ValidationError(f"--grid: expected KEY=V1,V2,... (for example agents.lints.sigma0=0.5,1,2), got {item!r}")
+    return key.strip(), [_parse_value(part.strip()) for part in text.split(",")]
+
+
+def _check_grid_key(base: Mapping[str, Any], key: str, values: Any) -> list[Any]:
+    parts = key.split(".")
+    if len(parts) == 1:
+        if key not in _SWEEPABLE_RUN_KEYS:
+            raise ValidationError(f"{key}: not a sweepable key; expected one of {', '.join(_SWEEPABLE_RUN_KEYS)} "
+                                  "or envs.NAME.KEY / agents.NAME.KEY")
+    elif len(parts) == 3 and parts[0] in ("envs", "agents"):
+        tables = base.get(parts[0]) or {}
+        if parts[1] not in tables:
+            raise ValidationError(f"{key}: the config has no [{parts[0]}.{parts[1]}] table; "
+                                  f"its {parts[0]} are {', '.join(tables) or 'none'}")
+    else:
+        raise ValidationError(f"{key}: expected a run key ({', '.join(_SWEEPABLE_RUN_KEYS)}) "
+                              "or envs.NAME.KEY / agents.NAME.KEY")
+    if not isinstance(values, list) or not values:
+        raise ValidationError(f"{key}: expected a non-empty list of values, got {values!r}")
+    for value in values:
+        if not isinstance(value, (bool, int, float, str)):
+            raise ValidationError(f"{key}: expected numbers, strings or booleans as grid values, got {value!r}")
+    if len({_toml_literal(value) for value in values}) != len(values):
+        raise ValidationError(f"{key}: expected distinct grid values, got {values!r}")
+    numbers = [value for value in values if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    if len(numbers) == len(values) and any(isinstance(value, float) for value in values):
+        return [float(value) for value in values]  # one dtype per grid axis: [0.5, 1, 2] is a float axis
+    return list(values)
+
+
+def load_sweep(name_or_path: str | Path, overrides: Sequence[str] | None = None, grid: Sequence[str] | None = None,
+               *, checkpoints: int = 20) -> SweepSpec:
+    """Read a sweep: a built-in sweep name, or any config TOML with a ``[sweep]`` table and/or ``grid``.
+
+    Parameters
+    ----------
+    name_or_path : a built-in sweep (``builtin_sweeps()``), a built-in config name, or a TOML file.
+    overrides : ``key=value`` settings applied to the base config (as ``--set``).
+    grid : ``key=v1,v2,...`` grid axes (as ``--grid``); they replace a ``[sweep]`` entry of the same key.
+    checkpoints : how many evenly spaced rounds (ending at the horizon) to record per simulation.
+
+    Every cell's config is validated here (unknown keys and bad values raise ``ValidationError``
+    naming the key); the components themselves are built when the sweep runs.
+    """
+    sweeps = builtin_sweeps()
+    if not Path(name_or_path).exists() and str(name_or_path) in sweeps:
+        raw = tomllib.loads(sweeps[str(name_or_path)].read_text())
+    else:
+        raw = load_config(name_or_path)
+    table = raw.pop("sweep", {})
+    if not isinstance(table, Mapping):
+        raise ValidationError(f"sweep: expected a table of KEY = [values], got {table!r}")
+    entries = _flatten(table)
+    entries.update(dict(_parse_grid_option(item) for item in grid or []))
+    if not entries:
+        raise ValidationError("sweep: expected a [sweep] table in the config or --grid KEY=V1,V2, got neither")
+    base = apply_overrides(raw, list(overrides or []))
+    spec = SweepSpec(base, {key: _check_grid_key(base, key, values) for key, values in entries.items()},
+                     check_integer("checkpoints", checkpoints, minimum=1))
+    for values in spec.cells():
+        resolve_config(apply_overrides(spec.base, spec.overrides(values)))
+    return spec
+
+
+def checkpoint_rounds(horizon: int, count: int) -> np.ndarray:
+    """``count`` evenly spaced rounds in 1..horizon, the last one the horizon itself (fewer if horizon < count)."""
+    return np.unique(np.ceil(np.linspace(horizon / count, horizon, count)).astype(int))
+
+
+# Built components by their resolved spec, per process: cells that share an environment or an
+# agent reuse the same objects, so JAX's compilation cache (keyed on them) is hit across cells.
+_COMPONENTS: dict[tuple, Any] = {}
+
+
+def _spec_key(*parts: Any) -> tuple:
+    return tuple(json.dumps(part, sort_keys=True, default=str) for part in parts)
+
+
+def _cell_components(config) -> tuple[dict[str, Any], dict[tuple[str, str], Any]]:
+    envs, factories = build_components(config)  # validates every agent on every environment
+    env_keys = {name: _spec_key(spec.kind, spec.params) for name, spec in config.envs.items()}
+    envs = {name: _COMPONENTS.setdefault(("env", *env_keys[name]), env) for name, env in envs.items()}
+    policies = {}
+    for agent, spec in config.agents.items():
+        for name, env in envs.items():
+            key = ("agent", *_spec_key(spec.kind, spec.params, config.horizon), *env_keys[name])
+            if key not in _COMPONENTS:
+                _COMPONENTS[key] = factories[agent](env)
+            policies[agent, name] = _COMPONENTS[key]
+    return envs, policies
+
+
+def checkpoint_metrics(results: pd.DataFrame, rounds: np.ndarray) -> pd.DataFrame:
+    """The runner's per-round frame reduced to ``rounds``: cumulative expected and realised regret and
+    the running mean reward, one row per (env, agent, seed, checkpoint round)."""
+    grouped = results.groupby(["env", "agent", "seed"], sort=False)
+    frame = results[["env", "agent", "seed", "round", "cumulative_regret"]].copy()
+    frame["cumulative_realized_regret"] = grouped["realized_regret"].cumsum()
+    frame["mean_reward"] = grouped["reward"].cumsum() / frame["round"]
+    return frame[frame["round"].isin(rounds)].reset_index(drop=True)
+
+
+def run_cell(base: dict[str, Any], overrides: list[str], checkpoints: int) -> pd.DataFrame:
+    """Run one grid point: the base config with ``overrides``, every env × agent × seed; its checkpoint metrics."""
+    config = resolve_config(apply_overrides(base, overrides))
+    envs, policies = _cell_components(config)
+    frames = [
+        run_experiment({agent: policies[agent, name] for agent in config.agents}, {name: env},
+                       horizon=config.horizon, num_seeds=config.seeds, seed=config.seed,
+                       seed_batch=config.seed_batch, progress=False)
+        for name, env in envs.items()
+    ]
+    return checkpoint_metrics(pd.concat(frames, ignore_index=True), checkpoint_rounds(config.horizon, checkpoints))
+
+
+def _cell_path(folder: Path, index: int) -> Path:
+    return folder / CELLS / f"cell-{index:05d}.parquet"
+
+
+def _write_atomically(frame: pd.DataFrame, path: Path) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    frame.to_parquet(partial, index=False)
+    os.replace(partial, path)
+
+
+def _open_folder(spec: SweepSpec, folder: Path, resume: bool) -> None:
+    manifest = folder / MANIFEST
+    recorded = {"sweep": spec.to_dict(), "cells": [dict(zip(spec.keys, values)) for values in spec.cells()]}
+    if manifest.exists():
+        if not resume:
+            raise ValidationError(f"out: {folder} already holds a sweep; pass --resume to continue it "
+                                  "or choose another folder")
+        previous = json.loads(manifest.read_text())
+        if json.dumps(previous.get("sweep"), sort_keys=True) != json.dumps(recorded["sweep"], sort_keys=True):
+            raise ValidationError(f"resume: {folder} holds a different sweep (config, grid or checkpoints "
+                                  "differ); expected the same sweep to continue")
+        return
+    (folder / CELLS).mkdir(parents=True, exist_ok=True)
+    record = {**recorded, "versions": library_versions(),
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    manifest.write_text(json.dumps(record, indent=2, default=str) + "\n")
+
+
+def run_sweep(spec: SweepSpec, out_dir: str | Path, *, resume: bool = False, executor: str = "inprocess",
+              workers: int | None = None, address: str | None = None, progress: bool = True) -> SweepResult:
+    """Run every cell of ``spec`` not yet on disk in ``out_dir``, then write the sweep's outputs there.
+
+    Parameters
+    ----------
+    spec : from ``load_sweep``.
+    out_dir : the sweep folder (created).
+    resume : continue a sweep already in ``out_dir`` (the same spec); without it such a folder is an error.
+    executor, workers, address : where cells run (``executors.run_tasks``): "inprocess", "processes", "dask".
+    progress : a tqdm bar over cells (done / total, ETA).
+
+    Returns
+    -------
+    ``SweepResult`` with the tidy frame (grid keys, env, agent, seed, round, metrics), the xarray
+    Dataset, the summary, and how many cells ran now and how many were already on disk.
+    """
+    check_executor(executor, workers, address)
+    folder = Path(out_dir)
+    cells = spec.cells()
+    for values in cells:  # build (and so validate) every cell before anything is written; the cache keeps them
+        _cell_components(resolve_config(apply_overrides(spec.base, spec.overrides(values))))
+    _open_folder(spec, folder, resume)
+    todo = [index for index in range(len(cells)) if not _cell_path(folder, index).exists()]
+    start = time.perf_counter()
+    tasks = [(spec.base, spec.overrides(cells[index]), spec.checkpoints) for index in todo]
+    with tqdm(total=len(cells), initial=len(cells) - len(todo), desc="sweep", unit="cell",
+              disable=not progress) as bar:
+        for position, frame in run_tasks(run_cell, tasks, executor=executor, workers=workers, address=address):
+            index = todo[position]
+            frame = pd.concat([pd.DataFrame(dict(zip(spec.keys, cells[index])), index=frame.index), frame], axis=1)
+            _write_atomically(frame, _cell_path(folder, index))
+            bar.update()
+    wall = time.perf_counter() - start
+    frame = pd.concat([pd.read_parquet(_cell_path(folder, index)) for index in range(len(cells))], ignore_index=True)
+    dataset, summary, plots = write_sweep_outputs(frame, spec.keys, folder, wall_s=wall)
+    return SweepResult(frame, dataset, summary, folder.resolve(), wall, len(todo), len(cells) - len(todo), plots)

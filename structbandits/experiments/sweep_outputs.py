@@ -1,0 +1,127 @@
+"""What a finished sweep leaves in its folder: the tidy parquet, the netCDF Dataset, the summary,
+the sensitivity plots (final metric against each grid key, mean ± 1.96 s.e. over seeds, one line per
+agent) and the HTML report."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+__all__ = ["METRICS", "plot_sensitivity", "sweep_dataset", "sweep_summary", "write_sweep_outputs"]
+
+METRICS = ("cumulative_regret", "cumulative_realized_regret", "mean_reward")
+_LABELS = {
+    "final_cumulative_regret": "final cumulative expected regret",
+    "final_cumulative_realized_regret": "final cumulative realised regret",
+    "mean_reward": "mean reward per round",
+}
+
+
+def sweep_dataset(frame: pd.DataFrame, keys: Sequence[str]):
+    """The tidy sweep frame as an ``xarray.Dataset``.
+
+    Dims: (*keys, env, agent, seed, round) for the checkpoint metrics ``cumulative_regret``,
+    ``cumulative_realized_regret``, ``mean_reward``; (*keys, env, agent, seed) for
+    ``final_<metric>`` (each simulation's last checkpoint). Missing combinations are NaN.
+    """
+    import xarray as xr
+
+    index = [*keys, "env", "agent", "seed"]
+    curves = frame.set_index([*index, "round"])[list(METRICS)].to_xarray()
+    last = frame["round"] == frame.groupby(index, sort=False)["round"].transform("max")
+    final = frame[last].set_index(index)[list(METRICS)].rename(columns=lambda m: f"final_{m}").to_xarray()
+    return xr.merge([curves, final])
+
+
+def sweep_summary(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Final-round metrics per (grid point, env, agent): mean and standard error over seeds.
+
+    Columns: *keys, env, agent, seeds, rounds, final_cumulative_regret, final_cumulative_regret_se,
+    final_cumulative_realized_regret, final_cumulative_realized_regret_se, mean_reward, mean_reward_se.
+    """
+    index = [*keys, "env", "agent"]
+    last = frame["round"] == frame.groupby([*index, "seed"], sort=False)["round"].transform("max")
+
+    def se(values: pd.Series) -> float:
+        return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+    return frame[last].groupby(index, sort=False).agg(
+        seeds=("seed", "size"),
+        rounds=("round", "max"),
+        final_cumulative_regret=("cumulative_regret", "mean"),
+        final_cumulative_regret_se=("cumulative_regret", se),
+        final_cumulative_realized_regret=("cumulative_realized_regret", "mean"),
+        final_cumulative_realized_regret_se=("cumulative_realized_regret", se),
+        mean_reward=("mean_reward", "mean"),
+        mean_reward_se=("mean_reward", se),
+    ).reset_index()
+
+
+def plot_sensitivity(summary: pd.DataFrame, key: str, path: str | Path, *, keys: Sequence[str] | None = None,
+                     metric: str = "final_cumulative_regret") -> Path:
+    """``metric`` against the grid key ``key``, mean ± 1.96 s.e. over seeds, one panel per environment.
+
+    One line per agent (and per value of the other grid keys, named in the legend). Numeric keys use
+    a log axis when their positive values span a factor of 10 or more; other values are categories.
+    ``summary`` is ``sweep_summary``'s table, with the columns ``metric`` and ``metric + "_se"``.
+    """
+    others = [other for other in (keys or [key]) if other != key]
+    values = list(dict.fromkeys(summary[key]))
+    numeric = all(isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) for v in values)
+    position = {v: v for v in values} if numeric else {v: i for i, v in enumerate(values)}
+    env_names = list(dict.fromkeys(summary["env"]))
+    fig = Figure(figsize=(5.5 * len(env_names), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(env_names), squeeze=False)[0]
+    for ax, env_name in zip(axes, env_names):
+        rows = summary[summary["env"] == env_name]
+        for label, line_rows in rows.groupby(["agent", *others], sort=False):
+            label = label if isinstance(label, tuple) else (label,)
+            name = label[0] + "".join(f", {other}={value}" for other, value in zip(others, label[1:]))
+            line_rows = line_rows.sort_values(key) if numeric else line_rows
+            x = np.array([position[v] for v in line_rows[key]], dtype=float)
+            mean = line_rows[metric].to_numpy(float)
+            half = 1.96 * np.nan_to_num(line_rows[f"{metric}_se"].to_numpy(float))
+            line, = ax.plot(x, mean, marker="o", label=name)
+            ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
+        if numeric and min(values) > 0 and max(values) / min(values) >= 10:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(range(len(values)), [str(v) for v in values])
+        seeds = int(rows["seeds"].max())
+        ax.set(xlabel=key, ylabel=_LABELS.get(metric, metric),
+               title=f"{env_name}: mean ± 1.96 s.e. over {seeds} seeds")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _file_name(key: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in key)
+
+
+def write_sweep_outputs(frame: pd.DataFrame, keys: Sequence[str], folder: Path, *,
+                        wall_s: float) -> tuple[Any, pd.DataFrame, list[Path]]:
+    """Write sweep.parquet, sweep.nc (h5netcdf), sweep_summary.csv, sensitivity_<key>.png and
+    report.html into ``folder``; record the wall time in sweep.json. Returns (Dataset, summary, plots)."""
+    from structbandits.experiments.report import render_report
+
+    frame.to_parquet(folder / "sweep.parquet", index=False)
+    dataset = sweep_dataset(frame, keys)
+    dataset.to_netcdf(folder / "sweep.nc", engine="h5netcdf")
+    summary = sweep_summary(frame, keys)
+    summary.to_csv(folder / "sweep_summary.csv", index=False)
+    plots = [plot_sensitivity(summary, key, folder / f"sensitivity_{_file_name(key)}.png", keys=keys) for key in keys]
+    manifest = folder / "sweep.json"
+    record = json.loads(manifest.read_text())
+    record["wall_time_s"] = round(wall_s, 2)
+    manifest.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    render_report(folder)
+    return dataset, summary, plots
