@@ -18,6 +18,11 @@ with replacement and all scored on one fresh Monte-Carlo batch of treatments (in
 acting draw), that choose the same prompt; during warm-up it is exactly 1/K.
 
 The state carries its own PRNG key (``update`` takes none) for target perturbations and minibatches.
+
+``posterior_draws`` treats the members as the posterior's draws: each draw is one member's
+parameters (``w1``, ``b1``, ``w2``, ``b2``, the sites of ``models.mediated.mlp_reward_stage``; ``w``,
+``b`` for a linear model), every member once per block of M draws; ens-fo adds the NIW treatment
+posterior's ``mu`` and ``Sigma`` per (cell, prompt).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from structbandits.agents.gambitts import check_feature_index, niw_cells_prior
+from structbandits.agents.gambitts import check_feature_index, niw_cell_draws, niw_cells_prior
 from structbandits.agents.protocol import ActInfo, Policy
 from structbandits.errors import ValidationError, check_integer, check_positive
 from structbandits.inference.empirical import (
@@ -49,7 +54,7 @@ from structbandits.inference.ensemble import (
 )
 from structbandits.inference.niw import NIW, niw_observe, niw_sample
 
-__all__ = ["EnsGambittsState", "ens_fo_gambitts", "ens_po_gambitts"]
+__all__ = ["EnsGambittsState", "ens_fo_gambitts", "ens_po_gambitts", "member_draws"]
 
 
 class EnsGambittsState(NamedTuple):
@@ -111,12 +116,24 @@ def _ensemble_options(num_members, num_hidden, learning_rate, buffer_size, batch
     )
 
 
+def member_draws(key: jax.Array, num_members: int, num_draws: int) -> jax.Array:
+    """(num_draws,) member indices: random permutations of the M members, repeated as needed.
+
+    The ensemble's posterior is uniform over its members; drawing without replacement within each
+    block of M makes ``num_draws = M`` return every member exactly once (no Monte-Carlo duplication).
+    """
+    blocks = -(-num_draws // num_members)
+    orders = jax.vmap(lambda k: jax.random.permutation(k, num_members))(jax.random.split(key, blocks))
+    return orders.reshape(-1)[:num_draws]
+
+
 def _ensemble_policy(opts: _EnsembleOptions, num_actions: int, d: int, index: jax.Array,
-                     init_treatment, treatment_draws, observe_treatment) -> Policy:
+                     init_treatment, treatment_draws, observe_treatment, treatment_posterior=None) -> Policy:
     """The parts shared by ens-po and ens-fo; they differ in how treatments are drawn and learned.
 
     ``treatment_draws(treatment, key, cell)`` → (mc, K, d);
-    ``observe_treatment(treatment, cell, action, z)`` → treatment.
+    ``observe_treatment(treatment, cell, action, z)`` → treatment;
+    ``treatment_posterior(treatment, key, num_draws)`` → named draws of a learned treatment stage, or None.
     """
     k = num_actions
 
@@ -168,7 +185,15 @@ def _ensemble_policy(opts: _EnsembleOptions, num_actions: int, d: int, index: ja
         treatment = observe_treatment(state.treatment, context.cell, action, z)
         return EnsGambittsState(ensemble, buffer, state.round + 1, own_key, treatment)
 
-    return Policy(init, act, update)
+    def posterior_draws(state: EnsGambittsState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
+        member_key, treatment_key = jax.random.split(key)
+        members = member_draws(member_key, opts.members, num_draws)
+        draws = {name: leaf[members] for name, leaf in state.ensemble.params.items()}
+        if treatment_posterior is not None:
+            draws.update(treatment_posterior(state.treatment, treatment_key, num_draws))
+        return draws
+
+    return Policy(init, act, update, posterior_draws)
 
 
 def ens_po_gambitts(
@@ -282,4 +307,4 @@ def ens_fo_gambitts(
         one = jax.tree.map(lambda leaf: leaf[cell, action], treatment)
         return jax.tree.map(lambda leaf, new: leaf.at[cell, action].set(new), treatment, niw_observe(one, z))
 
-    return _ensemble_policy(opts, k, d, jnp.asarray(index), lambda key: prior, draws, observe)
+    return _ensemble_policy(opts, k, d, jnp.asarray(index), lambda key: prior, draws, observe, niw_cell_draws)

@@ -21,6 +21,9 @@ delivered treatment, observed after the prompt is sent.
 Every agent reports ActInfo(propensity): the fraction of ``propensity_draws`` fresh posterior draws
 whose argmax is the chosen action, a Monte-Carlo estimate of its selection probability for later
 causal analyses (NaN with ``propensity_draws=0``).
+
+``posterior_draws`` (for ``diagnostics.policy_to_arviz``): ``beta`` (n, d + 1), intercept first; fo
+adds the treatment stage's ``mu`` (n, C, K, d) and ``Sigma`` (n, C, K, d, d) per (cell, prompt).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from structbandits.inference.empirical import (
     empirical_subsample,
     empirical_treatment,
 )
-from structbandits.inference.niw import NIW, niw_observe, niw_prior, niw_sample_mean
+from structbandits.inference.niw import NIW, niw_observe, niw_prior, niw_sample, niw_sample_mean
 
 __all__ = [
     "FOGambittsState",
@@ -49,6 +52,7 @@ __all__ = [
     "OptionalPromptingState",
     "check_feature_index",
     "fo_gambitts",
+    "niw_cell_draws",
     "niw_cells_prior",
     "optional_prompting",
     "po_gambitts",
@@ -99,6 +103,22 @@ def niw_cells_prior(num_cells: int, num_actions: int, num_styles: int, *, mean0=
         raise ValidationError(f"niw_nu: expected degrees of freedom > d - 1 = {num_styles - 1}, got {nu0}")
     one = niw_prior(jnp.asarray(mean0), kappa0, jnp.asarray(psi0), nu0)
     return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (num_cells, num_actions) + leaf.shape), one)
+
+
+def niw_cell_draws(treatment: NIW, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
+    """Joint draws of every (cell, prompt) treatment distribution from its NIW posterior.
+
+    ``treatment`` has fields (C, K, ...). Returns ``mu`` (num_draws, C, K, d) and ``Sigma``
+    (num_draws, C, K, d, d), the ``mean`` / ``cov`` sites of ``models.mediated.treatment_stage``
+    per (context cell, prompt), for diagnostics (``Policy.posterior_draws``).
+    """
+    num_cells, num_actions = treatment.mean.shape[:2]
+    flat = jax.tree.map(lambda leaf: leaf.reshape((num_cells * num_actions,) + leaf.shape[2:]), treatment)
+    mean, root = jax.vmap(niw_sample, (0, 0, None))(flat, jax.random.split(key, num_cells * num_actions), (num_draws,))
+    cov = root @ jnp.swapaxes(root, -1, -2)
+    d = treatment.mean.shape[-1]
+    return {"mu": jnp.moveaxis(mean, 1, 0).reshape(num_draws, num_cells, num_actions, d),
+            "Sigma": jnp.moveaxis(cov, 1, 0).reshape(num_draws, num_cells, num_actions, d, d)}
 
 
 def thompson_choice(score_draws: Callable[[jax.Array, tuple[int, ...]], jax.Array], key: jax.Array,
@@ -213,11 +233,9 @@ def fo_gambitts(
         return FOGambittsState(linear_regression_observe(state.reward, _with_intercept(z), reward, noise_var), treatment)
 
     def posterior_draws(state: FOGambittsState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
-        beta_key, mean_key = jax.random.split(key)
-        flat = jax.tree.map(lambda leaf: leaf.reshape((c * k,) + leaf.shape[2:]), state.treatment)
-        means = jax.vmap(niw_sample_mean, (0, 0, None))(flat, jax.random.split(mean_key, c * k), (num_draws,))
+        beta_key, treatment_key = jax.random.split(key)
         return {"beta": gaussian_sample(state.reward, beta_key, (num_draws,)),
-                "treatment_mean": jnp.moveaxis(means, 1, 0).reshape(num_draws, c, k, d)}
+                **niw_cell_draws(state.treatment, treatment_key, num_draws)}
 
     return Policy(init, act, update, posterior_draws)
 

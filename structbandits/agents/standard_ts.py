@@ -8,7 +8,8 @@ m = 77, κ = 5, α = 1, β = 10.
 
 The Thompson score of an arm is a draw of μ from its Student-t marginal (σ² integrated out), which
 has the same law as the reference's draw of σ² followed by μ | σ². The propensity is the share of
-``propensity_draws`` fresh draws whose argmax is the chosen arm.
+``propensity_draws`` fresh draws whose argmax is the chosen arm. ``posterior_draws`` returns joint
+draws of every arm's (μ, σ²): ``mean_reward`` and ``noise_var``, each (n, C, K).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 from structbandits.agents.gambitts import thompson_choice
 from structbandits.agents.protocol import ActInfo, Policy
 from structbandits.errors import check_finite, check_integer, check_positive
-from structbandits.inference.nig import NIG, nig_observe, nig_prior, nig_sample_mean
+from structbandits.inference.nig import NIG, nig_observe, nig_prior, nig_sample, nig_sample_mean
 
 __all__ = ["StandardTSState", "standard_ts"]
 
@@ -87,6 +88,7 @@ def standard_ts(
         return StandardTSState(jax.tree.map(lambda leaf, value: leaf.at[x, action].set(value), state.arms, new))
 
     def posterior_draws(state: StandardTSState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
-        return {"mean_reward": nig_sample_mean(state.arms, key, (num_draws,))}
+        mean, var = nig_sample(state.arms, key, (num_draws,))
+        return {"mean_reward": mean, "noise_var": var}
 
     return Policy(init, act, update, posterior_draws)

@@ -16,9 +16,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["AGENT_DIMS", "SUMMARY_COLUMNS", "from_draws", "from_mcmc", "policy_to_arviz", "summary"]
+__all__ = ["AGENT_DIMS", "GROUPS", "SUMMARY_COLUMNS", "from_draws", "from_mcmc", "policy_to_arviz", "summary"]
 
-AGENT_DIMS = {"theta": ["action", "feature"], "psi": ["effect", "feature"]}
+# Named dimensions of the sites agents' ``posterior_draws`` return (after the draw axis).
+AGENT_DIMS = {
+    "theta": ["action", "feature"],                       # LinTS, LinUCB, meTS, GLM-TS: per-arm coefficients
+    "psi": ["effect", "feature"],                         # meTS: the effects
+    "beta": ["reward_feature"],                           # GAMBITTS linear reward stage: [intercept, styles]
+    "mu": ["cell", "prompt", "style"],                    # GAMBITTS NIW treatment stage: mean per (cell, prompt)
+    "Sigma": ["cell", "prompt", "style", "style2"],       # ... and covariance
+    "mean_reward": ["cell", "action"],                    # standard TS: NIG mean per (cell, arm)
+    "noise_var": ["cell", "action"],                      # ... and noise variance
+    "w1": ["style", "hidden"], "b1": ["hidden"], "w2": ["hidden"],  # ensemble members' MLPs (b2 is scalar)
+    "w": ["style"],                                       # ... or linear models (b is scalar)
+}
 
 SUMMARY_COLUMNS = ["mean", "sd", "ess_bulk", "ess_tail", "r_hat"]
 
@@ -43,15 +54,29 @@ def from_mcmc(mcmc: Any, *, dims: Mapping[str, list[str]] | None = None,
     return _arviz().from_numpyro(mcmc, dims=dict(dims or {}), coords=dict(coords or {}))
 
 
+GROUPS = ("posterior_predictive", "prior", "prior_predictive", "observed_data")
+
+
 def from_draws(draws: Mapping[str, Any], *, dims: Mapping[str, list[str]] | None = None,
-               coords: Mapping[str, Any] | None = None) -> Any:
-    """ArviZ data from named draws shaped (chain, draw, ...)."""
+               coords: Mapping[str, Any] | None = None,
+               groups: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
+    """ArviZ data from named draws shaped (chain, draw, ...).
+
+    ``groups`` adds other groups by name (``posterior_predictive``, ``prior``, ``prior_predictive``:
+    (chain, draw, ...) like the posterior; ``observed_data``: without the chain and draw axes).
+    """
     az = _arviz()
-    posterior = {name: np.asarray(value) for name, value in draws.items()}
+    all_groups = {"posterior": draws, **dict(groups or {})}
+    unknown = sorted(set(all_groups) - {"posterior", *GROUPS})
+    if unknown:
+        from structbandits.errors import ValidationError
+
+        raise ValidationError(f"groups: expected names among {', '.join(GROUPS)}, got {unknown[0]!r}")
+    arrays = {group: {name: np.asarray(value) for name, value in values.items()} for group, values in all_groups.items()}
     options = {"dims": dict(dims or {}), "coords": dict(coords or {})}
     if _major_version(az) >= 1:  # 1.x takes a mapping of groups
-        return az.from_dict({"posterior": posterior}, **options)
-    return az.from_dict(posterior=posterior, **options)  # 0.x takes the posterior group itself
+        return az.from_dict(arrays, **options)
+    return az.from_dict(**arrays, **options)  # 0.x takes each group as a keyword
 
 
 def summary(data: Any, var_names: list[str] | None = None) -> pd.DataFrame:
@@ -62,10 +87,13 @@ def summary(data: Any, var_names: list[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(table)[SUMMARY_COLUMNS].astype(float)
 
 
-def policy_to_arviz(policy: Any, state: Any, *, key: Any = None, num_draws: int = 1000) -> Any:
+def policy_to_arviz(policy: Any, state: Any, *, key: Any = None, num_draws: int = 1000,
+                    coords: Mapping[str, Any] | None = None) -> Any:
     """ArviZ data of an agent's current posterior: ``num_draws`` draws from ``policy.posterior_draws``.
 
-    Sites get named dimensions (``theta``: action, feature; ``psi``: effect, feature), one chain.
+    Sites get the named dimensions of ``AGENT_DIMS`` (``theta``: action, feature; ``psi``: effect,
+    feature; GAMBITTS ``beta``: reward_feature, ``mu``: cell, prompt, style; ...), one chain.
+    ``coords`` labels them (e.g. ``{"style": ["optimism"]}``); unlabelled dimensions are numbered.
     """
     import jax
 
@@ -77,4 +105,4 @@ def policy_to_arviz(policy: Any, state: Any, *, key: Any = None, num_draws: int 
     key = jax.random.PRNGKey(0) if key is None else key
     draws = jax.jit(policy.posterior_draws, static_argnums=2)(state, key, num_draws)
     named = {name: np.asarray(value)[None] for name, value in draws.items()}
-    return from_draws(named, dims={name: AGENT_DIMS[name] for name in named if name in AGENT_DIMS})
+    return from_draws(named, dims={name: AGENT_DIMS[name] for name in named if name in AGENT_DIMS}, coords=coords)

@@ -82,6 +82,51 @@ class PosteriorResult:
             return from_mcmc(self.mcmc, dims=dims)
         return from_draws(self.draws, dims=dims)
 
+    def posterior_predictive(self, model: Callable, data: Mapping[str, Any], *, key: jax.Array | None = None,
+                             site: str = "reward"):
+        """Posterior predictive draws of the observed ``site`` at ``data``, as ArviZ data.
+
+        Every posterior draw is substituted into ``model`` (``numpyro.infer.Predictive``) and one
+        ``site`` value is drawn from it: the same program, so any program works, closed form or not.
+
+        Parameters
+        ----------
+        model : the program this result is a posterior of.
+        data : its keyword arguments (hyperparameters, ``contexts``, ``actions``, ...) at which to
+            predict; observed ``rewards`` there, if any, are not conditioned on but kept as the
+            ``observed_data`` group, for posterior predictive checks.
+        key : PRNG key (default ``PRNGKey(0)``).
+        site : the observed site to draw.
+
+        Returns
+        -------
+        ArviZ data with the ``posterior`` group, ``posterior_predictive`` (``site``: chain, draw,
+        round) and, when ``data`` has rewards, ``observed_data``.
+        """
+        from numpyro.infer import Predictive
+
+        from structbandits.diagnostics.arviz_adapter import from_draws
+
+        parameters = inspect.signature(model).parameters
+        unknown = sorted(set(data) - set(parameters))
+        if unknown:
+            raise ValidationError(f"data[{unknown[0]!r}]: not an argument of {getattr(model, '__name__', 'model')}; "
+                                  f"expected some of: {', '.join(parameters)}")
+        inputs = {name: value for name, value in data.items() if name != "rewards"}
+        chains, draws = next(iter(self.draws.values())).shape[:2]
+        flat = {name: jnp.asarray(value).reshape((chains * draws,) + value.shape[2:]) for name, value in self.draws.items()}
+        key = jax.random.PRNGKey(0) if key is None else key
+        predicted = Predictive(model, posterior_samples=flat, return_sites=[site])(key, **inputs)
+        if site not in predicted:
+            raise ValidationError(f"site: expected a sample site of the program at this data, got {site!r}")
+        value = np.asarray(predicted[site])
+        groups = {"posterior_predictive": {site: value.reshape((chains, draws) + value.shape[1:])}}
+        site_dims = {site: ["round"] + [f"{site}_dim_{i}" for i in range(value.ndim - 2)]}
+        if data.get("rewards") is not None and site == "reward":
+            groups["observed_data"] = {site: np.asarray(data["rewards"])}
+        dims = {name: DIMS[name] for name in self.draws if name in DIMS} | site_dims
+        return from_draws(self.draws, dims=dims, groups=groups)
+
 
 def _arrays(data: Mapping[str, Any], names: tuple[str, ...]) -> tuple[jax.Array, ...]:
     return tuple(jnp.asarray(data[name]) for name in names)
