@@ -29,6 +29,7 @@ AGENT_DIMS = {
     "noise_var": ["cell", "action"],                      # ... and noise variance
     "w1": ["style", "hidden"], "b1": ["hidden"], "w2": ["hidden"],  # ensemble members' MLPs (b2 is scalar)
     "w": ["style"],                                       # ... or linear models (b is scalar)
+    "transitions": ["arm", "state", "action", "next_state"],  # Bayesian restless agents: P[i, s, a, s']
 }
 
 SUMMARY_COLUMNS = ["mean", "sd", "ess_bulk", "ess_tail", "r_hat"]

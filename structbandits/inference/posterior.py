@@ -38,6 +38,13 @@ from structbandits.inference.conjugate import (
 )
 from structbandits.models.linear import linear_bandit
 from structbandits.models.restless import restless_dirichlet
+from structbandits.inference.dirichlet import (
+    check_transition_data,
+    dirichlet_covariance,
+    dirichlet_mean,
+    dirichlet_sample,
+    transition_counts,
+)
 from structbandits.inference.laplace import logistic_mode, logistic_pseudo_observations
 from structbandits.models.mixed_effect import marginal_action_prior, mixed_effect_linear, mixed_effect_logistic
 
@@ -201,9 +208,6 @@ def _mixed_effect_logistic_laplace(data, key, num_draws) -> PosteriorResult:
 
 def _restless_dirichlet_conjugate(data, key, num_draws) -> PosteriorResult:
     """Dirichlet(α + n) per transition row (``inference.dirichlet``); n from the counts and/or the list."""
-    from structbandits.inference.dirichlet import (
-        check_transition_data, dirichlet_covariance, dirichlet_mean, dirichlet_sample, transition_counts)
-
     checked = check_transition_data(**data)
     concentration = jnp.asarray(checked["concentration"])
     if "counts" in checked:
@@ -229,6 +233,8 @@ CONDITIONAL_FORMS: dict[Callable, tuple[Callable[[Mapping[str, Any]], bool], str
 }
 # Observed sites a program needs, where they are not the bandits' contexts/actions/rewards.
 OBSERVATIONS: dict[Callable, tuple[str, ...]] = {restless_dirichlet: ()}
+# Program-specific checks of the data, run for every method (NUTS included).
+DATA_CHECKS: dict[Callable, Callable[..., Any]] = {restless_dirichlet: lambda data: check_transition_data(**data)}
 LAPLACE_FORMS: dict[Callable, Callable[..., PosteriorResult]] = {
     mixed_effect_logistic: _mixed_effect_logistic_laplace,
 }
@@ -305,6 +311,8 @@ def posterior(
         raise ValidationError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
     num_draws = check_integer("num_draws", num_draws, minimum=1)
     data = _validate_data(model, data)
+    if model in DATA_CHECKS:
+        DATA_CHECKS[model](data)
     key = jax.random.PRNGKey(0) if key is None else key
     applies, otherwise = CONDITIONAL_FORMS.get(model, (lambda data: True, "laplace"))
     if method == "auto":
