@@ -25,6 +25,7 @@ full key (``agents.lints.sigma0``) and raise ``ValidationError``.
 from __future__ import annotations
 
 import inspect
+import json
 import tomllib
 import typing
 from collections.abc import Callable, Mapping
@@ -88,7 +89,8 @@ def builtin_configs() -> dict[str, Path]:
 
 
 def load_config(name_or_path: str | Path) -> dict[str, Any]:
-    """Read a built-in config by name, or a TOML file by path, as a raw dict (not yet validated)."""
+    """Read a built-in config by name, a TOML file by path, or the ``config.json`` of a results folder
+    (whose resolved config and seed reproduce that run), as a raw dict (not yet validated)."""
     path = Path(name_or_path)
     builtins = builtin_configs()
     if not path.exists():
@@ -99,7 +101,20 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
                 f"config: expected a TOML file or a built-in name ({', '.join(sorted(builtins))}), got {str(name_or_path)!r}"
             )
     try:
-        return tomllib.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValidationError(f"config: expected a readable UTF-8 text file, got {str(path)!r} ({err})") from None
+    if path.suffix == ".json":
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValidationError(f"config: {path} is not valid JSON: {err}") from None
+        config = record.get("config", record) if isinstance(record, dict) else record
+        if not isinstance(config, dict):
+            raise ValidationError(f"config: expected a JSON object (or a results config.json), got {type(config).__name__}")
+        return config
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ValidationError(f"config: {path} is not valid TOML: {err}") from None
 
