@@ -35,7 +35,9 @@ __all__ = [
     "STEP_BINS",
     "STYLES",
     "ResponseArrays",
+    "LLM_DATABASE",
     "context_cell",
+    "llm_response_db",
     "load_response_db",
     "response_db_arrays",
     "style_parameters",
@@ -51,6 +53,8 @@ STYLES: tuple[str, ...] = (
     "politeness", "severity", "supportiveness", "threat", "urgency", "vision",
 )
 _KEY_COLUMNS = ("prompt", "curr_loc", "prev_steps")
+LLM_DATABASE = "mhealth_llm_responses.parquet"
+SCORERS = ("vae", "ridge")
 
 
 def context_cell(location_index, steps_bin) -> np.ndarray:
@@ -92,6 +96,32 @@ def synthetic_response_db(samples_per_cell: int = 500, seed: int = 0) -> pd.Data
         "prev_steps": cell % len(STEP_BINS) + 1,
     })
     return pd.concat([frame, pd.DataFrame(scores.reshape(-1, len(params["styles"])), columns=params["styles"])], axis=1)
+
+
+def llm_response_db(scorer: str = "vae") -> pd.DataFrame:
+    """The shipped database of SmolLM2-135M-Instruct messages (``mhealth_llm_responses.parquet``, data card
+    ``mhealth_llm_responses.json``; built by ``python -m structbandits.data.build_response_db``).
+
+    ``scorer`` picks the style scores in the ``STYLES`` columns: "vae" (1-D-latent VAEs, the seed's
+    method) or "ridge" (ridge-regression axes, kept in the file as ``ridge_<style>`` columns). The
+    ``message`` and ``prompt_text`` columns hold the generated text and the user prompt.
+    """
+    if scorer not in SCORERS:
+        raise ValidationError(f"scorer: expected one of {list(SCORERS)}, got {scorer!r}")
+    db = _shipped_llm_db().copy()
+    if scorer == "ridge":
+        for style in STYLES:
+            db[style] = db[f"ridge_{style}"]
+    return db
+
+
+@lru_cache(maxsize=1)
+def _shipped_llm_db() -> pd.DataFrame:
+    with resources.as_file(resources.files("structbandits.data").joinpath(LLM_DATABASE)) as path:
+        if not path.is_file():
+            raise ValidationError(f"response_db: the package data file {LLM_DATABASE} is missing; rebuild it with "
+                                  "`python -m structbandits.data.build_response_db` or pass response_db='synthetic'")
+        return pd.read_parquet(path)
 
 
 def _normalise(name: str) -> str:
