@@ -57,7 +57,8 @@ __all__ = ["METRICS", "SweepResult", "SweepSpec", "builtin_sweeps", "checkpoint_
 
 MANIFEST = "sweep.json"
 CELLS = "cells"
-_SWEEPABLE_RUN_KEYS = sorted(set(_RUN_KEYS) - {"name", "description"})
+# Not the root seed: every cell uses it (common random numbers); more simulations come from `seeds`.
+_SWEEPABLE_RUN_KEYS = sorted(set(_RUN_KEYS) - {"name", "description", "seed"})
 
 
 @dataclass(frozen=True)
@@ -149,11 +150,6 @@ def _check_grid_key(base: Mapping[str, Any], key: str, values: Any) -> list[Any]
     for value in values:
         if not isinstance(value, (bool, int, float, str)):
             raise ValidationError(f"{key}: expected numbers, strings or booleans as grid values, got {value!r}")
-    if len({_toml_literal(value) for value in values}) != len(values):
-        raise ValidationError(f"{key}: expected distinct grid values, got {values!r}")
-    numbers = [value for value in values if isinstance(value, (int, float)) and not isinstance(value, bool)]
-    if len(numbers) == len(values) and any(isinstance(value, float) for value in values):
-        return [float(value) for value in values]  # one dtype per grid axis: [0.5, 1, 2] is a float axis
     return list(values)
 
 
@@ -184,11 +180,23 @@ def load_sweep(name_or_path: str | Path, overrides: Sequence[str] | None = None,
     if not entries:
         raise ValidationError("sweep: expected a [sweep] table in the config or --grid KEY=V1,V2, got neither")
     base = apply_overrides(raw, list(overrides or []))
-    spec = SweepSpec(base, {key: _check_grid_key(base, key, values) for key, values in entries.items()},
-                     check_integer("checkpoints", checkpoints, minimum=1))
+    grid = {key: [_resolved_value(base, key, value) for value in _check_grid_key(base, key, values)]
+            for key, values in entries.items()}
+    for key, values in grid.items():
+        if len({_toml_literal(value) for value in values}) != len(values):
+            raise ValidationError(f"{key}: expected distinct grid values, got {entries[key]!r}")
+    spec = SweepSpec(base, grid, check_integer("checkpoints", checkpoints, minimum=1))
     for values in spec.cells():
         resolve_config(apply_overrides(spec.base, spec.overrides(values)))
     return spec
+
+
+def _resolved_value(base: Mapping[str, Any], key: str, value: Any) -> Any:
+    """``value`` as the config resolves it (``sigma0 = 2`` is the float 2.0), so each axis has the key's type."""
+    resolved: Any = resolve_config(apply_overrides(base, [f"{key}={_toml_literal(value)}"])).to_dict()
+    for part in key.split("."):
+        resolved = resolved[part]
+    return resolved
 
 
 def checkpoint_rounds(horizon: int, count: int) -> np.ndarray:

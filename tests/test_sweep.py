@@ -1,0 +1,183 @@
+"""Sweeps: cells equal plain runs, resume after SIGKILL is bitwise equal, executors agree, CLI errors."""
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from structbandits.cli import app
+from structbandits.errors import ValidationError
+from structbandits.experiments import load_sweep, run_config, run_sweep
+from structbandits.experiments.sweep import checkpoint_rounds
+
+SWEEP_TOML = """name = "tiny"
+horizon = 24
+seeds = 3
+seed = 7
+
+[envs.small]
+kind = "linear"
+num_actions = 3
+num_features = 2
+noise_scale = 0.5
+
+[agents.lints]
+kind = "lints"
+noise_scale = 0.5
+
+[agents.random]
+
+[sweep]
+"agents.lints.sigma0" = [0.25, 1, 4, 16]
+"""
+
+
+@pytest.fixture(scope="module")
+def config_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sweep") / "tiny.toml"
+    path.write_text(SWEEP_TOML)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(config_path, tmp_path_factory):
+    """The uninterrupted in-process run that every other path must reproduce exactly."""
+    spec = load_sweep(config_path, checkpoints=4)
+    return run_sweep(spec, tmp_path_factory.mktemp("reference") / "out", progress=False)
+
+
+def assert_same_sweep(result, reference, sigma0=None):
+    """Bitwise equal to the reference (restricted to the grid values ``sigma0`` when given)."""
+    frame, dataset = reference.frame, reference.dataset
+    if sigma0 is not None:
+        frame = frame[frame["agents.lints.sigma0"].isin(sigma0)].reset_index(drop=True)
+        dataset = dataset.sel({"agents.lints.sigma0": sigma0})
+    pd.testing.assert_frame_equal(result.frame, frame, check_exact=True)
+    assert result.dataset.identical(dataset)
+
+
+# Two cells on two workers: each worker process starts JAX and compiles once.
+PAIR = ["agents.lints.sigma0=0.25,16"]
+
+
+def test_every_cell_equals_the_plain_run_of_its_config(config_path, reference, tmp_path):
+    ds = reference.dataset
+    assert ds["cumulative_regret"].dims == ("agents.lints.sigma0", "env", "agent", "seed", "round")
+    assert ds["final_cumulative_regret"].dims == ("agents.lints.sigma0", "env", "agent", "seed")
+    assert list(ds["round"].values) == [6, 12, 18, 24] == list(checkpoint_rounds(24, 4))
+    assert list(ds["agents.lints.sigma0"].values) == [0.25, 1.0, 4.0, 16.0]
+    # The oracle: the cell sigma0=4 is exactly `structbandits run` of the config with sigma0=4.
+    plain, _ = run_config(_without_sweep(config_path, tmp_path), ["agents.lints.sigma0=4.0"], tmp_path / "plain",
+                          progress=False)
+    final = plain[plain["round"] == 24].set_index(["agent", "seed"])["cumulative_regret"]
+    for agent in ("lints", "random"):
+        cell = ds["final_cumulative_regret"].sel({"agents.lints.sigma0": 4.0, "env": "small", "agent": agent})
+        np.testing.assert_array_equal(cell.values, final.loc[agent].to_numpy())
+    # The prior matters to LinTS and not to random (common random numbers across cells).
+    lints = ds["final_cumulative_regret"].sel(env="small", agent="lints").values
+    random = ds["final_cumulative_regret"].sel(env="small", agent="random").values
+    assert not np.array_equal(lints[0], lints[3]) and (random == random[0]).all()
+    # The file on disk holds the same Dataset; the summary has the band's ingredients per cell.
+    assert xr.open_dataset(reference.folder / "sweep.nc", engine="h5netcdf").load().identical(ds)
+    pd.testing.assert_frame_equal(pd.read_parquet(reference.folder / "sweep.parquet"), reference.frame)
+    assert len(reference.summary) == 4 * 2 and (reference.summary["seeds"] == 3).all()
+    assert (reference.folder / "sensitivity_agents_lints_sigma0.png").read_bytes()[:4] == b"\x89PNG"
+    assert (reference.folder / "report.html").exists()
+
+
+def _without_sweep(config_path, tmp_path):
+    path = tmp_path / "plain.toml"
+    path.write_text(config_path.read_text().split("[sweep]")[0])
+    return path
+
+
+def test_a_cell_does_not_depend_on_the_other_cells(config_path, reference, tmp_path):
+    # Another grid, other order, integer spelling of a float key: the shared cells are identical.
+    alone = run_sweep(load_sweep(config_path, grid=["agents.lints.sigma0=16,4"], checkpoints=4),
+                      tmp_path / "x", progress=False)
+    assert list(alone.dataset["agents.lints.sigma0"].values) == [4.0, 16.0]
+    got = alone.frame.sort_values(["agents.lints.sigma0", "env", "agent", "seed", "round"], kind="stable")
+    pd.testing.assert_frame_equal(got.reset_index(drop=True),
+                                  reference.frame[reference.frame["agents.lints.sigma0"].isin([4.0, 16.0])]
+                                  .reset_index(drop=True), check_exact=True)
+
+
+def test_resume_after_sigkill_equals_the_uninterrupted_run(config_path, reference, tmp_path):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "structbandits", "sweep", str(config_path), "--checkpoints", "4",
+               "--out", str(out), "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not list((out / "cells").glob("cell-*.parquet")) and process.poll() is None:
+            assert time.monotonic() < deadline, "the sweep wrote no cell in time"
+            time.sleep(0.01)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    done = len(list((out / "cells").glob("cell-*.parquet")))
+    assert process.returncode == -signal.SIGKILL and 1 <= done < 4
+    assert not (out / "sweep.nc").exists()
+    (out / "cells" / ".cell-00003.parquet.999.partial").write_bytes(b"half a file")  # an interrupted write
+    again = CliRunner().invoke(app, ["sweep", str(config_path), "--checkpoints", "4", "--out", str(out), "--no-progress"])
+    assert again.exit_code == 2 and "pass --resume" in again.output
+    result = CliRunner().invoke(app, ["sweep", str(config_path), "--checkpoints", "4", "--out", str(out),
+                                      "--resume", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert f"{4 - done} run now, {done} already done" in result.output
+    resumed = run_sweep(load_sweep(config_path, checkpoints=4), out, resume=True, progress=False)
+    assert resumed.cells_run == 0
+    assert_same_sweep(resumed, reference)
+    other = CliRunner().invoke(app, ["sweep", str(config_path), "--grid", "agents.lints.sigma0=1,2", "--out", str(out),
+                                     "--resume"])
+    assert other.exit_code == 2 and "holds a different sweep" in other.output
+
+
+def test_process_executor_matches_in_process(config_path, reference, tmp_path):
+    result = run_sweep(load_sweep(config_path, grid=PAIR, checkpoints=4), tmp_path / "p", executor="processes",
+                       workers=2, progress=False)
+    assert_same_sweep(result, reference, sigma0=[0.25, 16.0])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
+                    reason="the Dask extra is not installed (pip install 'structbandits[dask]')")
+def test_dask_local_cluster_with_two_workers_matches_in_process(config_path, reference, tmp_path):
+    result = run_sweep(load_sweep(config_path, grid=PAIR, checkpoints=4), tmp_path / "d", executor="dask", workers=2,
+                       progress=False)
+    assert_same_sweep(result, reference, sigma0=[0.25, 16.0])
+
+
+def test_dask_without_the_extra_is_a_clear_error(config_path, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
+    with pytest.raises(ValidationError, match=r"pip install 'structbandits\[dask\]'"):
+        run_sweep(load_sweep(config_path), tmp_path / "never", executor="dask", progress=False)
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("grid, message", [
+    ("agents.lints.sigmaX=1,2", "error: agents.lints.sigmaX: unknown key for kind 'lints'"),
+    ("agents.nope.sigma0=1,2", "error: agents.nope.sigma0: the config has no [agents.nope] table"),
+    ("envs.small.num_actions=3,-1", "error: envs.small.num_actions: expected an integer"),
+    ("colour=1,2", "error: colour: not a sweepable key"),
+    ("seed=1,2", "error: seed: not a sweepable key"),
+    ("agents.lints.sigma0=", "error: --grid: expected KEY=V1,V2"),
+])
+def test_bad_grid_keys_exit_2_with_one_line_naming_the_key(config_path, tmp_path, grid, message):
+    result = CliRunner().invoke(app, ["sweep", str(config_path), "--grid", grid, "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), lines
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_config_without_a_grid_is_rejected():
+    with pytest.raises(ValidationError, match=r"sweep: expected a \[sweep\] table"):
+        load_sweep("demo")
