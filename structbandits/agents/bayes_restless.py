@@ -113,6 +113,9 @@ def bayes_restless_policy(name: str, prior_concentration, groups, *, sampling: s
     A ``Policy`` over ``RestlessContext`` with state ``TransitionCounts`` and ``posterior_draws``
     giving ``{"transitions": (n, N, S, A, S)}`` (the same posterior for both samplings). The
     context's ``transitions`` are ignored (only its states, round, budget, rewards and groups are read).
+    ``act(state, key, ctx)`` draws the model with ``split(key)[0]`` and runs the known-model planner
+    with ``split(key)[1]``, so a posterior concentrated on the truth acts exactly as the known-model
+    policy given that key (tie-breaks and MNW-EG's dummy arms included).
     """
     if name not in LEARNING_PLANNERS:
         raise ValidationError(f"name: expected one of {list(LEARNING_PLANNERS)}, got {name!r}")

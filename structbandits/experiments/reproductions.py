@@ -137,6 +137,14 @@ register(Reproduction("ermab-fig3", "Equitable RMAB, Fig. 3: per-group outcomes 
                       "domain (25 seeds, H=20)", _ermab("fig3"), default_seeds=25, quick_seeds=2))
 register(Reproduction("ermab-fig4", "Equitable RMAB, Fig. 4: Gini and utility of every policy on the synthetic, "
                       "maternal and diabetes domains", _ermab("fig4"), default_seeds=25, quick_seeds=1))
+register(Reproduction(
+    "ermab-learning", "Equitable RMAB with unknown dynamics: Thompson-sampled and certainty-equivalent learners "
+    "(Dirichlet posteriors) vs the known-model Opt/MMR/MNW-EG on the three domains; --horizon = learning rounds, "
+    "a multiple of 20 (episodes restart every 20 rounds)",
+    lambda out, seeds, horizon, progress: __import__(
+        "structbandits.experiments.restless_learning", fromlist=["reproduce_restless_learning"]
+    ).reproduce_restless_learning(out, seeds, horizon, progress),
+    default_seeds=5, quick_seeds=1, default_horizon=200, quick_horizon=40))
 for _name, _description in {
     "gambitts-illustrative": "GAMBITTS section 6.1: the 1-D mHealth case, po/fo-GAMBITTS vs standard TS "
                              "(250 runs, 1000 rounds)",

@@ -17,6 +17,7 @@ log G = log G(c + 1) + log(U) / c is finite even where G itself underflows (conc
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
@@ -49,6 +50,7 @@ def dirichlet_covariance(concentration: jax.Array) -> jax.Array:
     return (mean[..., :, None] * jnp.eye(mean.shape[-1], dtype=mean.dtype) - outer) / (total + 1.0)
 
 
+@partial(jax.jit, static_argnames="shape")
 def dirichlet_sample(key: jax.Array, concentration: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
     """Draws of Dirichlet(c) rows, shaped ``shape + concentration.shape`` (every row on the simplex)."""
     full = tuple(shape) + tuple(concentration.shape)
