@@ -10,6 +10,7 @@ Each helper returns the value converted to a NumPy array, so callers can write
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,7 +23,10 @@ __all__ = [
     "check_shape",
     "check_simplex",
     "check_integer",
+    "check_num_elements",
 ]
+
+MAX_ELEMENTS = 10**8  # arrays larger than this (800 MB in float64) are a typo in a size, not a study
 
 
 class ValidationError(ValueError):
@@ -123,3 +127,15 @@ def check_positive_definite(name: str, value) -> np.ndarray:
             f"{name}: expected a positive-definite matrix, got one with smallest eigenvalue {smallest:.3g}"
         ) from None
     return arr
+
+
+def check_num_elements(name: str, shape: Sequence[int], *, limit: int = MAX_ELEMENTS) -> None:
+    """Check that an array of ``shape`` has at most ``limit`` elements.
+
+    Sizes such as ``num_actions = 10**12`` pass every per-argument check but would exhaust memory (or
+    overflow XLA's shape arithmetic and abort the process); they are rejected here instead.
+    """
+    count = math.prod(int(n) for n in shape)
+    if count > limit:
+        raise ValidationError(f"{name}: expected sizes giving at most {limit:.0e} array entries, got shape "
+                              f"{tuple(int(n) for n in shape)} ({count:.3g} entries)")

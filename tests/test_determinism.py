@@ -16,22 +16,16 @@ from structbandits.cli import app
 
 TINY = """
 name = "tiny"
-horizon = 15
-seeds = 3
+horizon = 12
+seeds = 2
 seed = 7
-seed_batch = 2          # two batches: 2 seeds, then 1
 
-[envs.mixed]
-kind = "mixed_effect"
-num_actions = 6
-num_effects = 2
+[envs.linear]
+num_actions = 3
 num_features = 2
-context_pool = 10
 
-[agents.mets]
-[agents.lints-matched]
+[agents.lints]
 propensity_draws = 4
-[agents.random]
 """
 
 
@@ -49,11 +43,11 @@ def test_a_run_repeats_bitwise_from_its_saved_config_json(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text(TINY)
     first = tmp_path / "first"
-    result = CliRunner().invoke(app, ["run", str(config), "--set", "agents.mets.factored=true", "--out", str(first),
+    result = CliRunner().invoke(app, ["run", str(config), "--set", "agents.lints.sigma0=2", "--out", str(first),
                                       "--no-progress"])
     assert result.exit_code == 0, result.output
     record = json.loads((first / "config.json").read_text())
-    assert record["seed"] == 7 and record["config"]["agents"]["mets"]["factored"] is True
+    assert record["seed"] == 7 and record["config"]["agents"]["lints"]["sigma0"] == 2.0
 
     second = tmp_path / "second"  # a fresh process, from nothing but the saved config.json
     done = subprocess.run([sys.executable, "-m", "structbandits", "run", str(first / "config.json"), "--out",
@@ -64,12 +58,10 @@ def test_a_run_repeats_bitwise_from_its_saved_config_json(tmp_path):
     bitwise_equal(pd.read_parquet(first / "results.parquet"), pd.read_parquet(second / "results.parquet"))
     assert (first / "summary.csv").read_text() == (second / "summary.csv").read_text()
 
-    third = tmp_path / "third"  # the oracle can fail: another root seed gives other results
-    result = CliRunner().invoke(app, ["run", str(first / "config.json"), "--set", "seed=8", "--out", str(third),
-                                      "--no-progress"])
-    assert result.exit_code == 0, result.output
-    other = pd.read_parquet(third / "results.parquet")
-    assert not np.array_equal(other["reward"].to_numpy(), pd.read_parquet(first / "results.parquet")["reward"].to_numpy())
+    frame = pd.read_parquet(first / "results.parquet")  # the comparison has content: seeds differ
+    by_seed = [group["reward"].to_numpy() for _, group in frame.groupby("seed")]
+    assert len(by_seed) == 2 and not np.array_equal(*by_seed)
+    assert np.isfinite(frame["propensity"]).all()
 
 
 def test_a_broken_config_json_is_a_one_line_error(tmp_path):

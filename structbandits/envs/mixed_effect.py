@@ -27,7 +27,7 @@ import numpy as np
 from numpyro.infer import Predictive
 
 from structbandits.envs.protocol import Environment, ModelHyperparameters
-from structbandits.errors import ValidationError, check_finite, check_integer, check_positive
+from structbandits.errors import ValidationError, check_finite, check_integer, check_num_elements, check_positive
 from structbandits.models.mixed_effect import mixed_effect_linear, mixed_effect_logistic
 
 __all__ = ["MixedEffectState", "mixed_effect_bandit", "mixed_effect_rewards"]
@@ -100,6 +100,9 @@ def mixed_effect_bandit(
         raise ValidationError(f"mixing_high: expected a value > mixing_low = {low}, got {high}")
     pool_size = check_integer("context_pool", context_pool, minimum=1)
     structure_seed = check_integer("structure_seed", structure_seed, minimum=0)
+    check_num_elements("num_actions, num_features", (k, d, d))
+    check_num_elements("num_effects, num_features", (num_effects * d, num_effects * d))
+    check_num_elements("context_pool, num_actions, num_features", (pool_size, k, d))
 
     params = {
         "mixing": np.random.default_rng(structure_seed).uniform(low, high, size=(k, num_effects)),

@@ -15,7 +15,7 @@ import numpy as np
 from numpyro.infer import Predictive
 
 from structbandits.envs.protocol import Environment, ModelHyperparameters
-from structbandits.errors import check_integer, check_positive
+from structbandits.errors import check_integer, check_num_elements, check_positive
 from structbandits.models.linear import linear_bandit
 
 __all__ = ["LinearBanditState", "linear_contextual_bandit"]
@@ -45,6 +45,7 @@ def linear_contextual_bandit(
     """
     k = check_integer("num_actions", num_actions, minimum=2)
     d = check_integer("num_features", num_features, minimum=1)
+    check_num_elements("num_actions, num_features", (k, d, d))
     prior_scale = float(check_positive("prior_scale", prior_scale))
     noise_scale = float(check_positive("noise_scale", noise_scale, allow_zero=True))
     prior_mean = jnp.zeros((k, d))

@@ -34,7 +34,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from structbandits.errors import ValidationError, check_integer
+from structbandits.errors import MAX_ELEMENTS, ValidationError, check_integer, check_num_elements
 from structbandits.experiments.registry import AGENTS, ENVIRONMENTS
 
 __all__ = [
@@ -167,7 +167,7 @@ def _resolve_component(group: str, name: str, table: Any, registry: Mapping[str,
     if not isinstance(table, Mapping):
         raise ValidationError(f"{path}: expected a table of settings, got {table!r}")
     kind = table.get("kind", name)
-    if kind not in registry:
+    if not isinstance(kind, str) or kind not in registry:
         raise ValidationError(f"{path}.kind: expected one of {', '.join(sorted(registry))}, got {kind!r}")
     builder = registry[kind]
     hints = typing.get_type_hints(builder)
@@ -194,13 +194,16 @@ def resolve_config(raw: Mapping[str, Any]) -> ExperimentConfig:
     run = {key: _coerce(key, raw[key], kind) for key, kind in _RUN_KEYS.items() if key in raw}
     horizon = check_integer("horizon", run["horizon"], minimum=1)
     seeds = check_integer("seeds", run["seeds"], minimum=1)
-    seed = check_integer("seed", run.get("seed", 0), minimum=0)
+    seed = check_integer("seed", run.get("seed", 0), minimum=0, maximum=2**63 - 1)  # a jax.random.PRNGKey seed
     seed_batch = check_integer("seed_batch", run.get("seed_batch", min(seeds, 50)), minimum=1)
+    check_num_elements("horizon, seeds", (horizon, seeds), limit=10 * MAX_ELEMENTS)
     groups = {}
     for group, registry in (("envs", ENVIRONMENTS), ("agents", AGENTS)):
         tables = raw.get(group)
         if not isinstance(tables, Mapping) or not tables:
             raise ValidationError(f"{group}: expected at least one [{group}.NAME] table, got {tables!r}")
+        if "" in tables:
+            raise ValidationError(f"{group}: expected non-empty table names ([{group}.NAME]), got an empty name")
         groups[group] = {name: _resolve_component(group, name, table, registry) for name, table in tables.items()}
     return ExperimentConfig(
         name=run.get("name", "experiment"),

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from structbandits.agents.protocol import Policy
 from structbandits.envs.protocol import Environment
-from structbandits.errors import ValidationError, check_integer
+from structbandits.errors import MAX_ELEMENTS, ValidationError, check_integer, check_num_elements
 
 __all__ = ["Trajectory", "run_experiment", "batched_simulator", "seed_keys", "simulate_seed"]
 
@@ -166,8 +166,9 @@ def run_experiment(
     """
     horizon = check_integer("horizon", horizon, minimum=1)
     num_seeds = check_integer("num_seeds", num_seeds, minimum=1)
-    seed = check_integer("seed", seed, minimum=0)
+    seed = check_integer("seed", seed, minimum=0, maximum=2**63 - 1)  # jax.random.PRNGKey takes an int64
     seed_batch = check_integer("seed_batch", seed_batch if seed_batch is not None else min(num_seeds, 50), minimum=1)
+    check_num_elements("horizon, num_seeds", (horizon, num_seeds), limit=10 * MAX_ELEMENTS)  # per-round records
     if isinstance(envs, Environment):
         envs = {"env": envs}
     if not agents:
