@@ -90,7 +90,9 @@ def test_every_cell_equals_the_plain_run_of_its_config(config_path, reference, t
     pd.testing.assert_frame_equal(pd.read_parquet(reference.folder / "sweep.parquet"), reference.frame)
     assert len(reference.summary) == 4 * 2 and (reference.summary["seeds"] == 3).all()
     assert (reference.folder / "sensitivity_agents_lints_sigma0.png").read_bytes()[:4] == b"\x89PNG"
-    assert (reference.folder / "report.html").exists()
+    document = (reference.folder / "report.html").read_text()
+    assert "<h1>tiny (sweep)</h1>" in document and "<h2>Grid</h2>" in document
+    assert "<h2>sweep_summary.csv</h2>" in document and 'src="data:image/png;base64,' in document
 
 
 def _without_sweep(config_path, tmp_path):
