@@ -36,6 +36,7 @@ from structbandits.inference.conjugate import (
     linear_regression_observe_batch,
     linear_regression_stats,
 )
+from structbandits.inference.bandit_data import check_linear_bandit_data, check_mixed_effect_data
 from structbandits.models.linear import linear_bandit
 from structbandits.models.restless import restless_dirichlet
 from structbandits.inference.dirichlet import (
@@ -234,7 +235,12 @@ CONDITIONAL_FORMS: dict[Callable, tuple[Callable[[Mapping[str, Any]], bool], str
 # Observed sites a program needs, where they are not the bandits' contexts/actions/rewards.
 OBSERVATIONS: dict[Callable, tuple[str, ...]] = {restless_dirichlet: ()}
 # Program-specific checks of the data, run for every method (NUTS included).
-DATA_CHECKS: dict[Callable, Callable[..., Any]] = {restless_dirichlet: lambda data: check_transition_data(**data)}
+DATA_CHECKS: dict[Callable, Callable[..., Any]] = {
+    restless_dirichlet: lambda data: check_transition_data(**data),
+    linear_bandit: check_linear_bandit_data,
+    mixed_effect_linear: check_mixed_effect_data,
+    mixed_effect_logistic: lambda data: check_mixed_effect_data(data, binary=True),
+}
 LAPLACE_FORMS: dict[Callable, Callable[..., PosteriorResult]] = {
     mixed_effect_logistic: _mixed_effect_logistic_laplace,
 }
