@@ -80,11 +80,14 @@ def check_positive(name: str, value, *, allow_zero: bool = False) -> np.ndarray:
 def check_integer(name: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """Check that ``value`` is an integer (bools rejected) within ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        # a float is accepted only where it is an integer exactly (1e300.is_integer() is True too)
+        if isinstance(value, (float, np.floating)) and float(value).is_integer() and abs(value) < 2**53:
             value = int(value)
         else:
             raise ValidationError(f"{name}: expected an integer, got {value!r}")
     value = int(value)
+    if not -(2**63) <= value < 2**63:  # beyond int64 every array library overflows, some abort the process
+        raise ValidationError(f"{name}: expected an integer that fits in 64 bits, got {value}")
     if minimum is not None and value < minimum:
         raise ValidationError(f"{name}: expected an integer >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
@@ -138,4 +141,4 @@ def check_num_elements(name: str, shape: Sequence[int], *, limit: int = MAX_ELEM
     count = math.prod(int(n) for n in shape)
     if count > limit:
         raise ValidationError(f"{name}: expected sizes giving at most {limit:.0e} array entries, got shape "
-                              f"{tuple(int(n) for n in shape)} ({count:.3g} entries)")
+                              f"{tuple(int(n) for n in shape)} (about 1e{len(str(count)) - 1} entries)")

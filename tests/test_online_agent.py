@@ -105,8 +105,12 @@ def test_first_context_or_reward_the_policy_cannot_use_is_rejected(policy, tmp_p
     with pytest.raises(ValidationError, match="context: the policy cannot act on a context"):
         agent.select(np.zeros((K + 1, D)))  # per-arm contexts for the wrong number of arms
     agent.select(np.zeros(D))
-    with pytest.raises(ValidationError, match="reward"):
-        agent.observe(0, np.zeros(3))  # the first reward fixes the reward shape: a vector is not a reward
+    with pytest.raises(ValidationError, match=r"reward: expected shape \(\) \(a scalar\), got shape \(3,\)"):
+        agent.observe(0, np.zeros(3))
+    vector = OnlineAgent(policy, key=0, log_dir=tmp_path / "vector", name="lints", reward_shape=(3,))
+    vector.select(np.zeros(D))
+    with pytest.raises(ValidationError, match="reward: the policy cannot update on a reward of shape|reward: expected a reward"):
+        vector.observe(0, np.zeros(3))  # LinTS learns from scalar rewards only
     with pytest.raises(ValidationError, match="key: expected an integer seed or a jax.random.PRNGKey"):
         OnlineAgent(policy, key="seed", log_dir=tmp_path / "other", name="lints")
     with pytest.raises(ValidationError, match="policy: expected a Policy"):

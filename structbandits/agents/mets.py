@@ -25,7 +25,7 @@ from jax.scipy.linalg import solve_triangular
 
 from structbandits.agents.protocol import ActInfo, Policy
 from structbandits.agents.thompson import arm_features, arm_scores
-from structbandits.errors import ValidationError, check_finite, check_positive, check_positive_definite
+from structbandits.errors import ValidationError, check_finite, check_integer, check_positive, check_positive_definite
 from structbandits.inference.conjugate import (
     GaussianInfo,
     cholesky_rank_one_update,
@@ -233,5 +233,6 @@ def hier_ts(effect_mean, effect_cov, action_cov, noise_scale: float, *, num_acti
     the average effect (1/L) Σ_l ψ_l, i.e. mean (1/L) Σ_l μ_l and covariance (1/L²) Σ_{l,m} Σ_Ψ[l, m].
     This is meTS with a single effect and all weights equal to one.
     """
+    num_actions = check_integer("num_actions", num_actions, minimum=2)
     return mets(np.ones((num_actions, 1)), *average_effect_prior(*check_effect_prior(effect_mean, effect_cov)),
                 action_cov, noise_scale)

@@ -96,6 +96,7 @@ class OnlineAgent:
     hyperparameters : JSON-able settings the policy was built with; recorded, and checked on load.
     example_context : a context, fixing the structure, shapes and dtypes every context must have
         (default: the first context passed to ``select``). Needed for pytree contexts on ``load``.
+    reward_shape : the shape of a reward (default ``()``, a scalar, what every built-in policy takes).
 
     Examples
     --------
@@ -110,7 +111,8 @@ class OnlineAgent:
     """
 
     def __init__(self, policy: Policy, key: Any, log_dir: str | Path, *, name: str,
-                 hyperparameters: Mapping[str, Any] | None = None, example_context: Any = None):
+                 hyperparameters: Mapping[str, Any] | None = None, example_context: Any = None,
+                 reward_shape: tuple[int, ...] = ()):
         if not all(callable(getattr(policy, part, None)) for part in ("init", "act", "update")):
             raise ValidationError(f"policy: expected a Policy (init, act, update), got {type(policy).__name__}")
         if not isinstance(name, str) or not name:
@@ -125,7 +127,8 @@ class OnlineAgent:
         self._update = jax.jit(policy.update)
         self._state = _host(policy.init(init_key))
         self._context_spec = None if example_context is None else ContextSpec(example_context)
-        self._reward_shape: tuple[int, ...] | None = None
+        self._reward_shape = tuple(check_integer("reward_shape", n, minimum=1) for n in reward_shape)
+        self._reward_checked = False
         self._next_id = 0
         self._num_observed = 0
         self._pending: dict[int, tuple[Any, np.ndarray]] = {}
@@ -209,10 +212,10 @@ class OnlineAgent:
 
     def _check_reward(self, reward: Any, name: str, decision_id: int) -> np.ndarray:
         reward = check_finite(name, reward)
-        if self._reward_shape is not None:
-            if reward.shape != self._reward_shape:
-                raise ValidationError(f"{name}: expected shape {self._reward_shape} like the earlier rewards, "
-                                      f"got shape {reward.shape}")
+        if reward.shape != self._reward_shape:
+            raise ValidationError(f"{name}: expected shape {self._reward_shape}"
+                                  f"{' (a scalar)' if not self._reward_shape else ''}, got shape {reward.shape}")
+        if self._reward_checked:
             return reward
         context, action = self._pending[decision_id]
         expected = jax.tree.map(lambda leaf: (np.shape(leaf), np.asarray(leaf).dtype), self._state)
@@ -231,7 +234,7 @@ class OnlineAgent:
         decision_context, action = self._pending.pop(decision_id)
         context = decision_context if context is None else context
         self._state = _host(self._update(self._state, context, action, reward))
-        self._reward_shape = reward.shape
+        self._reward_checked = True
         self._num_observed += 1
 
     def observe(self, decision_id: int | Sequence[int], reward: Any, *, context: Any = None) -> None:
@@ -303,7 +306,7 @@ class OnlineAgent:
             "name": self.name, "hyperparameters": self.hyperparameters, "state_structure": structure,
             "next_id": self._next_id, "num_observed": self._num_observed,
             "context_spec": None if spec is None else spec.describe(),
-            "reward_shape": None if self._reward_shape is None else list(self._reward_shape),
+            "reward_shape": list(self._reward_shape),
             "log_dir": str(self.log.folder.resolve()),
         }
         return save_snapshot(path, arrays, kind=SNAPSHOT_KIND, metadata=metadata)
@@ -343,12 +346,12 @@ class OnlineAgent:
                                       f"({saved_spec['treedef']}); pass an example context to load them")
             example_context = np.zeros(saved_spec["shapes"][0], np.dtype(saved_spec["dtypes"][0]))
         agent = cls(policy, arrays["root_key"], log_dir if log_dir is not None else meta["log_dir"], name=name,
-                    hyperparameters=meta["hyperparameters"], example_context=example_context)
+                    hyperparameters=meta["hyperparameters"], example_context=example_context,
+                    reward_shape=tuple(meta["reward_shape"]))
         if saved_spec is not None and agent._context_spec.describe() != saved_spec:
             raise ValidationError(f"example_context: expected contexts like {saved_spec}, got {agent._context_spec.describe()}")
         agent._state = _host(arrays_to_pytree(agent._state, arrays, "state", meta["state_structure"]))
         agent._next_id, agent._num_observed = int(meta["next_id"]), int(meta["num_observed"])
-        agent._reward_shape = None if meta["reward_shape"] is None else tuple(meta["reward_shape"])
         if saved_spec is not None:
             leaves = [arrays[f"pending_context/{i}"] for i in range(len(saved_spec["paths"]))]
             contexts = agent._context_spec.unstack(leaves)

@@ -91,6 +91,8 @@ def broadcast_arm_prior(prior_mean, prior_cov, num_actions: int | None) -> tuple
     if cov.ndim not in (2, 3):
         raise ValidationError(f"prior_cov: expected shape (d, d) or (K, d, d), got shape {cov.shape}")
     d = mean.shape[-1]
+    if num_actions is not None:
+        num_actions = check_integer("num_actions", num_actions, minimum=1)
     if cov.shape[-1] != d:
         raise ValidationError(f"prior_cov: expected shape (..., {d}, {d}) to match prior_mean, got shape {cov.shape}")
     sizes = {n for n in (mean.shape[0] if mean.ndim == 2 else None, cov.shape[0] if cov.ndim == 3 else None,

@@ -142,10 +142,10 @@ def _select(indices, groups, budgets, key, num_groups, max_size, tie_tolerance):
     return select_within_groups_core(indices, groups, budgets, key, table, tie_tolerance)
 
 
-def _check_sizes(sizes) -> np.ndarray:
-    arr = check_finite("sizes", sizes)
+def _check_sizes(sizes, name: str = "sizes") -> np.ndarray:
+    arr = check_finite(name, sizes)
     if arr.ndim != 1 or arr.size == 0 or np.any(arr < 1) or np.any(arr != np.round(arr)):
-        raise ValidationError(f"sizes: expected a (G,) array of positive integers, got {np.asarray(sizes)!r}")
+        raise ValidationError(f"{name}: expected a (G,) array of positive integers (no empty group), got {np.asarray(sizes)!r}")
     return arr.astype(np.int64)
 
 
@@ -184,7 +184,7 @@ def mnw_greedy(curves, caps, budget: int) -> np.ndarray:
 
     Returns (G,) int budgets summing to B (curves are floored at 1e-300 before the log).
     """
-    cap = _check_sizes(caps)
+    cap = _check_sizes(caps, "caps")
     arr = _check_curves(curves, cap.size)
     budget = _check_budget(budget, np.minimum(cap, arr.shape[1] - 1))
     return np.asarray(_mnw_greedy(jnp.asarray(arr), jnp.asarray(cap), budget))
