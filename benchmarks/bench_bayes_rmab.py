@@ -15,13 +15,13 @@ H = 20 rounds left, random states, the posterior after 20 rounds of random trans
   per-row NumPy loop (``numpy.random.Generator.dirichlet``, one call per row), the loop run on
   ``--loop-arms`` arms and extrapolated linearly to N (stated as such in the output).
 
-Times are JAX warm wall times (best of 3, after one compile-and-run call reported apart), all in
+Times are JAX warm wall times (best of ``--repeats``, default 3, after one compile-and-run call reported apart), all in
 this process; the ratio column is time / known-model time of the same planner (the price of
 sampling), or NumPy / JAX for the draw.
 
 Run
 ---
-    .venv/bin/python benchmarks/bench_bayes_rmab.py [--arms 10000 --budget-fraction 0.1 --loop-arms 1000]
+    .venv/bin/python benchmarks/bench_bayes_rmab.py [--arms 10000 --budget-fraction 0.1 --loop-arms 1000 --repeats 3]
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def main():
     parser.add_argument("--arms", type=int, default=10_000)
     parser.add_argument("--budget-fraction", type=float, default=0.1)
     parser.add_argument("--loop-arms", type=int, default=1_000)
+    parser.add_argument("--repeats", type=int, default=3, help="warm calls timed (the best is reported)")
     args = parser.parse_args()
     inst = maternal_domain("A", num_arms=args.arms)
     budget = int(args.arms * args.budget_fraction)
@@ -94,14 +95,14 @@ def main():
             policy = bayes_restless_policy(planner, prior, inst.groups, max_budget=budget, **kwargs)
             agent_state = state
         act = jax.jit(policy.act)
-        first, warm = timed(lambda: act(agent_state, key, ctx)[0])
+        first, warm = timed(lambda: act(agent_state, key, ctx)[0], args.repeats)
         baseline.setdefault(planner, warm)
         ratio = warm / baseline[planner]
         rows.append((label, first, warm, ratio))
         print(f"   {label:30s} first {first:7.2f} s, warm {warm:7.3f} s | {ratio:5.2f}x the known-model {planner}")
     concentration = jnp.asarray(prior + counts)
     draw = jax.jit(lambda k: dirichlet_sample(k, concentration))
-    first, warm = timed(lambda: draw(key))
+    first, warm = timed(lambda: draw(key), args.repeats)
     sub = rng.choice(args.arms, args.loop_arms, replace=False)
     rows_np = np.asarray(concentration)[sub].reshape(-1, inst.num_states)
     start = time.perf_counter()

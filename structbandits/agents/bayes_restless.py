@@ -73,17 +73,19 @@ class TransitionCounts(NamedTuple):
     counts: jax.Array
 
 
-def _model(prior, counts, groups, sizes, kappa, sampling: str, pooling: str, key) -> jax.Array:
-    """The (N, S, A, S) planning model from the posterior given ``counts``: a draw or the mean."""
+def _model(prior, group_prior, counts, groups, kappa, sampling: str, pooling: str, key) -> jax.Array:
+    """The (N, S, A, S) planning model from the posterior given ``counts``: a draw or the mean.
+
+    ``prior`` (N, S, A, S) and ``group_prior`` (G, S, A, S), the arms' and the groups' prior
+    concentrations, are computed once outside ``jit`` (folding them at compile time is slow).
+    """
     def pick(concentration, draw_key):
         return dirichlet_sample(draw_key, concentration) if sampling == "thompson" else dirichlet_mean(concentration)
 
     if pooling == "arm":
         return pick(prior + counts, key)
     group_key, arm_key = jax.random.split(key)
-    num_groups = sizes.shape[0]
-    group_prior = jax.ops.segment_sum(prior, groups, num_segments=num_groups) / sizes[:, None, None, None]
-    pooled = group_prior + jax.ops.segment_sum(counts, groups, num_segments=num_groups)
+    pooled = group_prior + jax.ops.segment_sum(counts, groups, num_segments=group_prior.shape[0])
     group_model = pick(pooled, group_key)
     if pooling == "group":
         return group_model[groups]
@@ -145,12 +147,12 @@ def bayes_restless_policy(name: str, prior_concentration, groups, *, sampling: s
             raise ValidationError(f"arm_concentration: only used with pooling='partial', got pooling={pooling!r}")
         kappa = np.ones(())
     planner = restless_policy(name, labels.size, sizes, max_budget, settings)
-    prior_j, groups_j = jnp.asarray(prior), jnp.asarray(labels)
-    sizes_j = jnp.asarray(sizes, dtype=prior_j.dtype)
-    kappa_j = jnp.broadcast_to(jnp.asarray(kappa, prior_j.dtype), labels.shape)
+    group_prior = np.stack([prior[labels == g].mean(axis=0) for g in range(sizes.size)])
+    prior_j, group_prior_j, groups_j = jnp.asarray(prior), jnp.asarray(group_prior), jnp.asarray(labels)
+    kappa_j = jnp.asarray(np.broadcast_to(kappa, labels.shape), prior_j.dtype)
 
     def model(state: TransitionCounts, key, how: str) -> jax.Array:
-        return _model(prior_j, state.counts, groups_j, sizes_j, kappa_j, how, pooling, key)
+        return _model(prior_j, group_prior_j, state.counts, groups_j, kappa_j, how, pooling, key)
 
     def init(key) -> TransitionCounts:
         return TransitionCounts(jnp.zeros_like(prior_j))
