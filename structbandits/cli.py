@@ -6,6 +6,7 @@
     structbandits reproduce NAME [--quick]  a paper reproduction (mets-*, ermab-fig3, ermab-fig4, gambitts-*, ...)
     structbandits sweep CONFIG [--grid k=a,b] a grid over config keys x agents x seeds, resumable
     structbandits report RESULTS_DIR        a self-contained HTML report of a results folder
+    structbandits build-response-db         generate the mHealth response database with a local LLM
 
 Every command that writes a results folder also writes its report.html.
 
@@ -118,10 +119,10 @@ def reproduce(
 
 @app.command()
 def sweep(
-    config: Annotated[str, typer.Argument(help="A TOML config with a [sweep] table, a built-in sweep or config "
+    config: Annotated[str, typer.Argument(help="A TOML config with a \\[sweep] table, a built-in sweep or config "
                                                "(see `structbandits list`).")],
     grid: Annotated[Optional[list[str]], typer.Option("--grid", help="A grid axis: --grid agents.lints.sigma0=0.5,1,2 "
-                                                      "(repeatable; replaces the [sweep] entry of that key).")] = None,
+                                                      "(repeatable; replaces the \\[sweep] entry of that key).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a base-config key: --set seeds=50 (repeatable).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep already in --out; finished cells are kept.")] = False,
     executor: Annotated[str, typer.Option(help="Where cells run: inprocess, processes (local worker processes) or dask.")] = "inprocess",
@@ -160,6 +161,15 @@ def report(
     except ValidationError as err:
         raise _fail(err) from None
     typer.echo(f"Report: {path.resolve()}")
+
+
+@app.command(name="build-response-db", add_help_option=False,
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def build_response_db(ctx: typer.Context) -> None:
+    """Generate the mHealth response database with a local LLM (extras llm, text); --help for the options."""
+    from structbandits.data.build_response_db import app as builder
+
+    builder(args=ctx.args, prog_name="structbandits build-response-db")
 
 
 def main() -> None:
