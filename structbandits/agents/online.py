@@ -100,14 +100,18 @@ class OnlineAgent:
 
     Examples
     --------
+    >>> import tempfile, pathlib
     >>> import jax.numpy as jnp
     >>> from structbandits.agents import OnlineAgent, lin_ts
+    >>> study = pathlib.Path(tempfile.mkdtemp())
     >>> policy = lin_ts(jnp.zeros(2), jnp.eye(2), 0.5, num_actions=3)
-    >>> agent = OnlineAgent(policy, key=0, log_dir=tmp / "log", name="lints")  # doctest: +SKIP
-    >>> first = agent.select([0.3, -1.0]); second = agent.select([1.0, 0.2])   # doctest: +SKIP
-    >>> agent.observe([second.decision_id, first.decision_id], [0.7, -0.1])   # doctest: +SKIP
-    >>> agent.save(tmp / "agent.npz")                                        # doctest: +SKIP
-    >>> agent = OnlineAgent.load(tmp / "agent.npz", policy, name="lints")     # doctest: +SKIP
+    >>> agent = OnlineAgent(policy, key=0, log_dir=study / "log", name="lints")
+    >>> first, second = agent.select([0.3, -1.0]), agent.select([1.0, 0.2])
+    >>> agent.observe([second.decision_id, first.decision_id], [0.7, -0.1])   # late, batched, out of order
+    >>> path = agent.save(study / "agent.npz")
+    >>> agent = OnlineAgent.load(study / "agent.npz", policy, name="lints")   # continues bit-identically
+    >>> agent.model_version, agent.num_decisions
+    (2, 2)
     """
 
     def __init__(self, policy: Policy, key: Any, log_dir: str | Path, *, name: str,
