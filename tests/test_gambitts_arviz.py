@@ -141,3 +141,12 @@ def test_ens_fo_gambitts_adds_the_treatment_posterior():
             niw = jax.tree.map(lambda leaf: leaf[cell, prompt], state.treatment)
             _assert_mean(mu[:, cell, prompt], niw.mean, np.diag(np.asarray(niw_mean_covariance(niw))))
     assert {"w1", "b1", "w2", "b2", "mu", "Sigma"} <= set(idata.posterior.data_vars)
+
+
+def test_named_dims_apply_only_to_sites_of_the_matching_rank():
+    from structbandits.agents.protocol import Policy
+
+    draws = lambda state, key, n: {"mu": jax.random.normal(key, (n,)), "beta": jax.random.normal(key, (n, 2))}
+    idata = policy_to_arviz(Policy(None, None, None, draws), None, num_draws=50)
+    assert idata.posterior["mu"].dims == ("chain", "draw")  # a user's scalar "mu" keeps ArviZ's default dims
+    assert idata.posterior["beta"].dims == ("chain", "draw", "reward_feature")

@@ -106,4 +106,7 @@ def policy_to_arviz(policy: Any, state: Any, *, key: Any = None, num_draws: int 
     key = jax.random.PRNGKey(0) if key is None else key
     draws = jax.jit(policy.posterior_draws, static_argnums=2)(state, key, num_draws)
     named = {name: np.asarray(value)[None] for name, value in draws.items()}
-    return from_draws(named, dims={name: AGENT_DIMS[name] for name in named if name in AGENT_DIMS}, coords=coords)
+    # A site takes the named dims only when its rank fits them (a user program may reuse a name like "mu").
+    dims = {name: AGENT_DIMS[name] for name, value in named.items()
+            if name in AGENT_DIMS and len(AGENT_DIMS[name]) == value.ndim - 2}
+    return from_draws(named, dims=dims, coords=coords)
