@@ -113,6 +113,8 @@ def test_first_context_or_reward_the_policy_cannot_use_is_rejected(policy, tmp_p
         vector.observe(0, np.zeros(3))  # LinTS learns from scalar rewards only
     with pytest.raises(ValidationError, match="key: expected an integer seed or a jax.random.PRNGKey"):
         OnlineAgent(policy, key="seed", log_dir=tmp_path / "other", name="lints")
+    with pytest.raises(ValidationError, match="already holds another agent's decisions"):
+        OnlineAgent(policy, key=1, log_dir=tmp_path / "log", name="lints")  # two live agents, one log
     with pytest.raises(ValidationError, match="policy: expected a Policy"):
         OnlineAgent(object(), key=0, log_dir=tmp_path / "other", name="lints")
 

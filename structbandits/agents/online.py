@@ -98,6 +98,8 @@ class OnlineAgent:
         (default: the first context passed to ``select``). Needed for pytree contexts on ``load``.
     reward_shape : the shape of a reward (default ``()``, a scalar, what every built-in policy takes).
 
+    One agent per log folder: a new agent refuses a folder that already holds decisions.
+
     Examples
     --------
     >>> import tempfile, pathlib
@@ -116,7 +118,7 @@ class OnlineAgent:
 
     def __init__(self, policy: Policy, key: Any, log_dir: str | Path, *, name: str,
                  hyperparameters: Mapping[str, Any] | None = None, example_context: Any = None,
-                 reward_shape: tuple[int, ...] = ()):
+                 reward_shape: tuple[int, ...] = (), _resuming: bool = False):
         if not all(callable(getattr(policy, part, None)) for part in ("init", "act", "update")):
             raise ValidationError(f"policy: expected a Policy (init, act, update), got {type(policy).__name__}")
         if not isinstance(name, str) or not name:
@@ -125,6 +127,9 @@ class OnlineAgent:
         self.name = name
         self.hyperparameters = _json_settings("hyperparameters", hyperparameters or {})
         self.log = DecisionLog(log_dir)
+        if not _resuming and self.log.decisions_path.exists() and self.log.decisions_path.stat().st_size > 0:
+            raise ValidationError(f"log_dir: {str(self.log.folder)!r} already holds another agent's decisions; continue "
+                                  "that study with OnlineAgent.load(snapshot, ...) or give this agent a new folder")
         self._root = _root_key(key)
         init_key, self._decision_root, self._diagnostics_key = jax.random.split(self._root, 3)
         self._act = jax.jit(policy.act)
@@ -351,7 +356,7 @@ class OnlineAgent:
             example_context = np.zeros(saved_spec["shapes"][0], np.dtype(saved_spec["dtypes"][0]))
         agent = cls(policy, arrays["root_key"], log_dir if log_dir is not None else meta["log_dir"], name=name,
                     hyperparameters=meta["hyperparameters"], example_context=example_context,
-                    reward_shape=tuple(meta["reward_shape"]))
+                    reward_shape=tuple(meta["reward_shape"]), _resuming=True)
         if saved_spec is not None and agent._context_spec.describe() != saved_spec:
             raise ValidationError(f"example_context: expected contexts like {saved_spec}, got {agent._context_spec.describe()}")
         agent._state = _host(arrays_to_pytree(agent._state, arrays, "state", meta["state_structure"]))
