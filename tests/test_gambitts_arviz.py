@@ -130,6 +130,7 @@ def test_ensemble_draws_are_its_members(hidden):
         assert dict(idata.posterior["w"].sizes) == {"chain": 1, "draw": members, "style": 2}
 
 
+@pytest.mark.slow  # compiles a second ensemble agent (about a minute on a busy 2-core machine)
 def test_ens_fo_gambitts_adds_the_treatment_posterior():
     policy = ens_fo_gambitts(K, C, FEATURES, num_members=4, num_hidden=3, warmup=5, batch_size=8, buffer_size=64,
                              mc_draws=4, propensity_draws=0)
