@@ -59,6 +59,7 @@ def test_lints_conjugate_gaussian_is_calibrated():
     assert result.components == ["theta[0, 0]", "theta[0, 1]", "theta[1, 0]", "theta[1, 1]"]
 
 
+@pytest.mark.slow  # a fresh process / a second compile: about 10-20 s idle
 def test_negative_control_a_posterior_with_doubled_variance_fails():
     simulate, draws = lints_case()
 

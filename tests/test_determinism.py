@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from structbandits.cli import app
@@ -39,6 +40,7 @@ def bitwise_equal(first: pd.DataFrame, second: pd.DataFrame) -> None:
             assert (a == b).all(), column
 
 
+@pytest.mark.slow  # a fresh process / a second compile: about 10-20 s idle
 def test_a_run_repeats_bitwise_from_its_saved_config_json(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text(TINY)

@@ -138,6 +138,7 @@ def test_pytree_contexts_with_a_context_given_at_observe_time(tmp_path):
     assert again.pending == {second.decision_id: second.action}
 
 
+@pytest.mark.slow  # a fresh process / a second compile: about 10-20 s idle
 def test_posterior_passthrough(policy, tmp_path):
     agent = OnlineAgent(policy, key=0, log_dir=tmp_path / "log", name="lints")
     agent.observe(agent.select([1.0, 0.0]).decision_id, 2.0)
@@ -185,6 +186,7 @@ def continue_study(agent, xs):
     return [(d.decision_id, d.action, d.propensity, d.model_version) for d in decisions]
 
 
+@pytest.mark.slow  # a fresh process / a second compile: about 10-20 s idle
 def test_a_killed_agent_reloads_with_its_log_intact_and_continues_identically(policy, tmp_path):
     killed = tmp_path / "killed"
     killed.mkdir()
