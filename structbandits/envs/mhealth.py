@@ -2,8 +2,9 @@
 
 Each round a user context is drawn uniformly: location {home, work, other} × previous-day step bin
 {1..4} (12 cells). The agent picks one of K prompts; the "generator" returns a message drawn
-uniformly from the response database rows of that (prompt, context) pair (``data.mhealth``), and
-the outcome is sqrt(steps) = f(z) + N(0, σ²) with the reference outcome models:
+uniformly from the response database rows of that (prompt, context) pair (``data.mhealth``: by
+default the synthetic database; ``response_db="llm"`` for the shipped pilot database of
+SmolLM2-135M-Instruct messages, ``llm_response_db``), and the outcome is sqrt(steps) = f(z) + N(0, σ²) with the reference outcome models:
 
 * ``"linear-1d"``: 82.7949 − 0.13961 · optimism;
 * ``"linear-3d"``: 82.8360 − 0.49944 · formality + 0.35232 · optimism − 0.15796 · severity;
@@ -43,6 +44,7 @@ from structbandits.data.mhealth import (
     LOCATIONS,
     NUM_CELLS,
     STEP_BINS,
+    llm_response_db,
     load_response_db,
     response_db_arrays,
     style_parameters,
@@ -143,6 +145,25 @@ def _synthetic_db(samples_per_cell: int, seed: int) -> pd.DataFrame:
     return load_response_db(None, samples_per_cell=samples_per_cell, seed=seed)
 
 
+def _database(response_db, samples_per_cell: int | None, db_seed: int) -> pd.DataFrame:
+    """The database ``mhealth_bandit`` runs on (see its docstring for the choices)."""
+    if isinstance(response_db, pd.DataFrame):
+        return response_db
+    if response_db is None or (isinstance(response_db, str) and response_db == "synthetic"):
+        n = 500 if samples_per_cell is None else check_integer("samples_per_cell", samples_per_cell, minimum=1)
+        return _synthetic_db(n, check_integer("db_seed", db_seed, minimum=0))
+    db = llm_response_db() if isinstance(response_db, str) and response_db == "llm" else load_response_db(response_db)
+    if samples_per_cell is None:
+        return db
+    n = check_integer("samples_per_cell", samples_per_cell, minimum=1)
+    available = int(db.groupby(["prompt", "curr_loc", "prev_steps"]).size().min())
+    if n > available:
+        raise ValidationError(f"samples_per_cell: the response database has {available} messages in its smallest "
+                              f"(prompt, context) cell, got {n}; pass samples_per_cell=None to use all of them or "
+                              "response_db='synthetic' for a larger synthetic database")
+    return db.groupby(["prompt", "curr_loc", "prev_steps"], sort=False).head(n)
+
+
 def _select_prompts(db: pd.DataFrame, model: OutcomeModel, num_prompts: int, prompts) -> np.ndarray:
     if prompts is not None:
         ids = db.drop_duplicates("prompt").set_index("prompt_id")["prompt"] if "prompt_id" in db else None
@@ -168,7 +189,7 @@ def mhealth_bandit(
     noise_scale: float | None = None,
     prompts: Sequence[int | str] | None = None,
     response_db: pd.DataFrame | str | None = None,
-    samples_per_cell: int = 500,
+    samples_per_cell: int | None = None,
     db_seed: int = 0,
     outcome_seed: int = 0,
     no_message_outcome: float | None = None,
@@ -182,8 +203,12 @@ def mhealth_bandit(
     noise_level : index 0..4 into the reference's noise sds for this reward model (``NOISE_LEVELS``).
     noise_scale : σ, overriding ``noise_level``.
     prompts : explicit prompt numbers or prompt_ids (overrides ``num_prompts``).
-    response_db : a DataFrame or a path for ``data.mhealth.load_response_db``; None samples the
-        synthetic database with ``samples_per_cell`` rows per (prompt, context) and ``db_seed``.
+    response_db : None or "synthetic" (default): the synthetic database with ``samples_per_cell``
+        (default 500) rows per (prompt, context) and ``db_seed``; "llm": the shipped pilot database
+        of SmolLM2 messages (``data.mhealth.llm_response_db``); a DataFrame; or a path for
+        ``data.mhealth.load_response_db``. For "llm" and paths, ``samples_per_cell`` None uses all
+        rows and an integer the first that many of each (prompt, context) cell (an error if a
+        cell has fewer).
     outcome_seed : seed of the MLP outcome surface ("mlp-3d").
     no_message_outcome : if given, action 0 = send nothing, with this expected outcome.
 
@@ -201,13 +226,7 @@ def mhealth_bandit(
     sigma = NOISE_LEVELS[reward_model][level] if noise_scale is None else float(
         check_positive("noise_scale", noise_scale, allow_zero=True))
     k_requested = check_integer("num_prompts", num_prompts, minimum=2)
-    if isinstance(response_db, pd.DataFrame):
-        db = response_db
-    elif response_db is None:
-        db = _synthetic_db(check_integer("samples_per_cell", samples_per_cell, minimum=1),
-                           check_integer("db_seed", db_seed, minimum=0))
-    else:
-        db = load_response_db(response_db)
+    db = _database(response_db, samples_per_cell, db_seed)
     model = outcome_model(reward_model, db, check_integer("outcome_seed", outcome_seed, minimum=0))
     chosen = _select_prompts(db, model, k_requested, prompts)
     arrays = response_db_arrays(db, prompts=chosen)
