@@ -112,6 +112,7 @@ def test_a_cell_does_not_depend_on_the_other_cells(config_path, reference, tmp_p
                                   .reset_index(drop=True), check_exact=True)
 
 
+@pytest.mark.slow  # starts fresh Python processes, each importing JAX and compiling
 def test_resume_after_sigkill_equals_the_uninterrupted_run(config_path, reference, tmp_path):
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "structbandits", "sweep", str(config_path), "--checkpoints", "4",
@@ -143,12 +144,14 @@ def test_resume_after_sigkill_equals_the_uninterrupted_run(config_path, referenc
     assert other.exit_code == 2 and "holds a different sweep" in other.output
 
 
+@pytest.mark.slow  # starts fresh Python processes, each importing JAX and compiling
 def test_process_executor_matches_in_process(config_path, reference, tmp_path):
     result = run_sweep(load_sweep(config_path, grid=PAIR, checkpoints=4), tmp_path / "p", executor="processes",
                        workers=2, progress=False)
     assert_same_sweep(result, reference, sigma0=[0.25, 16.0])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
                     reason="the Dask extra is not installed (pip install 'structbandits[dask]')")
 def test_dask_local_cluster_with_two_workers_matches_in_process(config_path, reference, tmp_path):
