@@ -112,6 +112,12 @@ def _ermab(figure: str) -> Callable[[Path, int, int | None, bool], pd.DataFrame]
     return run
 
 
+def _restless_learning(out: Path, seeds: int, horizon: int | None, progress: bool) -> pd.DataFrame:
+    from structbandits.experiments.restless_learning import reproduce_restless_learning
+
+    return reproduce_restless_learning(out, seeds, horizon, progress)
+
+
 def _gambitts(name: str) -> Callable[[Path, int, int | None, bool], pd.DataFrame]:
     def run(out: Path, seeds: int, horizon: int | None, progress: bool) -> pd.DataFrame:
         from structbandits.experiments.gambitts import run_gambitts_experiment
@@ -141,9 +147,7 @@ register(Reproduction(
     "ermab-learning", "Equitable RMAB with unknown dynamics: Thompson-sampled and certainty-equivalent learners "
     "(Dirichlet posteriors) vs the known-model Opt/MMR/MNW-EG on the three domains; --horizon = learning rounds, "
     "a multiple of 20 (episodes restart every 20 rounds)",
-    lambda out, seeds, horizon, progress: __import__(
-        "structbandits.experiments.restless_learning", fromlist=["reproduce_restless_learning"]
-    ).reproduce_restless_learning(out, seeds, horizon, progress),
+    _restless_learning,
     default_seeds=5, quick_seeds=1, default_horizon=200, quick_horizon=40))
 for _name, _description in {
     "gambitts-illustrative": "GAMBITTS section 6.1: the 1-D mHealth case, po/fo-GAMBITTS vs standard TS "
