@@ -2,7 +2,7 @@
 test fails for a posterior that is wrong (variance doubled).
 
 Prior draws and data come from the NumPyro programs (``linear_bandit``, ``mixed_effect_linear``,
-``treatment_stage``) or, for the Normal-Inverse-Gamma, from numpyro distributions directly, never
+``treatment_stage``, ``restless_dirichlet``) or, for the Normal-Inverse-Gamma, from numpyro distributions directly, never
 from the samplers under test. The posteriors are the ones the agents run: the states after their
 sequential updates (``lax.scan``), sampled by their own draw functions.
 """
@@ -158,3 +158,23 @@ def test_bad_settings_are_rejected():
                                                        prior_mean=jnp.zeros((1, 1)), prior_cov=jnp.eye(1)[None],
                                                        noise_scale=1.0, contexts=jnp.ones((2, 1)),
                                                        actions=jnp.zeros(2, int)), draws, num_replications=2)
+
+
+@pytest.mark.slow  # about 10 s of compilation on an idle 2-core machine
+def test_dirichlet_transition_posterior_is_calibrated():
+    from structbandits.inference.dirichlet import dirichlet_sample, transition_counts
+    from structbandits.models.restless import restless_dirichlet
+
+    shape, n = (2, 3, 2, 3), 30
+    concentration = jnp.asarray(DESIGN.uniform(0.5, 2.0, shape))
+    arms, states, actions = (jnp.asarray(DESIGN.integers(0, high, n)) for high in shape[:3])
+    simulate = program_simulator(restless_dirichlet, ["transitions"], "next_state", "next_states",
+                                 concentration=concentration, arms=arms, states=states, actions=actions)
+
+    def draws(key, data, num_draws):
+        counts = transition_counts(arms, states, actions, data["next_states"], shape)
+        return {"transitions": dirichlet_sample(key, concentration + counts, (num_draws,))}
+
+    result = simulation_based_calibration(simulate, draws, KEY, num_replications=R, num_draws=N)
+    assert result.passed, str(result)
+    assert len(result.components) == int(np.prod(shape))
