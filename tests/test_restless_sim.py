@@ -111,8 +111,10 @@ def test_high_risk_round_robin_rotates_through_the_risky_arms():
 def test_policy_and_simulator_validation(instance):
     with pytest.raises(ValidationError, match="name: expected one of"):
         restless_policy("Whittle", 20, instance.group_sizes)
-    with pytest.raises(ValidationError, match="group_sizes: expected positive sizes summing to num_arms=20"):
+    with pytest.raises(ValidationError, match="group_sizes: expected positive integer sizes summing to num_arms=20"):
         restless_policy("MMR", 20, [5, 5])
+    with pytest.raises(ValidationError, match=r"group_sizes: .*got \[1.5, 1.5\]"):
+        restless_policy("MMR", 3, [1.5, 1.5])
     with pytest.raises(ValidationError, match="high_risk_states: HR-RR needs"):
         restless_policy("HR-RR", 20, instance.group_sizes)
     with pytest.raises(ValidationError, match="budget: expected an integer <= 20, got 21"):

@@ -241,9 +241,12 @@ def restless_policy(name: str, num_arms: int, group_sizes, max_budget: int | Non
         raise ValidationError(f"name: expected one of {list(POLICY_NAMES)}, got {name!r}")
     num_arms = check_integer("num_arms", num_arms, minimum=1)
     sizes = np.asarray(group_sizes)
-    if sizes.ndim != 1 or sizes.size == 0 or np.any(sizes < 1) or sizes.sum() != num_arms:
-        raise ValidationError(f"group_sizes: expected positive sizes summing to num_arms={num_arms}, "
+    integral = sizes.dtype.kind in "iu" or (sizes.dtype.kind == "f" and np.all(np.isfinite(sizes))
+                                            and np.all(sizes == np.round(sizes)))
+    if sizes.ndim != 1 or sizes.size == 0 or not integral or np.any(sizes < 1) or sizes.sum() != num_arms:
+        raise ValidationError(f"group_sizes: expected positive integer sizes summing to num_arms={num_arms}, "
                               f"got {sizes.tolist()}")
+    sizes = sizes.astype(np.int64)
     max_size = int(sizes.max())
     max_budget = max_size if max_budget is None else check_integer("max_budget", max_budget, minimum=0,
                                                                    maximum=num_arms)
