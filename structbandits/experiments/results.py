@@ -36,6 +36,11 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def standard_error(values: pd.Series) -> float:
+    """Standard error of the mean over seeds (sample sd / sqrt(n)); NaN for a single seed."""
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """Headline metrics per (env, agent) at the final round, across seeds.
 
@@ -50,9 +55,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     per_seed = (final.set_index(["env", "agent", "seed"])[["cumulative_regret", "round"]]
                 .join(per_seed_reward).join(per_seed_realized))
 
-    def se(values: pd.Series) -> float:
-        return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
-
+    se = standard_error
     summary = per_seed.groupby(level=["env", "agent"], sort=False).agg(
         seeds=("round", "size"),
         rounds=("round", "max"),

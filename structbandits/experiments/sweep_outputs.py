@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from structbandits.experiments.results import standard_error
 
 __all__ = ["METRICS", "plot_sensitivity", "sweep_dataset", "sweep_summary", "write_sweep_outputs"]
 
@@ -48,9 +49,7 @@ def sweep_summary(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     index = [*keys, "env", "agent"]
     last = frame["round"] == frame.groupby([*index, "seed"], sort=False)["round"].transform("max")
 
-    def se(values: pd.Series) -> float:
-        return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
-
+    se = standard_error
     return frame[last].groupby(index, sort=False).agg(
         seeds=("seed", "size"),
         rounds=("round", "max"),
