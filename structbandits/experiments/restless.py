@@ -28,6 +28,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from structbandits.agents.restless import PlannerSettings, restless_policy
+from structbandits.compiled_memory import release_compiled_programs
 from structbandits.envs.rmab.domains import diabetes_domain, high_a1c_states, maternal_domain, synthetic_domain
 from structbandits.envs.rmab.simulator import restless_frame, simulate_restless
 from structbandits.errors import ValidationError, check_integer
@@ -108,6 +109,7 @@ def run_restless_grid(settings_list: Sequence[ErmabSetting], *, seeds: int = 25,
             frame["wall_s"] = time.perf_counter() - start
             frames.append(frame)
             bar.update()
+            release_compiled_programs()
     return pd.concat(frames, ignore_index=True)
 
 

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from structbandits.agents.bayes_restless import bayes_restless_policy
 from structbandits.agents.restless import PlannerSettings, restless_policy
+from structbandits.compiled_memory import release_compiled_programs
 from structbandits.envs.rmab.domains import diabetes_domain, maternal_domain, synthetic_domain
 from structbandits.envs.rmab.simulator import restless_frame, simulate_restless_learning
 from structbandits.errors import ValidationError, check_integer, check_positive
@@ -159,6 +160,7 @@ def run_restless_learning(domains: Sequence[str] = tuple(LEARNING_DOMAINS), *, e
                 frame["wall_s"] = time.perf_counter() - began
                 frames.append(frame)
                 bar.update()
+                release_compiled_programs()
     frame = pd.concat(frames, ignore_index=True)
     frame.attrs["wall_s"] = time.perf_counter() - start
     if out is not None:

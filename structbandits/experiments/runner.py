@@ -24,6 +24,7 @@ from tqdm import tqdm
 from structbandits.agents.protocol import Policy
 from structbandits.envs.protocol import Environment
 from structbandits.errors import MAX_ELEMENTS, ValidationError, check_integer, check_num_elements
+from structbandits.compiled_memory import release_compiled_programs
 
 __all__ = ["Trajectory", "run_experiment", "batched_simulator", "seed_keys", "simulate_seed"]
 
@@ -190,4 +191,5 @@ def run_experiment(
                 bar.set_postfix_str(f"{env_name}/{agent_name} seeds {start}-{start + size - 1}")
                 frames.append(_tidy(run_batch(seed_keys(seed, size, start)), env_name, agent_name, start))
                 bar.update()
+            release_compiled_programs()
     return pd.concat(frames, ignore_index=True)
