@@ -38,16 +38,19 @@ from structbandits.errors import MAX_ELEMENTS, ValidationError, check_integer, c
 from structbandits.experiments.registry import AGENTS, ENVIRONMENTS
 
 __all__ = [
+    "RUN_KEYS",
     "ComponentSpec",
     "ExperimentConfig",
     "apply_overrides",
     "build_components",
     "builtin_configs",
     "load_config",
+    "parse_override_value",
     "resolve_config",
 ]
 
-_RUN_KEYS = {"name": str, "description": str, "horizon": int, "seeds": int, "seed": int, "seed_batch": int}
+# The top-level keys of a config (besides the envs and agents tables) and their types.
+RUN_KEYS = {"name": str, "description": str, "horizon": int, "seeds": int, "seed": int, "seed_batch": int}
 _REQUIRED_RUN_KEYS = ("horizon", "seeds")
 
 
@@ -78,7 +81,7 @@ class ExperimentConfig:
             group: {name: {"kind": spec.kind, **spec.params} for name, spec in getattr(self, group).items()}
             for group in ("envs", "agents")
         }
-        run = {key: getattr(self, key) for key in _RUN_KEYS}
+        run = {key: getattr(self, key) for key in RUN_KEYS}
         return {**run, **tables}
 
 
@@ -119,7 +122,8 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
         raise ValidationError(f"config: {path} is not valid TOML: {err}") from None
 
 
-def _parse_value(text: str) -> Any:
+def parse_override_value(text: str) -> Any:
+    """A ``--set``/``--grid`` value: a TOML literal (``0.5``, ``[1, 2]``, ``"a"``), else the bare word as a string."""
     try:
         return tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
@@ -141,7 +145,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: list[str]) -> dict[str, A
             if not isinstance(node, dict):
                 raise ValidationError(f"--set {key}: {'.'.join(parents[:depth + 1])} is a value, not a table")
             table = node
-        table[leaf] = _parse_value(text.strip())
+        table[leaf] = parse_override_value(text.strip())
     return config
 
 
@@ -183,15 +187,15 @@ def _resolve_component(group: str, name: str, table: Any, registry: Mapping[str,
 
 def resolve_config(raw: Mapping[str, Any]) -> ExperimentConfig:
     """Validate a raw config dict and fill in defaults."""
-    unknown = sorted(set(raw) - set(_RUN_KEYS) - {"envs", "agents"})
+    unknown = sorted(set(raw) - set(RUN_KEYS) - {"envs", "agents"})
     if unknown:
         raise ValidationError(
-            f"{unknown[0]}: unknown top-level key; expected one of: {', '.join(sorted([*_RUN_KEYS, 'envs', 'agents']))}"
+            f"{unknown[0]}: unknown top-level key; expected one of: {', '.join(sorted([*RUN_KEYS, 'envs', 'agents']))}"
         )
     for key in _REQUIRED_RUN_KEYS:
         if key not in raw:
             raise ValidationError(f"{key}: required, missing from the config")
-    run = {key: _coerce(key, raw[key], kind) for key, kind in _RUN_KEYS.items() if key in raw}
+    run = {key: _coerce(key, raw[key], kind) for key, kind in RUN_KEYS.items() if key in raw}
     horizon = check_integer("horizon", run["horizon"], minimum=1)
     seeds = check_integer("seeds", run["seeds"], minimum=1)
     seed = check_integer("seed", run.get("seed", 0), minimum=0, maximum=2**63 - 1)  # a jax.random.PRNGKey seed

@@ -40,11 +40,11 @@ from tqdm import tqdm
 
 from structbandits.errors import ValidationError, check_integer
 from structbandits.experiments.config import (
-    _RUN_KEYS,
-    _parse_value,
+    RUN_KEYS,
     apply_overrides,
     build_components,
     load_config,
+    parse_override_value,
     resolve_config,
 )
 from structbandits.experiments.executors import check_executor, run_tasks
@@ -58,7 +58,7 @@ __all__ = ["METRICS", "SweepResult", "SweepSpec", "builtin_sweeps", "checkpoint_
 MANIFEST = "sweep.json"
 CELLS = "cells"
 # Not the root seed: every cell uses it (common random numbers); more simulations come from `seeds`.
-_SWEEPABLE_RUN_KEYS = sorted(set(_RUN_KEYS) - {"name", "description", "seed"})
+_SWEEPABLE_RUN_KEYS = sorted(set(RUN_KEYS) - {"name", "description", "seed"})
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def _parse_grid_option(item: str) -> tuple[str, list[Any]]:
     key, sep, text = item.partition("=")
     if not sep or not key.strip() or not text.strip():
         raise ValidationError(f"--grid: expected KEY=V1,V2,... (for example agents.lints.sigma0=0.5,1,2), got {item!r}")
-    return key.strip(), [_parse_value(part.strip()) for part in text.split(",")]
+    return key.strip(), [parse_override_value(part.strip()) for part in text.split(",")]
 
 
 def _check_grid_key(base: Mapping[str, Any], key: str, values: Any) -> list[Any]:
