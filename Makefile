@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/structbandits demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=25
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lints.py

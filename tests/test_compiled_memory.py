@@ -24,9 +24,9 @@ def test_counts_are_read():
 def test_release_drops_the_mappings_of_compiled_programs():
     jax.clear_caches()
     before = mapping_count()
-    _compile_many(100)
+    _compile_many(60)
     grown = mapping_count()
-    assert grown - before >= 100  # each CPU executable holds mappings of its own
+    assert grown - before >= 60  # each CPU executable holds mappings of its own
     assert not release_compiled_programs(fraction=1.0)  # under the threshold: nothing is dropped
     assert mapping_count() >= grown
     assert release_compiled_programs(fraction=0.0)
