@@ -171,5 +171,9 @@ def test_simulator_runs_on_the_llm_database_and_refuses_oversized_requests():
     assert one["treatment_counts"].max() == 1
     with pytest.raises(ValidationError, match="samples_per_cell.*synthetic"):
         mhealth_bandit("linear-1d", 2, samples_per_cell=per_cell + 1, response_db="llm")
-    synthetic = mhealth_bandit("linear-1d", 3, samples_per_cell=7).model.params  # the default database
+    synthetic = mhealth_bandit("linear-1d", 3, samples_per_cell=7, response_db="synthetic").model.params
     assert synthetic["treatment_counts"].min() == synthetic["treatment_counts"].max() == 7
+    default = mhealth_bandit("linear-1d", 2, noise_scale=0.0).model.params  # the LLM database is the default
+    np.testing.assert_array_equal(default["treatment_draws"], p["treatment_draws"])
+    with pytest.raises(ValidationError, match="response_db"):
+        mhealth_bandit("linear-1d", 2, response_db=None)

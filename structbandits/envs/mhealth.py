@@ -3,8 +3,9 @@
 Each round a user context is drawn uniformly: location {home, work, other} × previous-day step bin
 {1..4} (12 cells). The agent picks one of K prompts; the "generator" returns a message drawn
 uniformly from the response database rows of that (prompt, context) pair (``data.mhealth``: by
-default the synthetic database; ``response_db="llm"`` for the shipped pilot database of
-SmolLM2-135M-Instruct messages, ``llm_response_db``), and the outcome is sqrt(steps) = f(z) + N(0, σ²) with the reference outcome models:
+default the shipped database of real SmolLM2-135M-Instruct messages, ``llm_response_db``;
+``response_db="synthetic"`` for the documented synthetic database, which can be sampled at any
+size), and the outcome is sqrt(steps) = f(z) + N(0, σ²) with the reference outcome models:
 
 * ``"linear-1d"``: 82.7949 − 0.13961 · optimism;
 * ``"linear-3d"``: 82.8360 − 0.49944 · formality + 0.35232 · optimism − 0.15796 · severity;
@@ -149,7 +150,9 @@ def _database(response_db, samples_per_cell: int | None, db_seed: int) -> pd.Dat
     """The database ``mhealth_bandit`` runs on (see its docstring for the choices)."""
     if isinstance(response_db, pd.DataFrame):
         return response_db
-    if response_db is None or (isinstance(response_db, str) and response_db == "synthetic"):
+    if response_db is None:
+        raise ValidationError("response_db: expected \"llm\", \"synthetic\", a DataFrame or a path, got None")
+    if isinstance(response_db, str) and response_db == "synthetic":
         n = 500 if samples_per_cell is None else check_integer("samples_per_cell", samples_per_cell, minimum=1)
         return _synthetic_db(n, check_integer("db_seed", db_seed, minimum=0))
     db = llm_response_db() if isinstance(response_db, str) and response_db == "llm" else load_response_db(response_db)
@@ -188,7 +191,7 @@ def mhealth_bandit(
     noise_level: int = 0,
     noise_scale: float | None = None,
     prompts: Sequence[int | str] | None = None,
-    response_db: pd.DataFrame | str | None = None,
+    response_db: pd.DataFrame | str = "llm",
     samples_per_cell: int | None = None,
     db_seed: int = 0,
     outcome_seed: int = 0,
@@ -203,10 +206,10 @@ def mhealth_bandit(
     noise_level : index 0..4 into the reference's noise sds for this reward model (``NOISE_LEVELS``).
     noise_scale : σ, overriding ``noise_level``.
     prompts : explicit prompt numbers or prompt_ids (overrides ``num_prompts``).
-    response_db : None or "synthetic" (default): the synthetic database with ``samples_per_cell``
-        (default 500) rows per (prompt, context) and ``db_seed``; "llm": the shipped pilot database
-        of SmolLM2 messages (``data.mhealth.llm_response_db``); a DataFrame; or a path for
-        ``data.mhealth.load_response_db``. For "llm" and paths, ``samples_per_cell`` None uses all
+    response_db : "llm" (default): the shipped database of SmolLM2 messages
+        (``data.mhealth.llm_response_db``); "synthetic": the synthetic database with
+        ``samples_per_cell`` (default 500) rows per (prompt, context) and ``db_seed``; a DataFrame;
+        or a path for ``data.mhealth.load_response_db``. For "llm" and paths, ``samples_per_cell`` None uses all
         rows and an integer the first that many of each (prompt, context) cell (an error if a
         cell has fewer).
     outcome_seed : seed of the MLP outcome surface ("mlp-3d").

@@ -199,7 +199,8 @@ def _nonlinear(m: int):
 
 
 def _simulator_draws(m: int):
-    env = mhealth_bandit("linear-3d", 5, samples_per_cell=1000)
+    # 1000 offline draws per cell: more than the shipped LLM database holds, so the synthetic one.
+    env = mhealth_bandit("linear-3d", 5, response_db="synthetic", samples_per_cell=1000)
     agents: dict[str, AgentFactory] = {"StdTS": lambda env: stdts_agent(env, propensity_draws=m)}
     for n in (15, 50, 100, 500, None):
         label = "all" if n is None else str(n)
