@@ -7,9 +7,9 @@ A response database has one row per generated message with the columns
     and one float column per style score (``STYLES``; a database may hold any subset the
     simulator's reward model and agents use).
 
-``llm_response_db()`` reads the shipped pilot database of real LLM messages (SmolLM2-135M-Instruct,
-``mhealth_llm_responses.parquet``, data card ``mhealth_llm_responses.json``; see its data card for
-its size: ``mhealth_bandit(response_db="llm")``).
+``llm_response_db()`` reads the shipped database of real LLM messages (SmolLM2-135M-Instruct,
+``mhealth_llm_responses.parquet``, data card ``mhealth_llm_responses.json`` with its size and
+validation), the simulator's default (``mhealth_bandit(response_db="llm")``).
 ``load_response_db(path)`` reads a real one (CSV, gzip-compressed CSV including the reference's
 ``.csv.gzip``, or parquet; column names are normalised to lower case with ``_``).
 ``load_response_db()`` without a path samples the documented synthetic database from the mixture
