@@ -12,6 +12,7 @@ from structbandits.inference.empirical import (
     empirical_sample,
     empirical_subsample,
     empirical_treatment,
+    empirical_weights,
 )
 from structbandits.inference.nig import nig_observe, nig_observe_batch, nig_prior, nig_sample, nig_sample_mean
 from structbandits.inference.niw import (
@@ -128,6 +129,14 @@ def test_empirical_treatment_means_subsamples_and_resamples_only_valid_rows():
     assert sample.shape == (500, 3, 2) and np.abs(sample).max() < 1e5
     for k in range(3):
         assert len(np.unique(sample[:, k, 0])) == counts[k, 1]
+    weights = np.asarray(jax.jit(empirical_weights, static_argnums=3)(model, jax.random.PRNGKey(0), 1, 500))
+    np.testing.assert_array_equal(weights.sum(axis=1), 500)
+    assert np.all(weights[np.arange(6) >= counts[:, 1, None]] == 0)  # padding is never drawn
+    def score(z):  # any nonlinear function of a treatment
+        return np.sin(3 * z[..., 0]) * z[..., 1] ** 2
+
+    np.testing.assert_allclose((weights * score(draws[:, 1])).sum(axis=1) / 500, score(sample).mean(axis=0),
+                               rtol=1e-12)
     sub = jax.jit(empirical_subsample, static_argnums=2)(model, jax.random.PRNGKey(1), 3)
     np.testing.assert_array_equal(sub.counts, np.minimum(counts, 3))
     for k in range(3):

@@ -125,6 +125,27 @@ def test_ensemble_propensity_by_enumerating_members():
     assert all(exact[a] > 0 for a in seen)
 
 
+def test_ensemble_scores_stored_rows_exactly_as_the_resampled_batch():
+    # The same three valid rows per cell, stored with N = 3 (N <= mc: weighted rows are scored) and
+    # padded to N = 8 (N > mc: the mc resampled treatments are scored); the same keys resample the
+    # same rows, so both act and report propensities identically, also with fewer draws than members.
+    rng = np.random.default_rng(4)
+    rows = rng.normal(size=(4, 2, 3, 2))
+    padded = np.concatenate([rows, np.full((4, 2, 5, 2), 1e6)], axis=2)
+    for draws_m in (50, 3):
+        options = dict(num_members=5, num_hidden=6, warmup=0, mc_draws=4, propensity_draws=draws_m, dtype="float64")
+        stored = ens_po_gambitts(rows, [0, 1], **options)
+        resampled = ens_po_gambitts(padded, [0, 1], treatment_counts=np.full((4, 2), 3), **options)
+        state = stored.init(jax.random.PRNGKey(0))
+        context = Ctx(jnp.asarray(1), jnp.zeros((4, 2)))
+        outcomes = {policy: [jax.jit(policy.act)(state, jax.random.PRNGKey(k), context) for k in range(12)]
+                    for policy in (stored, resampled)}
+        for (a1, i1), (a2, i2) in zip(outcomes[stored], outcomes[resampled]):
+            assert int(a1) == int(a2)
+            assert float(i1.propensity) == pytest.approx(float(i2.propensity), abs=1e-12)
+        assert len({int(a) for a, _ in outcomes[stored]}) >= 2, "members should disagree for the test to mean something"
+
+
 def test_ensemble_propensity_is_one_over_k_during_warmup():
     z = np.array([[0.5], [-0.3], [1.2]])
     policy = ens_po_gambitts(z[:, None, None, :], [0], num_members=3, num_hidden=4, warmup=5, mc_draws=2)

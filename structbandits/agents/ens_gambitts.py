@@ -6,6 +6,9 @@ member f_m uniformly at random and scores each prompt by the Monte-Carlo mean of
 ``mc_draws`` treatments of that prompt in this context cell:
 
 * ``ens_po_gambitts``: treatments resampled from offline generator draws (``inference.empirical``);
+  when a cell stores at most ``mc_draws`` rows, the same resample is scored as a weighted sum over
+  the stored rows (``empirical_weights``: each row counted as often as it was drawn), which is the
+  identical estimator at a fraction of the cost (the LLM database holds 2 rows per cell);
 * ``ens_fo_gambitts``: treatments from a draw (μ̃, Σ̃) of the cell's Normal-Inverse-Wishart posterior,
   learned online as in foGAMBITTS.
 
@@ -15,7 +18,8 @@ random prompts with no training, perturbation sd = the environment's noise sd (p
 ``perturbation_scale``), 100 Monte-Carlo treatments. Network inputs are the working-embedding
 columns only. The propensity after warm-up is the share of ``propensity_draws`` members, drawn
 with replacement and all scored on one fresh Monte-Carlo batch of treatments (independent of the
-acting draw), that choose the same prompt; during warm-up it is exactly 1/K.
+acting draw), that choose the same prompt (with at least M draws every member is scored once and
+the draws look their member's choice up); during warm-up it is exactly 1/K.
 
 The state carries its own PRNG key (``update`` takes none) for target perturbations and minibatches.
 
@@ -42,6 +46,7 @@ from structbandits.inference.empirical import (
     empirical_sample,
     empirical_subsample,
     empirical_treatment,
+    empirical_weights,
 )
 from structbandits.inference.ensemble import (
     Ensemble,
@@ -127,11 +132,19 @@ def member_draws(key: jax.Array, num_members: int, num_draws: int) -> jax.Array:
     return orders.reshape(-1)[:num_draws]
 
 
+def _prompt_scores(member, batch) -> jax.Array:
+    """One member's Monte-Carlo score of every prompt: Σ_r weights[r, a] f(z[r, a]) for a batch (z, weights) → (K,)."""
+    z, weights = batch
+    return jnp.sum(weights * model_apply(member, z), axis=0)
+
+
 def _ensemble_policy(opts: _EnsembleOptions, num_actions: int, d: int, index: jax.Array,
                      init_treatment, treatment_draws, observe_treatment, treatment_posterior=None) -> Policy:
     """The parts shared by ens-po and ens-fo; they differ in how treatments are drawn and learned.
 
-    ``treatment_draws(treatment, key, cell)`` → (mc, K, d);
+    ``treatment_draws(treatment, key, cell)`` → a Monte-Carlo batch (z (R, K, d), weights (R, K)), the
+    weights of each prompt summing to 1 (R = mc draws of weight 1/mc, or a cell's stored rows weighted
+    by how often a resample of mc draws picked them);
     ``observe_treatment(treatment, cell, action, z)`` → treatment;
     ``treatment_posterior(treatment, key, num_draws)`` → named draws of a learned treatment stage, or None.
     """
@@ -149,8 +162,7 @@ def _ensemble_policy(opts: _EnsembleOptions, num_actions: int, d: int, index: ja
         uniform_key, member_key, z_key, propensity_key = jax.random.split(key, 4)
         params = state.ensemble.params
         member = jax.tree.map(lambda leaf: leaf[jax.random.randint(member_key, (), 0, opts.members)], params)
-        z = treatment_draws(state.treatment, z_key, context.cell).astype(opts.dtype)  # (mc, K, d)
-        action = jnp.argmax(jnp.mean(model_apply(member, z), axis=0))
+        action = jnp.argmax(_prompt_scores(member, treatment_draws(state.treatment, z_key, context.cell)))
         warming = state.round < opts.warmup
         action = jnp.where(warming, jax.random.randint(uniform_key, (), 0, k), action)
         if opts.propensity_draws == 0:
@@ -158,11 +170,14 @@ def _ensemble_policy(opts: _EnsembleOptions, num_actions: int, d: int, index: ja
         # M' members drawn with replacement, all scored on one fresh batch of treatments.
         draw_key, batch_key = jax.random.split(propensity_key)
         members = jax.random.randint(draw_key, (opts.propensity_draws,), 0, opts.members)
-        z = treatment_draws(state.treatment, batch_key, context.cell).astype(opts.dtype)
+        batch = treatment_draws(state.treatment, batch_key, context.cell)
         # lax.map, not vmap, over members: per-member intermediates stay in cache (about 10x faster on CPU).
-        scores = jax.lax.map(lambda m: jnp.mean(model_apply(jax.tree.map(lambda leaf: leaf[m], params), z), axis=0),
-                             members)
-        propensity = jnp.mean(jnp.argmax(scores, axis=-1) == action, dtype=jnp.float64)
+        # With M' >= M draws, each of the M members is scored once and the draws look their choice up.
+        scored = jnp.arange(opts.members) if opts.propensity_draws >= opts.members else members
+        choices = jnp.argmax(jax.lax.map(
+            lambda m: _prompt_scores(jax.tree.map(lambda leaf: leaf[m], params), batch), scored), axis=-1)
+        chosen = choices[members] if opts.propensity_draws >= opts.members else choices
+        propensity = jnp.mean(chosen == action, dtype=jnp.float64)
         return action, ActInfo(jnp.where(warming, 1.0 / k, propensity))
 
     def update(state: EnsGambittsState, context, action: jax.Array, reward: jax.Array) -> EnsGambittsState:
@@ -239,7 +254,7 @@ def ens_po_gambitts(
     Returns
     -------
     Policy on mediated contexts; state ``EnsGambittsState``. Per round
-    O(M · batch · d · H) training + O((1 + M') · mc · K · d · H) scoring.
+    O(M · batch · d · H) training + O((1 + min(M, M')) · R · K · d · H) scoring, R = min(mc, rows per cell).
     """
     offline = empirical_treatment(treatment_draws, treatment_counts)
     index = check_feature_index(feature_index, offline.draws.shape[-1])
@@ -252,8 +267,16 @@ def ens_po_gambitts(
     def init_treatment(key):
         return empirical_subsample(offline, key, num_draws) if subsampled else None
 
+    rows = num_draws if subsampled else offline.draws.shape[2]
+    score_rows = rows <= opts.mc_draws  # score the stored rows, weighted, rather than mc resampled copies
+
     def draws(treatment, key, cell):
-        return empirical_sample(treatment if subsampled else offline, key, cell, (opts.mc_draws,))
+        model = treatment if subsampled else offline
+        if score_rows:
+            weights = empirical_weights(model, key, cell, opts.mc_draws).T / opts.mc_draws  # (N, K)
+            return jnp.swapaxes(model.draws[:, cell], 0, 1).astype(opts.dtype), weights.astype(opts.dtype)
+        z = empirical_sample(model, key, cell, (opts.mc_draws,)).astype(opts.dtype)
+        return z, jnp.full(z.shape[:2], 1.0 / opts.mc_draws, opts.dtype)
 
     return _ensemble_policy(opts, offline.draws.shape[0], len(index), jnp.asarray(index), init_treatment, draws,
                             lambda treatment, cell, action, z: treatment)
@@ -301,7 +324,8 @@ def ens_fo_gambitts(
         niw_key, eps_key = jax.random.split(key)
         mean, root = jax.vmap(niw_sample, (0, 0, None))(cell_niw, jax.random.split(niw_key, k), ())  # (K, d), (K, d, d)
         eps = jax.random.normal(eps_key, (opts.mc_draws, k, d), mean.dtype)
-        return mean + jnp.einsum("kij,mkj->mki", root, eps)
+        z = (mean + jnp.einsum("kij,mkj->mki", root, eps)).astype(opts.dtype)
+        return z, jnp.full(z.shape[:2], 1.0 / opts.mc_draws, opts.dtype)
 
     def observe(treatment: NIW, cell, action, z):
         one = jax.tree.map(lambda leaf: leaf[cell, action], treatment)

@@ -25,6 +25,7 @@ __all__ = [
     "empirical_sample",
     "empirical_subsample",
     "empirical_treatment",
+    "empirical_weights",
 ]
 
 
@@ -80,10 +81,26 @@ def empirical_subsample(model: EmpiricalTreatment, key: jax.Array, num_draws: in
     return EmpiricalTreatment(draws, jnp.minimum(model.counts, num_draws))
 
 
-def empirical_sample(model: EmpiricalTreatment, key: jax.Array, cell: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """Treatments resampled with replacement for every prompt in context ``cell``: ``shape + (K, d)``."""
+def _resampled_rows(model: EmpiricalTreatment, key: jax.Array, cell: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Row indices ``shape + (K,)`` drawn uniformly with replacement from each prompt's valid rows in ``cell``."""
     counts = model.counts[:, cell]  # (K,)
     u = jax.random.uniform(key, shape + counts.shape, dtype=model.draws.dtype)
-    rows = jnp.minimum((u * counts).astype(jnp.int32), counts - 1)
-    prompts = jnp.arange(counts.shape[0])
-    return model.draws[prompts, cell, rows]
+    return jnp.minimum((u * counts).astype(jnp.int32), counts - 1)
+
+
+def empirical_sample(model: EmpiricalTreatment, key: jax.Array, cell: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Treatments resampled with replacement for every prompt in context ``cell``: ``shape + (K, d)``."""
+    rows = _resampled_rows(model, key, cell, shape)
+    return model.draws[jnp.arange(rows.shape[-1]), cell, rows]
+
+
+def empirical_weights(model: EmpiricalTreatment, key: jax.Array, cell: jax.Array, num_samples: int) -> jax.Array:
+    """How often each row of ``cell`` is drawn among ``num_samples`` resampled treatments: (K, N) counts.
+
+    With the same key, ``empirical_sample(model, key, cell, (num_samples,))`` returns exactly these
+    rows, so for any f the Monte-Carlo average ``mean_s f(z_s)`` equals
+    ``Σ_j weights[a, j] · f(draws[a, cell, j]) / num_samples``: the same estimator evaluated on the
+    N stored rows instead of the ``num_samples`` draws (cheaper when N < num_samples).
+    """
+    rows = _resampled_rows(model, key, cell, (num_samples,))  # (num_samples, K)
+    return jnp.sum(rows[..., None] == jnp.arange(model.draws.shape[2]), axis=0, dtype=model.draws.dtype)
