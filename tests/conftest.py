@@ -12,18 +12,17 @@ set before JAX starts its backend and inherited by the subprocesses and notebook
 start. An ``XLA_FLAGS`` that already sets the level wins.
 """
 
-import gc
 import os
 
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
-import jax  # noqa: E402  (after XLA_FLAGS)
-import pytest  # noqa: E402
+import pytest  # noqa: E402  (after XLA_FLAGS)
+
+from structbandits.compiled_memory import release_compiled_programs  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
     yield
-    jax.clear_caches()
-    gc.collect()
+    release_compiled_programs(fraction=0.0)  # after every module (where /proc tells the mapping count)

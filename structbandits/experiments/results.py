@@ -55,16 +55,15 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     per_seed = (final.set_index(["env", "agent", "seed"])[["cumulative_regret", "round"]]
                 .join(per_seed_reward).join(per_seed_realized))
 
-    se = standard_error
     summary = per_seed.groupby(level=["env", "agent"], sort=False).agg(
         seeds=("round", "size"),
         rounds=("round", "max"),
         final_cumulative_regret=("cumulative_regret", "mean"),
-        final_cumulative_regret_se=("cumulative_regret", se),
+        final_cumulative_regret_se=("cumulative_regret", standard_error),
         final_cumulative_realized_regret=("realized", "mean"),
-        final_cumulative_realized_regret_se=("realized", se),
+        final_cumulative_realized_regret_se=("realized", standard_error),
         mean_reward=("mean_reward", "mean"),
-        mean_reward_se=("mean_reward", se),
+        mean_reward_se=("mean_reward", standard_error),
     )
     return summary.reset_index()
 

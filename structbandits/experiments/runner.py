@@ -22,9 +22,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from structbandits.agents.protocol import Policy
+from structbandits.compiled_memory import release_compiled_programs
 from structbandits.envs.protocol import Environment
 from structbandits.errors import MAX_ELEMENTS, ValidationError, check_integer, check_num_elements
-from structbandits.compiled_memory import release_compiled_programs
 
 __all__ = ["Trajectory", "run_experiment", "batched_simulator", "seed_keys", "simulate_seed"]
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
 from structbandits.experiments.results import standard_error
 
 __all__ = ["METRICS", "plot_sensitivity", "sweep_dataset", "sweep_summary", "write_sweep_outputs"]
@@ -49,16 +50,15 @@ def sweep_summary(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     index = [*keys, "env", "agent"]
     last = frame["round"] == frame.groupby([*index, "seed"], sort=False)["round"].transform("max")
 
-    se = standard_error
     return frame[last].groupby(index, sort=False).agg(
         seeds=("seed", "size"),
         rounds=("round", "max"),
         final_cumulative_regret=("cumulative_regret", "mean"),
-        final_cumulative_regret_se=("cumulative_regret", se),
+        final_cumulative_regret_se=("cumulative_regret", standard_error),
         final_cumulative_realized_regret=("cumulative_realized_regret", "mean"),
-        final_cumulative_realized_regret_se=("cumulative_realized_regret", se),
+        final_cumulative_realized_regret_se=("cumulative_realized_regret", standard_error),
         mean_reward=("mean_reward", "mean"),
-        mean_reward_se=("mean_reward", se),
+        mean_reward_se=("mean_reward", standard_error),
     ).reset_index()
 
 
