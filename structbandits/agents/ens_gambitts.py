@@ -132,6 +132,11 @@ def member_draws(key: jax.Array, num_members: int, num_draws: int) -> jax.Array:
     return orders.reshape(-1)[:num_draws]
 
 
+def _equal_weights(z: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A batch of mc treatments z (mc, K, d), each of weight 1/mc."""
+    return z, jnp.full(z.shape[:2], 1.0 / z.shape[0], z.dtype)
+
+
 def _prompt_scores(member, batch) -> jax.Array:
     """One member's Monte-Carlo score of every prompt: Σ_r weights[r, a] f(z[r, a]) for a batch (z, weights) → (K,)."""
     z, weights = batch
@@ -173,10 +178,11 @@ def _ensemble_policy(opts: _EnsembleOptions, num_actions: int, d: int, index: ja
         batch = treatment_draws(state.treatment, batch_key, context.cell)
         # lax.map, not vmap, over members: per-member intermediates stay in cache (about 10x faster on CPU).
         # With M' >= M draws, each of the M members is scored once and the draws look their choice up.
-        scored = jnp.arange(opts.members) if opts.propensity_draws >= opts.members else members
+        every_member = opts.propensity_draws >= opts.members
         choices = jnp.argmax(jax.lax.map(
-            lambda m: _prompt_scores(jax.tree.map(lambda leaf: leaf[m], params), batch), scored), axis=-1)
-        chosen = choices[members] if opts.propensity_draws >= opts.members else choices
+            lambda m: _prompt_scores(jax.tree.map(lambda leaf: leaf[m], params), batch),
+            jnp.arange(opts.members) if every_member else members), axis=-1)
+        chosen = choices[members] if every_member else choices
         propensity = jnp.mean(chosen == action, dtype=jnp.float64)
         return action, ActInfo(jnp.where(warming, 1.0 / k, propensity))
 
@@ -275,8 +281,7 @@ def ens_po_gambitts(
         if score_rows:
             weights = empirical_weights(model, key, cell, opts.mc_draws).T / opts.mc_draws  # (N, K)
             return jnp.swapaxes(model.draws[:, cell], 0, 1).astype(opts.dtype), weights.astype(opts.dtype)
-        z = empirical_sample(model, key, cell, (opts.mc_draws,)).astype(opts.dtype)
-        return z, jnp.full(z.shape[:2], 1.0 / opts.mc_draws, opts.dtype)
+        return _equal_weights(empirical_sample(model, key, cell, (opts.mc_draws,)).astype(opts.dtype))
 
     return _ensemble_policy(opts, offline.draws.shape[0], len(index), jnp.asarray(index), init_treatment, draws,
                             lambda treatment, cell, action, z: treatment)
@@ -324,8 +329,7 @@ def ens_fo_gambitts(
         niw_key, eps_key = jax.random.split(key)
         mean, root = jax.vmap(niw_sample, (0, 0, None))(cell_niw, jax.random.split(niw_key, k), ())  # (K, d), (K, d, d)
         eps = jax.random.normal(eps_key, (opts.mc_draws, k, d), mean.dtype)
-        z = (mean + jnp.einsum("kij,mkj->mki", root, eps)).astype(opts.dtype)
-        return z, jnp.full(z.shape[:2], 1.0 / opts.mc_draws, opts.dtype)
+        return _equal_weights((mean + jnp.einsum("kij,mkj->mki", root, eps)).astype(opts.dtype))
 
     def observe(treatment: NIW, cell, action, z):
         one = jax.tree.map(lambda leaf: leaf[cell, action], treatment)
