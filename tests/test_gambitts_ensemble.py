@@ -73,7 +73,7 @@ def test_replay_buffer_is_a_ring_and_online_steps_reduce_the_loss():
     for t in range(6):
         buffer = buffer_add(buffer, jnp.asarray([float(t)]), jnp.asarray(float(t)), jnp.full(3, float(t)))
     assert int(buffer.count) == 6
-    np.testing.assert_array_equal(np.asarray(buffer.targets), [4.0, 5.0, 2.0, 3.0])
+    np.testing.assert_array_equal(np.asarray(buffer.rows.target), [4.0, 5.0, 2.0, 3.0])
 
     rng = np.random.default_rng(1)
     optimizer = optax.adam(0.02)
@@ -84,7 +84,7 @@ def test_replay_buffer_is_a_ring_and_online_steps_reduce_the_loss():
         buffer = buffer_add(buffer, jnp.asarray(x), jnp.asarray(2.0 * x[0] - x[1] + 3.0), jnp.zeros(5))
 
     def mse(e):
-        return float(jnp.mean((ensemble_predict(e.params, buffer.inputs) - buffer.targets) ** 2))
+        return float(jnp.mean((ensemble_predict(e.params, buffer.rows.inputs) - buffer.rows.target) ** 2))
 
     step = jax.jit(lambda e, k: ensemble_step(e, buffer, k, optimizer, batch_size=32))
     before = mse(ensemble)
@@ -94,5 +94,5 @@ def test_replay_buffer_is_a_ring_and_online_steps_reduce_the_loss():
     # The anchor term pulls members back to their prior draws.
     params = jax.tree.map(lambda leaf: leaf[0], ensemble.params)
     anchor = jax.tree.map(lambda leaf: leaf[0], ensemble.anchors)
-    free = ensemble_loss(params, anchor, buffer.inputs, buffer.targets, 0.0)
-    assert ensemble_loss(params, anchor, buffer.inputs, buffer.targets, 1.0) > free
+    free = ensemble_loss(params, anchor, buffer.rows.inputs, buffer.rows.target, 0.0)
+    assert ensemble_loss(params, anchor, buffer.rows.inputs, buffer.rows.target, 1.0) > free

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from structbandits.agents import lin_ts, numpyro_ts, uniform_random
+from structbandits.agents.generic import program_data
 from structbandits.envs import random_effects_bandit
 from structbandits.errors import ValidationError
 from structbandits.experiments import run_experiment
@@ -57,8 +58,9 @@ def test_refits_happen_every_m_rounds_and_the_window_slides():
     after_seven = feed(policy, after_six, contexts[6:7], actions[6:7], rewards[6:7])
     assert not np.allclose(after_seven.mode, state.mode)
     full = feed(policy, after_seven, contexts[7:], actions[7:], rewards[7:])
-    assert int(full.count) == 13 and int(full.data["mask"].sum()) == 10
-    np.testing.assert_array_equal(np.sort(full.data["rewards"]), np.sort(rewards[3:]))
+    data = program_data(full.history)
+    assert int(full.history.count) == 13 and int(data["mask"].sum()) == 10
+    np.testing.assert_array_equal(np.sort(data["rewards"]), np.sort(rewards[3:]))
 
 
 @pytest.mark.slow
@@ -78,8 +80,9 @@ def test_laplace_refit_matches_autolaplace_on_the_hierarchical_program():
     state = feed(policy, policy.init(jax.random.PRNGKey(0)), contexts, actions, rewards)
     reference = posterior(model, dict(contexts=contexts, actions=actions, rewards=rewards), method="laplace",
                           num_draws=4000, laplace_steps=5000)
-    space = latent_space(model, "reward", state.data, jax.random.PRNGKey(0))
-    draws = jax.vmap(lambda z: space.constrain(z, state.data))(
+    data = program_data(state.history)
+    space = latent_space(model, "reward", data, jax.random.PRNGKey(0))
+    draws = jax.vmap(lambda z: space.constrain(z, data))(
         state.mode + jax.random.normal(jax.random.PRNGKey(3), (4000, state.mode.shape[0]))
         @ jnp.linalg.inv(state.precision_chol))
     for site in ("theta", "user_scale"):

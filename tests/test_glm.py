@@ -112,7 +112,7 @@ def test_history_is_a_sliding_window_of_the_latest_rounds():
     prior, contexts, actions, rewards = logistic_problem(1, repeats=1)
     window = 20
     state = feed(mets_glm(*prior, history_size=window), contexts, actions, rewards)
-    np.testing.assert_array_equal(np.sort(np.asarray(state.history.actions)), np.sort(np.asarray(actions[-window:])))
+    np.testing.assert_array_equal(np.sort(np.asarray(state.history.rows["actions"])), np.sort(np.asarray(actions[-window:])))
     assert int(state.history.count) == contexts.shape[0]
 
 

@@ -50,7 +50,6 @@ from structbandits.inference.empirical import (
 )
 from structbandits.inference.ensemble import (
     Ensemble,
-    ReplayBuffer,
     buffer_add,
     buffer_init,
     ensemble_init,
@@ -58,6 +57,7 @@ from structbandits.inference.ensemble import (
     model_apply,
 )
 from structbandits.inference.niw import NIW, niw_observe, niw_sample
+from structbandits.inference.ring_buffer import RingBuffer
 
 __all__ = ["EnsGambittsState", "ens_fo_gambitts", "ens_po_gambitts", "member_draws"]
 
@@ -76,7 +76,7 @@ class EnsGambittsState(NamedTuple):
     """
 
     ensemble: Ensemble
-    buffer: ReplayBuffer
+    buffer: RingBuffer
     round: jax.Array
     key: jax.Array
     treatment: object

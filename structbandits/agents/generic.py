@@ -35,8 +35,9 @@ from numpyro.handlers import seed, substitute, trace
 from structbandits.agents.protocol import ActInfo, Policy
 from structbandits.errors import ValidationError, check_integer
 from structbandits.inference.program import NUTSFit, latent_space, laplace_refit, nuts_refit
+from structbandits.inference.ring_buffer import RingBuffer, ring_append, ring_filled, ring_init
 
-__all__ = ["NumPyroTSState", "numpyro_ts"]
+__all__ = ["NumPyroTSState", "numpyro_ts", "program_data"]
 
 METHODS = ("laplace", "nuts")
 
@@ -44,15 +45,13 @@ METHODS = ("laplace", "nuts")
 class NumPyroTSState(NamedTuple):
     """Generic TS state.
 
-    data : buffers ``contexts`` (pytree, leading T), ``actions`` (T,), ``rewards`` (T,), ``mask`` (T,) bool.
-    count : () observations appended so far.
+    history : RingBuffer of rows ``contexts`` (pytree), ``actions`` (), ``rewards`` (), the last T rounds.
     mode, precision_chol : (P,), (P, P) the Laplace fit (method "laplace").
     nuts : NUTSFit, the last NUTS refit (method "nuts").
     key : PRNG key for the refits (the protocol's update takes no key).
     """
 
-    data: dict[str, Any]
-    count: jax.Array
+    history: RingBuffer
     mode: jax.Array
     precision_chol: jax.Array
     nuts: NUTSFit
@@ -106,15 +105,12 @@ def numpyro_ts(
         row_example = jax.tree.map(lambda leaf: leaf[0], example_context)
     else:
         row_example = example_context
-    empty = {
-        "contexts": jax.tree.map(lambda leaf: jnp.zeros((history_size, *leaf.shape), leaf.dtype), row_example),
-        "actions": jnp.zeros(history_size, dtype=jnp.int32),
-        "rewards": jnp.zeros(history_size),
-        "mask": jnp.zeros(history_size, dtype=bool),
-    }
+    empty = ring_init({"contexts": row_example, "actions": jnp.zeros((), jnp.int32), "rewards": jnp.zeros(())},
+                      history_size)
     try:
-        space = latent_space(model, reward_site, empty, jax.random.PRNGKey(0))
-        _ = _arm_means(model, reward_site, space.constrain(space.init, empty), _all_arms(example_context, k, per_arm_context), k)
+        space = latent_space(model, reward_site, program_data(empty), jax.random.PRNGKey(0))
+        _ = _arm_means(model, reward_site, space.constrain(space.init, program_data(empty)),
+                       _all_arms(example_context, k, per_arm_context), k)
     except Exception as err:  # a program that does not fit the calling convention
         raise ValidationError(f"model: expected a NumPyro program model(contexts, actions, rewards) with an observed "
                               f"site {reward_site!r} whose mean is the expected reward; calling it failed: {err}") from err
@@ -124,9 +120,10 @@ def numpyro_ts(
         key, refit_key = jax.random.split(state.key)
         state = state._replace(key=key)
         if method == "laplace":
-            mode, precision_chol = laplace_refit(space, state.mode, state.data, laplace_steps)
+            mode, precision_chol = laplace_refit(space, state.mode, program_data(state.history), laplace_steps)
             return state._replace(mode=mode, precision_chol=precision_chol)
-        return state._replace(nuts=nuts_refit(space, state.nuts, state.data, refit_key, num_warmup, num_draws))
+        return state._replace(nuts=nuts_refit(space, state.nuts, program_data(state.history), refit_key, num_warmup,
+                                              num_draws))
 
     def draw_latent(state: NumPyroTSState, key: jax.Array) -> jax.Array:
         if method == "laplace":
@@ -136,11 +133,11 @@ def numpyro_ts(
 
     def init(key: jax.Array) -> NumPyroTSState:
         warm = NUTSFit(jnp.zeros((num_draws, size)), space.init, jnp.asarray(1.0), jnp.ones(size))
-        state = NumPyroTSState(empty, jnp.asarray(0, dtype=jnp.int32), space.init, jnp.eye(size), warm, key)
+        state = NumPyroTSState(empty, space.init, jnp.eye(size), warm, key)
         return refit(state)  # the prior's approximation, before any data
 
     def scores(state: NumPyroTSState, key: jax.Array, context: Any) -> jax.Array:
-        params = space.constrain(draw_latent(state, key), state.data)
+        params = space.constrain(draw_latent(state, key), program_data(state.history))
         return _arm_means(model, reward_site, params, _all_arms(context, k, per_arm_context), k)
 
     def act(state: NumPyroTSState, key: jax.Array, context: Any) -> tuple[jax.Array, ActInfo]:
@@ -152,22 +149,21 @@ def numpyro_ts(
         return action, ActInfo(propensity=jnp.mean(picks == action, dtype=jnp.float64))
 
     def update(state: NumPyroTSState, context: Any, action: jax.Array, reward: jax.Array) -> NumPyroTSState:
-        slot = state.count % history_size
         row = jax.tree.map(lambda leaf: leaf[action], context) if per_arm_context else context
-        data = {
-            "contexts": jax.tree.map(lambda buffer, value: buffer.at[slot].set(value), state.data["contexts"], row),
-            "actions": state.data["actions"].at[slot].set(action.astype(jnp.int32)),
-            "rewards": state.data["rewards"].at[slot].set(reward),
-            "mask": state.data["mask"].at[slot].set(True),
-        }
-        state = state._replace(data=data, count=state.count + 1)
-        return jax.lax.cond(state.count % refit_every == 0, refit, lambda s: s, state)
+        history = ring_append(state.history, {"contexts": row, "actions": action, "rewards": reward})
+        state = state._replace(history=history)
+        return jax.lax.cond(history.count % refit_every == 0, refit, lambda s: s, state)
 
     def posterior_draws(state: NumPyroTSState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
         latents = jax.vmap(lambda k: draw_latent(state, k))(jax.random.split(key, num_draws))
-        return jax.vmap(lambda z: space.constrain(z, state.data))(latents)
+        return jax.vmap(lambda z: space.constrain(z, program_data(state.history)))(latents)
 
     return Policy(init, act, update, posterior_draws)
+
+
+def program_data(history: RingBuffer) -> dict[str, Any]:
+    """The program's keyword arguments from the buffer: contexts, actions, rewards and ``mask`` (T,) bool (filled slots)."""
+    return {**history.rows, "mask": ring_filled(history)}
 
 
 def _all_arms(context: Any, k: int, per_arm_context: bool) -> Any:

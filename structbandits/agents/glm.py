@@ -41,30 +41,19 @@ from structbandits.agents.thompson import (
 from structbandits.errors import check_integer
 from structbandits.inference.conjugate import GaussianInfo, gaussian_condition, gaussian_from_moments, gaussian_sample
 from structbandits.inference.laplace import logistic_mode, logistic_pseudo_observations
+from structbandits.inference.ring_buffer import RingBuffer, ring_append, ring_filled, ring_init
 from structbandits.models.mixed_effect import marginal_action_prior
 
-__all__ = ["GLMTSState", "History", "METSGLMState", "glm_ts", "hier_ts_glm", "mets_glm"]
+__all__ = ["GLMTSState", "METSGLMState", "glm_ts", "hier_ts_glm", "mets_glm"]
 
 
-class History(NamedTuple):
-    """The last T observations: ``features`` (T, d), ``actions`` (T,) (−1 marks an empty slot),
-    ``rewards`` (T,), and ``count`` (), the number of observations ever appended."""
-
-    features: jax.Array
-    actions: jax.Array
-    rewards: jax.Array
-    count: jax.Array
+def _history_init(size: int, d: int) -> RingBuffer:
+    """An empty history of ``size`` rounds: rows ``features`` (d,), ``actions`` () int32, ``rewards`` ()."""
+    return ring_init({"features": jnp.zeros(d), "actions": jnp.zeros((), jnp.int32), "rewards": jnp.zeros(())}, size)
 
 
-def history_init(size: int, d: int) -> History:
-    return History(jnp.zeros((size, d)), jnp.full(size, -1, dtype=jnp.int32), jnp.zeros(size),
-                   jnp.asarray(0, dtype=jnp.int32))
-
-
-def history_append(history: History, x: jax.Array, action: jax.Array, reward: jax.Array) -> History:
-    slot = history.count % history.actions.shape[0]
-    return History(history.features.at[slot].set(x), history.actions.at[slot].set(action.astype(jnp.int32)),
-                   history.rewards.at[slot].set(reward), history.count + 1)
+def _append(history: RingBuffer, context: jax.Array, action: jax.Array, reward: jax.Array) -> RingBuffer:
+    return ring_append(history, {"features": arm_features(context, action), "actions": action, "rewards": reward})
 
 
 class ArmLaplace(NamedTuple):
@@ -74,12 +63,13 @@ class ArmLaplace(NamedTuple):
     prior_precision: jax.Array
     newton_steps: int
 
-    def refit(self, history: History, arm: jax.Array, start: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def refit(self, history: RingBuffer, arm: jax.Array, start: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Mode (d,) of arm's data under its marginal prior, warm-started at ``start``, and its (G, B)."""
-        weights = (history.actions == arm).astype(history.rewards.dtype)
-        mode = logistic_mode(start, history.features, history.rewards, weights, self.prior_precision[arm],
-                             self.prior_mean[arm], self.newton_steps)
-        return (mode, *logistic_pseudo_observations(mode, history.features, history.rewards, weights))
+        features, rewards = history.rows["features"], history.rows["rewards"]
+        weights = ((history.rows["actions"] == arm) & ring_filled(history)).astype(rewards.dtype)
+        mode = logistic_mode(start, features, rewards, weights, self.prior_precision[arm], self.prior_mean[arm],
+                             self.newton_steps)
+        return (mode, *logistic_pseudo_observations(mode, features, rewards, weights))
 
 
 def _arm_laplace(prior_mean: np.ndarray, prior_cov: np.ndarray, newton_steps: int) -> ArmLaplace:
@@ -97,7 +87,7 @@ class METSGLMState(NamedTuple):
     and ``mode`` (K, d), each arm's latest Laplace expansion point (the warm start)."""
 
     posterior: METSState
-    history: History
+    history: RingBuffer
     mode: jax.Array
 
 
@@ -122,14 +112,14 @@ def mets_glm(mixing, effect_mean, effect_cov, action_cov, *, history_size: int, 
     d = effect_mean.shape[1]
 
     def init(key: jax.Array) -> METSGLMState:
-        return METSGLMState(core.init(), history_init(history_size, d), laplace.prior_mean)
+        return METSGLMState(core.init(), _history_init(history_size, d), laplace.prior_mean)
 
     def act(state: METSGLMState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
         theta = core.sample_actions(state.posterior, key)
         return jnp.argmax(arm_scores(theta, context)), no_propensity(theta.dtype)
 
     def update(state: METSGLMState, context: jax.Array, action: jax.Array, reward: jax.Array) -> METSGLMState:
-        history = history_append(state.history, arm_features(context, action), action, reward)
+        history = _append(state.history, context, action, reward)
         mode, gram, moment = laplace.refit(history, action, state.mode[action])
         conditional = core.action_precision[action] + gram
         conditional_chol = jnp.linalg.cholesky(0.5 * (conditional + conditional.T))
@@ -154,7 +144,7 @@ class GLMTSState(NamedTuple):
     """GLM-TS state: per-arm Laplace posteriors ``posterior`` (K stacked), ``history``, ``mode`` (K, d)."""
 
     posterior: GaussianInfo
-    history: History
+    history: RingBuffer
     mode: jax.Array
 
 
@@ -176,14 +166,14 @@ def glm_ts(prior_mean, prior_cov, *, history_size: int, num_actions: int | None 
     num_arms, d = mean.shape
 
     def init(key: jax.Array) -> GLMTSState:
-        return GLMTSState(prior, history_init(history_size, d), laplace.prior_mean)
+        return GLMTSState(prior, _history_init(history_size, d), laplace.prior_mean)
 
     def act(state: GLMTSState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
         theta = jax.vmap(gaussian_sample)(state.posterior, jax.random.split(key, num_arms))
         return jnp.argmax(arm_scores(theta, context)), no_propensity(theta.dtype)
 
     def update(state: GLMTSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> GLMTSState:
-        history = history_append(state.history, arm_features(context, action), action, reward)
+        history = _append(state.history, context, action, reward)
         mode, gram, moment = laplace.refit(history, action, state.mode[action])
         arm = gaussian_condition(take_arm(prior, action), gram, moment)
         return GLMTSState(put_arm(state.posterior, action, arm), history, state.mode.at[action].set(mode))

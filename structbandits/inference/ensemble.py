@@ -30,11 +30,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from structbandits.inference.ring_buffer import RingBuffer, ring_append, ring_init
 from structbandits.models.mediated import mlp_apply
 
 __all__ = [
     "Ensemble",
-    "ReplayBuffer",
+    "ReplayRow",
     "buffer_add",
     "buffer_init",
     "ensemble_fit",
@@ -84,34 +85,24 @@ class Ensemble(NamedTuple):
     opt_state: Any
 
 
-class ReplayBuffer(NamedTuple):
-    """A ring buffer of the last ``capacity`` observations.
-
-    Attributes
-    ----------
-    inputs : (B, d) model inputs.
-    targets : (B,) observed rewards.
-    perturbations : (B, M) each member's fixed perturbation of each stored target.
-    count : () number of observations ever added (the valid rows are the first min(count, B)).
-    """
+class ReplayRow(NamedTuple):
+    """One stored observation: ``inputs`` (d,), ``target`` () and ``perturbations`` (M,), each member's fixed
+    perturbation of the target. A replay buffer is a ``RingBuffer`` of these rows (leading capacity axis B)."""
 
     inputs: jax.Array
-    targets: jax.Array
+    target: jax.Array
     perturbations: jax.Array
-    count: jax.Array
 
 
-def buffer_init(capacity: int, num_inputs: int, num_members: int, dtype=jnp.float64) -> ReplayBuffer:
-    """An empty buffer."""
-    return ReplayBuffer(jnp.zeros((capacity, num_inputs), dtype), jnp.zeros((capacity,), dtype),
-                        jnp.zeros((capacity, num_members), dtype), jnp.zeros((), jnp.int32))
+def buffer_init(capacity: int, num_inputs: int, num_members: int, dtype=jnp.float64) -> RingBuffer:
+    """An empty replay buffer of ``capacity`` rows."""
+    return ring_init(ReplayRow(jnp.zeros(num_inputs, dtype), jnp.zeros((), dtype), jnp.zeros(num_members, dtype)),
+                     capacity)
 
 
-def buffer_add(buffer: ReplayBuffer, inputs: jax.Array, target: jax.Array, perturbation: jax.Array) -> ReplayBuffer:
+def buffer_add(buffer: RingBuffer, inputs: jax.Array, target: jax.Array, perturbation: jax.Array) -> RingBuffer:
     """Store one observation (``inputs`` (d,), ``target`` (), ``perturbation`` (M,)), overwriting the oldest."""
-    slot = buffer.count % buffer.targets.shape[0]
-    return ReplayBuffer(buffer.inputs.at[slot].set(inputs), buffer.targets.at[slot].set(target),
-                        buffer.perturbations.at[slot].set(perturbation), buffer.count + 1)
+    return ring_append(buffer, ReplayRow(inputs, target, perturbation))
 
 
 def ensemble_init(key: jax.Array, num_members: int, num_inputs: int, num_hidden: int,
@@ -139,7 +130,7 @@ def _member_step(optimizer, reset_optimizer, params, anchor, opt_state, inputs, 
 
 def ensemble_step(
     ensemble: Ensemble,
-    buffer: ReplayBuffer,
+    buffer: RingBuffer,
     key: jax.Array,
     optimizer: optax.GradientTransformation,
     *,
@@ -152,11 +143,12 @@ def ensemble_step(
     Member m regresses on targets y_t + w_{t,m}. ``regularization`` (scalar) weights the anchor term;
     pass σ² / (n σ0²) for the Lu-Van Roy objective, 0 for the reference's plain MSE.
     """
-    num_members = buffer.perturbations.shape[1]
-    valid = jnp.maximum(jnp.minimum(buffer.count, buffer.targets.shape[0]), 1)
+    stored = buffer.rows
+    num_members = stored.perturbations.shape[1]
+    valid = jnp.maximum(jnp.minimum(buffer.count, stored.target.shape[0]), 1)
     rows = jax.random.randint(key, (num_members, batch_size), 0, valid)
-    inputs = buffer.inputs[rows]  # (M, batch, d)
-    targets = buffer.targets[rows] + jnp.take_along_axis(buffer.perturbations.T, rows, axis=1)
+    inputs = stored.inputs[rows]  # (M, batch, d)
+    targets = stored.target[rows] + jnp.take_along_axis(stored.perturbations.T, rows, axis=1)
     # lax.map, not vmap, over members: each member's minibatch intermediates stay in cache, which is
     # several times faster on CPU than one wide vmapped step.
     params, opt_state = jax.lax.map(
