@@ -10,7 +10,7 @@ import pytest
 
 from structbandits.errors import ValidationError
 from structbandits.inference import ring_buffer
-from structbandits.inference.ring_buffer import ring_append, ring_filled, ring_init
+from structbandits.inference.ring_buffer import ring_append, ring_filled, ring_init, ring_size
 
 
 def test_the_module_example_holds():
@@ -27,7 +27,7 @@ def test_the_stored_rows_are_the_latest_ones_as_in_a_deque(appended):
         row = {"x": jnp.arange(3.0) + t, "arm": jnp.asarray(t % 4), "nested": (jnp.asarray(0.5 * t),)}
         buffer, _ = append(buffer, row), oracle.append(t)
     filled = np.asarray(ring_filled(buffer))
-    assert int(buffer.count) == appended and filled.sum() == len(oracle)
+    assert int(buffer.count) == appended and filled.sum() == len(oracle) == int(ring_size(buffer))
     np.testing.assert_array_equal(np.sort(np.asarray(buffer.rows["nested"][0])[filled]), 0.5 * np.asarray(oracle))
     np.testing.assert_array_equal(np.sort(np.asarray(buffer.rows["arm"])[filled]), np.sort(np.asarray(oracle) % 4))
     np.testing.assert_array_equal(np.asarray(buffer.rows["x"])[filled][:, 0], np.asarray(buffer.rows["nested"][0])[filled] * 2)

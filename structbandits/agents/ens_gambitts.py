@@ -57,7 +57,7 @@ from structbandits.inference.ensemble import (
     model_apply,
 )
 from structbandits.inference.niw import NIW, niw_observe, niw_sample
-from structbandits.inference.ring_buffer import RingBuffer
+from structbandits.inference.ring_buffer import RingBuffer, ring_size
 
 __all__ = ["EnsGambittsState", "ens_fo_gambitts", "ens_po_gambitts", "member_draws"]
 
@@ -194,7 +194,7 @@ def _ensemble_policy(opts: _EnsembleOptions, num_actions: int, d: int, index: ja
         if opts.prior_scale is None:
             regularization = 0.0
         else:
-            seen = jnp.minimum(buffer.count, opts.buffer_size).astype(opts.dtype)
+            seen = ring_size(buffer).astype(opts.dtype)
             regularization = opts.perturbation_scale**2 / (seen * opts.prior_scale**2)
         ensemble = jax.lax.cond(
             state.round + 1 >= opts.warmup,

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from structbandits.inference.ring_buffer import RingBuffer, ring_append, ring_init
+from structbandits.inference.ring_buffer import RingBuffer, ring_append, ring_init, ring_size
 from structbandits.models.mediated import mlp_apply
 
 __all__ = [
@@ -145,7 +145,7 @@ def ensemble_step(
     """
     stored = buffer.rows
     num_members = stored.perturbations.shape[1]
-    valid = jnp.maximum(jnp.minimum(buffer.count, stored.target.shape[0]), 1)
+    valid = jnp.maximum(ring_size(buffer), 1)
     rows = jax.random.randint(key, (num_members, batch_size), 0, valid)
     inputs = stored.inputs[rows]  # (M, batch, d)
     targets = stored.target[rows] + jnp.take_along_axis(stored.perturbations.T, rows, axis=1)

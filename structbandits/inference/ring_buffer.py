@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from structbandits.errors import check_integer
 
-__all__ = ["RingBuffer", "ring_append", "ring_filled", "ring_init"]
+__all__ = ["RingBuffer", "ring_append", "ring_filled", "ring_init", "ring_size"]
 
 
 class RingBuffer(NamedTuple):
@@ -42,8 +42,7 @@ def ring_init(example_row: Any, capacity: int) -> RingBuffer:
 
 def ring_append(buffer: RingBuffer, row: Any) -> RingBuffer:
     """``buffer`` with ``row`` (the example row's structure; values are cast to the stored dtypes) in the next slot."""
-    capacity = jax.tree.leaves(buffer.rows)[0].shape[0]
-    slot = buffer.count % capacity
+    slot = buffer.count % _capacity(buffer)
     rows = jax.tree.map(lambda stored, value: stored.at[slot].set(jnp.asarray(value).astype(stored.dtype)),
                         buffer.rows, row)
     return RingBuffer(rows, buffer.count + 1)
@@ -51,5 +50,13 @@ def ring_append(buffer: RingBuffer, row: Any) -> RingBuffer:
 
 def ring_filled(buffer: RingBuffer) -> jax.Array:
     """(T,) bool: the slots that hold a row (the first ``count`` slots until the buffer is full, then all)."""
-    capacity = jax.tree.leaves(buffer.rows)[0].shape[0]
-    return jnp.arange(capacity) < buffer.count
+    return jnp.arange(_capacity(buffer)) < buffer.count
+
+
+def ring_size(buffer: RingBuffer) -> jax.Array:
+    """() int32: the number of rows held, min(count, capacity)."""
+    return jnp.minimum(buffer.count, _capacity(buffer))
+
+
+def _capacity(buffer: RingBuffer) -> int:
+    return jax.tree.leaves(buffer.rows)[0].shape[0]
