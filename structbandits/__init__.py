@@ -5,23 +5,14 @@ Declare a generative model as a NumPyro program (``structbandits.models``), get 
 simulate them against known ground truth (``structbandits.envs``) and compare them
 (``structbandits.experiments``).
 
-Numerics: importing the package switches JAX to float64 (``jax_enable_x64``). Posteriors here
-accumulate thousands of rank-one updates, and float32 Cholesky factors drift visibly over such
-runs; the CLI, the runner and the test suite all use float64, so what is tested is what runs.
-
-Threads: importing the package also runs the LAPACK kernels that JAX's CPU backend calls (SciPy's
-BLAS) on one thread, which makes vmapped solves on small matrices several times faster
-(``structbandits.lapack_threads``; ``STRUCTBANDITS_LAPACK_THREADS`` sets another count, 0 none).
+Importing the package changes nothing global. Call ``structbandits.configure()`` once, before
+creating JAX arrays, for the settings everything here is tested with: float64 (``jax_enable_x64``)
+and one thread for the LAPACK kernels behind JAX on the CPU (``structbandits.runtime``). The
+command line, the experiment runners and the test suite call it themselves.
 """
 
-import jax
-
-jax.config.update("jax_enable_x64", True)
-
-from structbandits.errors import ValidationError  # noqa: E402
-from structbandits.lapack_threads import limit_from_environment  # noqa: E402
-
-limit_from_environment()
+from structbandits.errors import ValidationError
+from structbandits.runtime import configure
 
 __version__ = "0.1.0"
-__all__ = ["ValidationError", "__version__"]
+__all__ = ["ValidationError", "__version__", "configure"]

@@ -23,6 +23,7 @@ from typing import Annotated, Optional
 import typer
 
 from structbandits.errors import ValidationError
+from structbandits.runtime import configure
 
 app = typer.Typer(
     help="Structured Bayesian bandits: simulate and compare Thompson-sampling policies.",
@@ -33,6 +34,12 @@ app = typer.Typer(
 
 OutOption = Annotated[Optional[Path], typer.Option("--out", "-o", help="Results folder (default: results/NAME-TIMESTAMP).")]
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+
+
+@app.callback()
+def _process_settings() -> None:
+    # Every command runs with the package's tested settings (float64, one LAPACK thread).
+    configure()
 
 
 def _fail(err: ValidationError) -> typer.Exit:

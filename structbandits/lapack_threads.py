@@ -1,4 +1,4 @@
-"""One BLAS thread for the LAPACK kernels that JAX's CPU backend calls (set when the package is imported).
+"""One BLAS thread for the LAPACK kernels that JAX's CPU backend calls (set by ``structbandits.configure()``).
 
 On the CPU, ``jax.scipy.linalg.solve_triangular``, ``jnp.linalg.cholesky`` and the other
 factorisations lower to LAPACK kernels from the BLAS library that SciPy ships, and a vmapped call
@@ -13,7 +13,7 @@ are within noise. JAX's own matrix products do not use this library and keep the
 
 ``limit_lapack_threads`` caps only the BLAS library that SciPy's LAPACK wrappers load (NumPy's own
 copy, used by ``numpy.linalg`` and ``@`` on NumPy arrays, is left alone) unless both share one
-system library, in which case that one is capped. ``import structbandits`` calls it with the value
+system library, in which case that one is capped. ``structbandits.configure()`` calls it with the value
 of the environment variable ``STRUCTBANDITS_LAPACK_THREADS`` (default 1; ``0`` leaves the libraries'
 thread counts as they are). SciPy's own ``scipy.linalg`` calls in the same process then run on that
 many threads too.

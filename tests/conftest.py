@@ -10,6 +10,8 @@ At test sizes the suite is bound by compilation, not by running the programs: te
 LLVM's optimisation passes (``--xla_backend_optimization_level=0``, about 30% less wall time here),
 set before JAX starts its backend and inherited by the subprocesses and notebook kernels the tests
 start. An ``XLA_FLAGS`` that already sets the level wins.
+
+The suite runs with ``structbandits.configure()`` (float64, one LAPACK thread), as the CLI does.
 """
 
 import os
@@ -19,7 +21,11 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 
 import pytest  # noqa: E402  (after XLA_FLAGS)
 
+import structbandits  # noqa: E402
 from structbandits.compiled_memory import release_compiled_programs  # noqa: E402
+
+# What the CLI and the runners use: float64 and one LAPACK thread (importing the package sets neither).
+structbandits.configure()
 
 
 @pytest.fixture(autouse=True, scope="module")

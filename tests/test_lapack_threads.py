@@ -1,4 +1,4 @@
-"""Importing the package caps SciPy's BLAS (the library behind JAX's CPU LAPACK kernels) at one thread."""
+"""``configure()`` caps SciPy's BLAS (the library behind JAX's CPU LAPACK kernels) at one thread."""
 
 import json
 import os
@@ -8,11 +8,11 @@ import sys
 import pytest
 from threadpoolctl import threadpool_info
 
-import structbandits  # noqa: F401  (the import applies the cap)
 from structbandits.errors import ValidationError
 from structbandits.lapack_threads import ENV_VARIABLE, limit_from_environment, limit_lapack_threads
 
-REPORT = ("import json, threadpoolctl, structbandits; from structbandits.lapack_threads import _ships_with_scipy; "
+REPORT = ("import json, threadpoolctl, structbandits; structbandits.configure(); "
+          "from structbandits.lapack_threads import _ships_with_scipy; "
           "print(json.dumps([(_ships_with_scipy(i['filepath']), i['num_threads']) "
           "for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas']))")
 
@@ -30,7 +30,7 @@ def _in_fresh_process(value: str) -> list[tuple[bool, int]]:
     return [tuple(pair) for pair in json.loads(out.stdout.strip().splitlines()[-1])]
 
 
-def test_the_import_leaves_scipy_blas_on_one_thread_and_the_cap_can_be_changed():
+def test_configure_leaves_scipy_blas_on_one_thread_and_the_cap_can_be_changed():  # conftest configures
     assert _scipy_blas_threads() and set(_scipy_blas_threads()) == {1}
     try:
         capped = limit_lapack_threads(2)

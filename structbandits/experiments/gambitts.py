@@ -47,6 +47,7 @@ from structbandits.envs.protocol import Environment
 from structbandits.errors import ValidationError, check_integer
 from structbandits.experiments.results import save_results
 from structbandits.experiments.runner import run_experiment
+from structbandits.runtime import ensure_configured
 
 __all__ = [
     "EXPERIMENTS",
@@ -280,6 +281,7 @@ def run_gambitts_experiment(
 
     Returns the tidy results (``run_experiment``'s columns; ``cumulative_regret`` is the pseudo-regret).
     """
+    ensure_configured()
     experiment = gambitts_experiment(name, propensity_draws=propensity_draws, agents=agents)
     start = time.perf_counter()
     results = run_experiment(experiment.agents, experiment.envs, horizon=horizon, num_seeds=runs, seed=seed,

@@ -11,6 +11,7 @@ import pandas as pd
 from structbandits.experiments.config import apply_overrides, build_components, load_config, resolve_config
 from structbandits.experiments.results import save_results
 from structbandits.experiments.runner import run_experiment
+from structbandits.runtime import ensure_configured
 
 __all__ = ["default_output_dir", "run_config"]
 
@@ -32,6 +33,7 @@ def run_config(
     Everything is validated before the first simulation, so a bad key fails fast with a
     ``ValidationError`` naming it.
     """
+    ensure_configured()
     config = resolve_config(apply_overrides(load_config(name_or_path), overrides or []))
     envs, agents = build_components(config)
     out = Path(out_dir) if out_dir is not None else default_output_dir(config.name)

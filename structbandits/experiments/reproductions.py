@@ -17,6 +17,7 @@ from typing import Callable, NamedTuple
 import pandas as pd
 
 from structbandits.errors import ValidationError
+from structbandits.runtime import ensure_configured
 
 __all__ = ["REPRODUCTIONS", "Reproduction", "ReproductionOutcome", "register", "run_reproduction"]
 
@@ -62,6 +63,7 @@ def run_reproduction(name: str, out: str | Path, *, seeds: int | None = None, ho
 
     ``seeds`` and ``horizon`` default to the full size, or to the quick size with ``quick=True``.
     """
+    ensure_configured()
     if name not in REPRODUCTIONS:
         raise ValidationError(f"name: expected one of {', '.join(REPRODUCTIONS)}, got {name!r}")
     entry = REPRODUCTIONS[name]

@@ -34,6 +34,7 @@ from structbandits.envs.rmab.simulator import restless_frame, simulate_restless
 from structbandits.errors import ValidationError, check_integer
 from structbandits.models.restless import RestlessInstance
 from structbandits.planning.metrics import gini_index, smallest_sufficient_budget
+from structbandits.runtime import ensure_configured
 
 __all__ = [
     "BASE_POLICIES",
@@ -91,6 +92,7 @@ def run_restless_grid(settings_list: Sequence[ErmabSetting], *, seeds: int = 25,
     Returns the tidy frame of ``restless_frame`` with columns ``domain``, ``setting``, ``budget``
     and ``wall_s`` (seconds of that cell, compilation included) prepended.
     """
+    ensure_configured()
     seeds = check_integer("seeds", seeds, minimum=1)
     jobs = [(s, b, p) for s in settings_list for b in s.budgets for p in s.policies]
     frames, instances = [], {}

@@ -43,7 +43,9 @@ from structbandits.envs.rmab.domains import diabetes_domain, maternal_domain, sy
 from structbandits.envs.rmab.simulator import restless_frame, simulate_restless_learning
 from structbandits.errors import ValidationError, check_integer, check_positive
 from structbandits.experiments.restless import summarise_restless
-from structbandits.models.restless import RestlessInstance, support_concentration
+from structbandits.experiments.restless_runner import restless_frame, simulate_restless_learning
+from structbandits.models.restless import support_concentration
+from structbandits.runtime import ensure_configured
 
 __all__ = [
     "LEARNING_DOMAINS",
@@ -134,6 +136,7 @@ def run_restless_learning(domains: Sequence[str] = tuple(LEARNING_DOMAINS), *, e
     ``restless_frame`` plus ``episode``, ``planner``, ``knowledge``, ``pooling`` and ``wall_s``
     (seconds for that policy's E episodes × seeds, compilation included).
     """
+    ensure_configured()
     episodes = check_integer("episodes", episodes, minimum=1)
     seeds = check_integer("seeds", seeds, minimum=1)
     prior_strength = float(check_positive("prior_strength", prior_strength))

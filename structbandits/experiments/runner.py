@@ -25,6 +25,8 @@ from structbandits.agents.protocol import Policy
 from structbandits.compiled_memory import release_compiled_programs
 from structbandits.envs.protocol import Environment
 from structbandits.errors import MAX_ELEMENTS, ValidationError, check_integer, check_num_elements
+from structbandits.runtime import ensure_configured
+from structbandits.seeding import seed_keys  # re-exported: the runner's key convention
 
 __all__ = ["Trajectory", "run_experiment", "batched_simulator", "seed_keys", "simulate_seed"]
 
@@ -159,6 +161,7 @@ def run_experiment(
 
     Returns
     -------
+    ensure_configured()
     A tidy DataFrame, one row per (env, agent, seed, round), with columns
     env, agent, seed, round, action, reward, expected_reward, expected_regret, cumulative_regret,
     realized_regret, propensity (NaN where the agent does not report one). Expected regret is

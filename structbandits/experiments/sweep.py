@@ -51,6 +51,7 @@ from structbandits.experiments.executors import check_executor, run_tasks
 from structbandits.experiments.results import library_versions
 from structbandits.experiments.runner import run_experiment
 from structbandits.experiments.sweep_outputs import METRICS, write_sweep_outputs
+from structbandits.runtime import ensure_configured
 
 __all__ = ["METRICS", "SweepResult", "SweepSpec", "builtin_sweeps", "checkpoint_metrics", "checkpoint_rounds",
            "load_sweep", "run_cell", "run_sweep"]
@@ -239,6 +240,7 @@ def checkpoint_metrics(results: pd.DataFrame, rounds: np.ndarray) -> pd.DataFram
 
 def run_cell(base: dict[str, Any], overrides: list[str], checkpoints: int) -> pd.DataFrame:
     """Run one grid point: the base config with ``overrides``, every env × agent × seed; its checkpoint metrics."""
+    ensure_configured()
     config = resolve_config(apply_overrides(base, overrides))
     envs, policies = _cell_components(config)
     frames = [
