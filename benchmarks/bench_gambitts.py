@@ -28,6 +28,7 @@ import time
 
 import jax
 
+import structbandits
 from structbandits.envs.mhealth import mhealth_bandit
 from structbandits.experiments.gambitts import (
     ens_fo_agent,
@@ -83,6 +84,7 @@ def full(runs: int) -> None:
 
 
 def main() -> None:
+    structbandits.configure()  # float64 and one LAPACK thread, as the CLI runs
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="linear-3d", choices=["linear-1d", "linear-3d", "mlp-3d", "linear-full"])
     parser.add_argument("--seeds", type=int, default=50)

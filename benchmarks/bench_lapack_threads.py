@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
+import structbandits
 from structbandits.envs.mhealth import mhealth_bandit
 from structbandits.experiments.gambitts import clustered_styles, po_agent
 from structbandits.experiments.runner import batched_simulator, seed_keys
@@ -52,6 +53,7 @@ def compare(label: str, fn, args, repeats: int, default_threads: int) -> None:
 
 
 def main() -> None:
+    structbandits.configure()  # float64 and one LAPACK thread, as the CLI runs
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=50)
     parser.add_argument("--horizon", type=int, default=200)

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.linalg import cho_solve, solve_triangular
 
+import structbandits
 from structbandits.agents import lin_ts
 from structbandits.envs import linear_contextual_bandit
 from structbandits.experiments import Trajectory, batched_simulator, seed_keys
@@ -86,6 +87,7 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
 
 
 def main() -> None:
+    structbandits.configure()  # float64 and one LAPACK thread, as the CLI runs
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=100, help="seeds for the JAX simulator")
     parser.add_argument("--horizon", type=int, default=500, help="rounds per simulation")

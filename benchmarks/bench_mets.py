@@ -50,6 +50,7 @@ import numpy as np
 from bench_lints import cholesky_rank_one_update, timed
 from scipy.linalg import cho_solve, cholesky, solve_triangular
 
+import structbandits
 from structbandits.agents import mets
 from structbandits.inference.conjugate import GaussianInfo, gaussian_sample
 from structbandits.inference.posterior import posterior
@@ -191,6 +192,7 @@ def nuts_refit(problem: Problem, observations: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    structbandits.configure()  # float64 and one LAPACK thread, as the CLI runs
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arms", type=int, nargs="+", default=[10, 100, 1000, 10000], help="numbers of arms K")
     parser.add_argument("--effects", type=int, default=10, help="number of effects L")

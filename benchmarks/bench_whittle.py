@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import structbandits  # noqa: F401  (float64)
+import structbandits
 from structbandits.agents.restless import PlannerSettings, RestlessContext, restless_policy
 from structbandits.envs.rmab.domains import maternal_domain
 from structbandits.planning.whittle import REFERENCE_SEARCH, WhittleSearch, whittle_indices
@@ -187,6 +187,7 @@ def bench_mnw_eg(num_arms, loop_arms, greedy_steps):
 
 
 def main():
+    structbandits.configure()  # float64 and one LAPACK thread, as the CLI runs
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arms", type=int, default=100_000)
     parser.add_argument("--loop-arms", type=int, default=1_000)

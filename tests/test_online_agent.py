@@ -158,7 +158,10 @@ def test_posterior_passthrough(policy, tmp_path):
 CRASH_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     import jax.numpy as jnp, numpy as np
+    import structbandits
     from structbandits.agents import OnlineAgent, lin_ts
+
+    structbandits.configure()  # as the test process (conftest) runs
 
     folder = sys.argv[1]
     policy = lin_ts(jnp.zeros(2), jnp.eye(2), 0.5, num_actions=3, propensity_draws=8)

@@ -137,7 +137,8 @@ def test_large_vmapped_run_finishes(tmp_path):
     import sys
 
     script = (
-        "import jax, jax.numpy as jnp\n"
+        "import jax, jax.numpy as jnp, structbandits\n"
+        "structbandits.configure()\n"
         "from structbandits.agents import lin_ts\n"
         "from structbandits.envs import linear_contextual_bandit\n"
         "from structbandits.experiments import batched_simulator, seed_keys\n"
