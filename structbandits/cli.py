@@ -174,7 +174,7 @@ def report(
              context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def build_response_db(ctx: typer.Context) -> None:
     """Generate the mHealth response database with a local LLM (extras llm, text); --help for the options."""
-    from structbandits.data.build_response_db import app as builder
+    from structbandits.tools.build_response_db import app as builder
 
     builder(args=ctx.args, prog_name="structbandits build-response-db")
 

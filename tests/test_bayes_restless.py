@@ -9,10 +9,11 @@ import pytest
 import structbandits  # noqa: F401  (float64)
 from structbandits.agents.bayes_restless import RestlessOutcome, TransitionCounts, bayes_restless_policy
 from structbandits.agents.restless import RestlessContext, restless_policy
-from structbandits.diagnostics import policy_to_arviz
+from structbandits.diagnostics import policy_to_arviz, posterior_to_arviz
 from structbandits.diagnostics.checks import check_posterior
-from structbandits.envs.rmab import simulate_restless_learning, synthetic_domain
+from structbandits.envs.rmab import synthetic_domain
 from structbandits.errors import ValidationError
+from structbandits.experiments.restless_runner import simulate_restless_learning
 from structbandits.inference import posterior
 from structbandits.inference.dirichlet import (
     dirichlet_covariance,
@@ -65,7 +66,7 @@ def test_counts_and_transition_lists_give_the_same_posterior():
     np.testing.assert_allclose(from_list.mean("transitions"), from_counts.mean("transitions"))
     np.testing.assert_allclose(from_list.mean("transitions"), (concentration + counts) /
                                (concentration + counts).sum(-1, keepdims=True))
-    assert from_list.to_arviz().posterior["transitions"].dims == ("chain", "draw", "arm", "state", "action",
+    assert posterior_to_arviz(from_list).posterior["transitions"].dims == ("chain", "draw", "arm", "state", "action",
                                                                  "next_state")
 
 
@@ -88,7 +89,7 @@ def test_nuts_on_the_hierarchical_program_recovers_group_means():
     error = np.abs(fit.mean("group_transitions") - group_means)
     assert np.all(error < np.maximum(4 * sd, 0.02)), (error.max(), sd.max())
     assert np.all(sd < 0.12)  # the data pin the group means down, not just the prior
-    assert fit.to_arviz().posterior["group_transitions"].dims[2] == "group"
+    assert posterior_to_arviz(fit).posterior["group_transitions"].dims[2] == "group"
 
 
 @pytest.mark.parametrize("data, match", [

@@ -7,6 +7,7 @@ import pytest
 from mixed_effect_oracles import D, K, L, NOISE, closed_form, make_problem
 from numpyro.infer import Predictive
 
+from structbandits.diagnostics import posterior_to_arviz
 from structbandits.errors import ValidationError
 from structbandits.inference import posterior
 from structbandits.inference.conjugate import gaussian_covariance, gaussian_mean
@@ -30,7 +31,7 @@ def test_auto_uses_the_closed_form_with_exact_moments_and_named_draws():
     assert result.draws["psi"].shape == (1, 50_000, L * D) and result.draws["theta"].shape == (1, 50_000, K, D)
     sd = np.sqrt(np.diagonal(result.moments["theta"][1], axis1=1, axis2=2))
     assert np.all(np.abs(result.draws["theta"].mean(axis=(0, 1)) - result.mean("theta")) < 4 * sd / np.sqrt(50_000))
-    idata = result.to_arviz()
+    idata = posterior_to_arviz(result)
     assert dict(idata.posterior["theta"].sizes) == {"chain": 1, "draw": 50_000, "action": K, "feature": D}
 
 
@@ -70,7 +71,7 @@ def test_laplace_is_close_to_nuts_on_the_logistic_program():
         sd = b.std(0)
         assert np.all(np.abs(a.mean(0) - b.mean(0)) < 0.35 * sd), site
         np.testing.assert_allclose(a.std(0), sd, rtol=0.15)
-    summary = nuts.to_arviz()
+    summary = posterior_to_arviz(nuts)
     assert "diverging" in summary.sample_stats
 
 

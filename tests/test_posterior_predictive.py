@@ -1,4 +1,5 @@
-"""PosteriorResult.posterior_predictive: draws of the reward from the posterior, on the same program.
+"""Posterior predictive draws (``PosteriorResult.predictive_draws``, as ArviZ data through
+``diagnostics.posterior_predictive_to_arviz``): draws of the reward from the posterior, on the same program.
 
 Oracles: for the linear-Gaussian programs the posterior predictive of y_t is Gaussian with mean
 x_tᵀ E[θ_{a_t}] and variance x_tᵀ Cov[θ_{a_t}] x_t + σ² (closed form from the exact moments); for a
@@ -13,6 +14,7 @@ import pytest
 from mixed_effect_oracles import NOISE, make_problem
 from numpyro.infer import Predictive
 
+from structbandits.diagnostics import posterior_predictive_to_arviz, posterior_to_arviz
 from structbandits.errors import ValidationError
 from structbandits.inference import PosteriorResult, posterior
 from structbandits.models import linear_bandit, mixed_effect_linear, random_intercept_logistic
@@ -38,7 +40,7 @@ def test_linear_bandit_predictive_matches_closed_form_moments():
     data = {"prior_mean": jnp.zeros((k, d)), "prior_cov": jnp.broadcast_to(jnp.eye(d), (k, d, d)),
             "noise_scale": NOISE, "contexts": contexts, "actions": actions, "rewards": rewards}
     result = posterior(linear_bandit, data, num_draws=DRAWS)
-    idata = result.posterior_predictive(linear_bandit, data, key=jax.random.PRNGKey(1))
+    idata = posterior_predictive_to_arviz(result, linear_bandit, data, key=jax.random.PRNGKey(1))
     _check_gaussian_predictive(idata, result, contexts, actions)
     np.testing.assert_array_equal(idata.observed_data["reward"].values, np.asarray(rewards))
     assert dict(idata.posterior["theta"].sizes) == {"chain": 1, "draw": DRAWS, "action": k, "feature": d}
@@ -53,7 +55,8 @@ def test_mixed_effect_predictive_at_new_contexts_without_rewards():
     rng = np.random.default_rng(5)
     new_contexts = jnp.asarray(rng.uniform(-1, 1, size=(7, contexts.shape[1])))
     new_actions = jnp.asarray(rng.integers(0, mixing.shape[0], size=7))
-    idata = result.posterior_predictive(mixed_effect_linear, {**hyper, "contexts": new_contexts, "actions": new_actions})
+    idata = posterior_predictive_to_arviz(result, mixed_effect_linear,
+                                          {**hyper, "contexts": new_contexts, "actions": new_actions})
     assert "observed_data" not in idata.groups()
     assert dict(idata.posterior_predictive["reward"].sizes) == {"chain": 1, "draw": DRAWS, "round": 7}
     _check_gaussian_predictive(idata, result, new_contexts, new_actions)
@@ -68,8 +71,9 @@ def test_predictive_of_a_program_without_closed_form():
     actions = jnp.asarray(rng.integers(0, 2, size=5))
     # Many predictive draws per posterior draw: repeat the 300 draws 40 times.
     repeated = PosteriorResult("nuts", {name: np.tile(value, (40,) + (1,) * (value.ndim - 1)) for name, value in result.draws.items()})
-    idata = repeated.posterior_predictive(random_intercept_logistic, {**hyper, "contexts": contexts, "actions": actions})
-    values = idata.posterior_predictive["reward"].values.reshape(-1, 5)
+    values = repeated.predictive_draws(random_intercept_logistic, {**hyper, "contexts": contexts, "actions": actions})
+    assert values.shape == (40, 300, 5)  # (chains, draws, rounds)
+    values = values.reshape(-1, 5)
     theta, user_effect = np.asarray(draws["theta"]), np.asarray(draws["user_effect"])  # (300, K, d), (300, U)
     logits = (np.sum(np.asarray(contexts["features"]) * theta[:, np.asarray(actions)], -1)
               + user_effect[:, np.asarray(contexts["user"])])  # (300, 5)
@@ -84,6 +88,8 @@ def test_predictive_validates_its_arguments():
             "noise_scale": NOISE, "contexts": contexts, "actions": actions, "rewards": rewards}
     result = posterior(linear_bandit, data, num_draws=10)
     with pytest.raises(ValidationError, match="data\\['horizon'\\]: not an argument"):
-        result.posterior_predictive(linear_bandit, {**data, "horizon": 3})
+        result.predictive_draws(linear_bandit, {**data, "horizon": 3})
     with pytest.raises(ValidationError, match="site: expected a sample site"):
-        result.posterior_predictive(linear_bandit, data, site="y")
+        posterior_predictive_to_arviz(result, linear_bandit, data, site="y")
+    with pytest.raises(ValidationError, match="result: expected a PosteriorResult"):
+        posterior_to_arviz(result.draws)

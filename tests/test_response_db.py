@@ -18,18 +18,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from structbandits.data.build_response_db import (
+from structbandits.data.mhealth import STYLES, llm_response_db, load_response_db, style_parameters
+from structbandits.data.mhealth_prompts import PROMPTS, render_prompt
+from structbandits.envs.generators import ResponseDatabaseGenerator, key_to_seed
+from structbandits.errors import ValidationError
+from structbandits.structure.embeddings import fit_ridge_scorer, fit_vae_scorer, score_styles, validation_table
+from structbandits.tools.build_response_db import (
     build_response_db,
     choose_prompts,
     generate_messages,
     graded_tasks,
     response_tasks,
 )
-from structbandits.data.mhealth import STYLES, llm_response_db, load_response_db, style_parameters
-from structbandits.data.mhealth_prompts import PROMPTS, render_prompt
-from structbandits.envs.generators import ResponseDatabaseGenerator, key_to_seed
-from structbandits.errors import ValidationError
-from structbandits.structure.embeddings import fit_ridge_scorer, fit_vae_scorer, score_styles, validation_table
 
 DIM = 24
 _DIRECTIONS = np.linalg.qr(np.random.default_rng(7).normal(size=(DIM, len(STYLES))))[0].T  # (S, D) orthonormal

@@ -16,14 +16,9 @@ from structbandits.envs.rmab.domains import (
     maternal_transitions,
     synthetic_domain,
 )
+from structbandits.envs.rmab.instance import RestlessInstance, group_labels_from_fractions, sample_arm_parameters
 from structbandits.errors import ValidationError
-from structbandits.models.restless import (
-    RestlessInstance,
-    group_labels_from_fractions,
-    restless_dirichlet,
-    sample_arm_parameters,
-    transition_concentration,
-)
+from structbandits.models.restless import restless_dirichlet, transition_concentration
 
 
 def tiny_instance(**overrides):

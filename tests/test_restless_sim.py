@@ -7,9 +7,9 @@ import pytest
 
 from structbandits.agents.restless import EXACT_SETTINGS, RestlessContext, restless_policy
 from structbandits.envs.rmab.domains import synthetic_domain
-from structbandits.envs.rmab.simulator import restless_frame, simulate_restless
 from structbandits.errors import ValidationError
 from structbandits.experiments.restless import BASE_POLICIES, ErmabSetting, run_restless_grid, summarise_restless
+from structbandits.experiments.restless_runner import restless_frame, simulate_restless
 from structbandits.experiments.restless_plots import plot_ermab_fig3, plot_ermab_fig4
 
 BUDGET = 4

@@ -6,7 +6,14 @@ compare posteriors. Does not belong here: computing posteriors (``inference``).
 ArviZ is imported lazily: ``import structbandits`` never pays for it.
 """
 
-from structbandits.diagnostics.arviz_adapter import from_draws, from_mcmc, policy_to_arviz, summary
+from structbandits.diagnostics.arviz_adapter import (
+    from_draws,
+    from_mcmc,
+    policy_to_arviz,
+    posterior_predictive_to_arviz,
+    posterior_to_arviz,
+    summary,
+)
 from structbandits.diagnostics.calibration import SBCResult, program_simulator, simulation_based_calibration
 from structbandits.diagnostics.checks import PosteriorCheck, check_posterior
 from structbandits.diagnostics.trajectories import PosteriorTrajectory, plot_posterior_trajectory, posterior_trajectory
@@ -20,6 +27,8 @@ __all__ = [
     "from_mcmc",
     "plot_posterior_trajectory",
     "policy_to_arviz",
+    "posterior_predictive_to_arviz",
+    "posterior_to_arviz",
     "posterior_trajectory",
     "program_simulator",
     "simulation_based_calibration",

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["AGENT_DIMS", "GROUPS", "SUMMARY_COLUMNS", "from_draws", "from_mcmc", "policy_to_arviz", "summary"]
+__all__ = ["AGENT_DIMS", "GROUPS", "POSTERIOR_DIMS", "SUMMARY_COLUMNS", "from_draws", "from_mcmc", "policy_to_arviz",
+           "posterior_predictive_to_arviz", "posterior_to_arviz", "summary"]
 
 # Named dimensions of the sites agents' ``posterior_draws`` return (after the draw axis).
 AGENT_DIMS = {
@@ -30,6 +31,14 @@ AGENT_DIMS = {
     "w1": ["style", "hidden"], "b1": ["hidden"], "w2": ["hidden"],  # ensemble members' MLPs (b2 is scalar)
     "w": ["style"],                                       # ... or linear models (b is scalar)
     "transitions": ["arm", "state", "action", "next_state"],  # Bayesian restless agents: P[i, s, a, s']
+}
+
+# Named dimensions of the sites ``inference.posterior`` returns (after the chain and draw axes).
+POSTERIOR_DIMS = {
+    "theta": ["action", "feature"],                              # per-arm coefficients
+    "psi": ["effect_feature"],                                   # meTS effects, flattened (L·d,)
+    "transitions": ["arm", "state", "action", "next_state"],     # restless_dirichlet: P[i, s, a, s']
+    "group_transitions": ["group", "state", "action", "next_state"],  # ... its hierarchical group means
 }
 
 SUMMARY_COLUMNS = ["mean", "sd", "ess_bulk", "ess_tail", "r_hat"]
@@ -110,3 +119,50 @@ def policy_to_arviz(policy: Any, state: Any, *, key: Any = None, num_draws: int 
     dims = {name: AGENT_DIMS[name] for name, value in named.items()
             if name in AGENT_DIMS and len(AGENT_DIMS[name]) == value.ndim - 2}
     return from_draws(named, dims=dims, coords=coords)
+
+
+def _posterior_result(result: Any) -> Any:
+    from structbandits.errors import ValidationError
+    from structbandits.inference.posterior import PosteriorResult
+
+    if not isinstance(result, PosteriorResult):
+        raise ValidationError(f"result: expected a PosteriorResult (from inference.posterior), got {type(result).__name__}")
+    return result
+
+
+def posterior_to_arviz(result: Any) -> Any:
+    """ArviZ data of a ``PosteriorResult``: its draws with the named dims of ``POSTERIOR_DIMS``.
+
+    A NUTS result converts from its ``numpyro.infer.MCMC`` object, so the ``sample_stats`` group
+    (divergences, tree depth, ...) comes along; closed-form and Laplace results from their draws.
+    """
+    result = _posterior_result(result)
+    dims = {name: POSTERIOR_DIMS[name] for name in result.draws if name in POSTERIOR_DIMS}
+    if result.mcmc is not None:
+        return from_mcmc(result.mcmc, dims=dims)
+    return from_draws(result.draws, dims=dims)
+
+
+def posterior_predictive_to_arviz(result: Any, model: Any, data: Mapping[str, Any], *, key: Any = None,
+                                  site: str = "reward") -> Any:
+    """Posterior predictive draws of ``site`` at ``data`` (``PosteriorResult.predictive_draws``), as ArviZ data.
+
+    Parameters
+    ----------
+    result : a ``PosteriorResult`` of ``model``.
+    model, data, key, site : as in ``PosteriorResult.predictive_draws``; observed ``rewards`` in
+        ``data``, if any, are kept as the ``observed_data`` group, for posterior predictive checks.
+
+    Returns
+    -------
+    ArviZ data with the ``posterior`` group, ``posterior_predictive`` (``site``: chain, draw,
+    round) and, when ``data`` has rewards, ``observed_data``.
+    """
+    result = _posterior_result(result)
+    value = result.predictive_draws(model, data, key=key, site=site)  # (chain, draw, round, ...)
+    groups = {"posterior_predictive": {site: value}}
+    site_dims = {site: ["round"] + [f"{site}_dim_{i}" for i in range(value.ndim - 3)]}
+    if data.get("rewards") is not None and site == "reward":
+        groups["observed_data"] = {site: np.asarray(data["rewards"])}
+    dims = {name: POSTERIOR_DIMS[name] for name in result.draws if name in POSTERIOR_DIMS} | site_dims
+    return from_draws(result.draws, dims=dims, groups=groups)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from structbandits.errors import ValidationError, check_integer
+from structbandits.seeding import seed_keys
 
 __all__ = ["PosteriorTrajectory", "plot_posterior_trajectory", "posterior_trajectory"]
 
@@ -138,8 +139,6 @@ def posterior_trajectory(
     unknown = [site for site in sites if site not in probe]
     if unknown or not sites:
         raise ValidationError(f"sites: expected some of the policy's posterior sites {available}, got {list(sites)}")
-    from structbandits.experiments.runner import seed_keys
-
     key = jax.random.PRNGKey(0) if key is None else key
     summaries, history, env_state = _play(policy, env, seed_keys(seed, 1)[0], horizon // every, every, num_draws,
                                           sites, key)

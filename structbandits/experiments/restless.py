@@ -30,9 +30,9 @@ from tqdm import tqdm
 from structbandits.agents.restless import PlannerSettings, restless_policy
 from structbandits.compiled_memory import release_compiled_programs
 from structbandits.envs.rmab.domains import diabetes_domain, high_a1c_states, maternal_domain, synthetic_domain
-from structbandits.envs.rmab.simulator import restless_frame, simulate_restless
+from structbandits.envs.rmab.instance import RestlessInstance
 from structbandits.errors import ValidationError, check_integer
-from structbandits.models.restless import RestlessInstance
+from structbandits.experiments.restless_runner import restless_frame, simulate_restless
 from structbandits.planning.metrics import gini_index, smallest_sufficient_budget
 from structbandits.runtime import ensure_configured
 

@@ -40,7 +40,7 @@ from structbandits.agents.bayes_restless import bayes_restless_policy
 from structbandits.agents.restless import PlannerSettings, restless_policy
 from structbandits.compiled_memory import release_compiled_programs
 from structbandits.envs.rmab.domains import diabetes_domain, maternal_domain, synthetic_domain
-from structbandits.envs.rmab.simulator import restless_frame, simulate_restless_learning
+from structbandits.envs.rmab.instance import RestlessInstance
 from structbandits.errors import ValidationError, check_integer, check_positive
 from structbandits.experiments.restless import summarise_restless
 from structbandits.experiments.restless_runner import restless_frame, simulate_restless_learning

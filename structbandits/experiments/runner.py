@@ -47,12 +47,6 @@ class Trajectory(NamedTuple):
     propensity: jax.Array
 
 
-def seed_keys(seed: int, num_seeds: int, start: int = 0) -> jax.Array:
-    """Keys of simulations ``start .. start + num_seeds - 1`` of root seed ``seed``: (num_seeds, key)."""
-    root = jax.random.PRNGKey(seed)
-    return jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(start, start + num_seeds))
-
-
 def simulate_seed(policy: Policy, env: Environment, key: jax.Array, horizon: int) -> Trajectory:
     """Play ``policy`` against ``env`` for ``horizon`` rounds from one simulation key."""
     env_key, agent_key = jax.random.split(key)

@@ -1,7 +1,7 @@
 """One entry point for the posterior of a program in ``structbandits.models`` given data.
 
     result = posterior(mixed_effect_linear, data, method="auto")
-    result.mean("theta"), result.draws["psi"], result.to_arviz()
+    result.mean("theta"), result.draws["psi"], result.predictive_draws(mixed_effect_linear, new_data)
 
 Methods: "conjugate" (a closed form registered for the program), "laplace" and "nuts" (always
 available). "laplace" is the meTS paper's per-arm pseudo-observation Laplace for
@@ -10,6 +10,10 @@ other program, a Gaussian at the joint MAP with the Hessian's covariance
 (``numpyro.infer.autoguide.AutoLaplaceApproximation``). "auto" picks the closed form when the
 program has one, Laplace otherwise.
 ``data`` holds the program's keyword arguments (hyperparameters and observations) by name.
+
+Results are plain arrays; their ArviZ form (named dimensions, NUTS sample statistics, posterior
+predictive groups) is diagnostics' job: ``diagnostics.posterior_to_arviz(result)`` and
+``diagnostics.posterior_predictive_to_arviz(result, model, data)``.
 """
 
 from __future__ import annotations
@@ -52,9 +56,6 @@ from structbandits.models.mixed_effect import marginal_action_prior, mixed_effec
 __all__ = ["PosteriorResult", "posterior"]
 
 METHODS = ("auto", "conjugate", "laplace", "nuts")
-DIMS = {"theta": ["action", "feature"], "psi": ["effect_feature"],
-        "transitions": ["arm", "state", "action", "next_state"],
-        "group_transitions": ["group", "state", "action", "next_state"]}
 
 
 @dataclass(frozen=True)
@@ -81,39 +82,23 @@ class PosteriorResult:
             return self.moments[site][0]
         return self.draws[site].mean(axis=(0, 1))
 
-    def to_arviz(self):
-        """ArviZ data with named dimensions (and sample stats for NUTS)."""
-        from structbandits.diagnostics.arviz_adapter import from_draws, from_mcmc
-
-        dims = {name: DIMS[name] for name in self.draws if name in DIMS}
-        if self.mcmc is not None:
-            return from_mcmc(self.mcmc, dims=dims)
-        return from_draws(self.draws, dims=dims)
-
-    def posterior_predictive(self, model: Callable, data: Mapping[str, Any], *, key: jax.Array | None = None,
-                             site: str = "reward"):
-        """Posterior predictive draws of the observed ``site`` at ``data``, as ArviZ data.
+    def predictive_draws(self, model: Callable, data: Mapping[str, Any], *, key: jax.Array | None = None,
+                         site: str = "reward") -> np.ndarray:
+        """Posterior predictive draws of the observed ``site`` at ``data``: (chains, draws, *site shape).
 
         Every posterior draw is substituted into ``model`` (``numpyro.infer.Predictive``) and one
         ``site`` value is drawn from it: the same program, so any program works, closed form or not.
+        ``diagnostics.posterior_predictive_to_arviz`` wraps these draws as ArviZ data.
 
         Parameters
         ----------
         model : the program this result is a posterior of.
         data : its keyword arguments (hyperparameters, ``contexts``, ``actions``, ...) at which to
-            predict; observed ``rewards`` there, if any, are not conditioned on but kept as the
-            ``observed_data`` group, for posterior predictive checks.
+            predict; observed ``rewards`` there, if any, are not conditioned on.
         key : PRNG key (default ``PRNGKey(0)``).
         site : the observed site to draw.
-
-        Returns
-        -------
-        ArviZ data with the ``posterior`` group, ``posterior_predictive`` (``site``: chain, draw,
-        round) and, when ``data`` has rewards, ``observed_data``.
         """
         from numpyro.infer import Predictive
-
-        from structbandits.diagnostics.arviz_adapter import from_draws
 
         parameters = inspect.signature(model).parameters
         unknown = sorted(set(data) - set(parameters))
@@ -128,12 +113,7 @@ class PosteriorResult:
         if site not in predicted:
             raise ValidationError(f"site: expected a sample site of the program at this data, got {site!r}")
         value = np.asarray(predicted[site])
-        groups = {"posterior_predictive": {site: value.reshape((chains, draws) + value.shape[1:])}}
-        site_dims = {site: ["round"] + [f"{site}_dim_{i}" for i in range(value.ndim - 2)]}
-        if data.get("rewards") is not None and site == "reward":
-            groups["observed_data"] = {site: np.asarray(data["rewards"])}
-        dims = {name: DIMS[name] for name in self.draws if name in DIMS} | site_dims
-        return from_draws(self.draws, dims=dims, groups=groups)
+        return value.reshape((chains, draws) + value.shape[1:])
 
 
 def _arrays(data: Mapping[str, Any], names: tuple[str, ...]) -> tuple[jax.Array, ...]:

@@ -1,4 +1,8 @@
-"""Restless-bandit simulators: the equitable-RMAB paper's domains and a vmapped simulator."""
+"""Restless-bandit environments: validated instances and the equitable-RMAB paper's domains.
+
+The round loop that plays a policy on an instance (``simulate_restless``) is the runner's, in
+``structbandits.experiments.restless_runner``: environments never import agents.
+"""
 
 from structbandits.envs.rmab.domains import (
     diabetes_domain,
@@ -6,20 +10,20 @@ from structbandits.envs.rmab.domains import (
     maternal_domain,
     synthetic_domain,
 )
-from structbandits.envs.rmab.simulator import (
-    RestlessTrajectory,
-    restless_frame,
-    simulate_restless,
-    simulate_restless_learning,
+from structbandits.envs.rmab.instance import (
+    RestlessInstance,
+    group_labels_from_fractions,
+    replicate_group_rows,
+    sample_arm_parameters,
 )
 
 __all__ = [
-    "RestlessTrajectory",
+    "RestlessInstance",
     "diabetes_domain",
+    "group_labels_from_fractions",
     "high_a1c_states",
     "maternal_domain",
-    "restless_frame",
-    "simulate_restless",
-    "simulate_restless_learning",
+    "replicate_group_rows",
+    "sample_arm_parameters",
     "synthetic_domain",
 ]

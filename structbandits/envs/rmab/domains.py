@@ -27,13 +27,13 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from structbandits.errors import ValidationError, check_finite, check_integer
-from structbandits.models.restless import (
+from structbandits.envs.rmab.instance import (
     RestlessInstance,
     group_labels_from_fractions,
     replicate_group_rows,
     sample_arm_parameters,
 )
+from structbandits.errors import ValidationError, check_finite, check_integer
 
 __all__ = [
     "DIABETES_GROUPS",

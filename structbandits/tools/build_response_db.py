@@ -1,6 +1,6 @@
 """Build the mHealth response database with a real generator and a real sentence-embedding model.
 
-``python -m structbandits.data.build_response_db --prompts 40 --samples 5 --graded 4`` (or
+``python -m structbandits.tools.build_response_db --prompts 40 --samples 5 --graded 4`` (or
 ``structbandits build-response-db``) runs four stages:
 
 1. **graded messages** for the style scorers: for each of the 20 styles and grade 0..10, ``graded``
@@ -20,6 +20,9 @@
 Stages 1-2 run interleaved in rounds (``interleaved``) and append every message to ``<work>/messages.jsonl`` as it is generated; a killed build
 rerun with the same arguments skips the messages already there. Every message's sampler seed is a
 hash of its task id and ``seed``, so a resumed build writes the same messages as an uninterrupted one.
+
+A tool, not a library layer (``structbandits.tools``): it joins the data, structure and envs layers
+to write files that ship in ``structbandits/data``, and only the command line imports it.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ __all__ = ["PRIMARY_FIRST", "build_response_db", "choose_prompts", "generate_mes
 # The outcome models' styles first, so a database with K < 40 prompts still serves them.
 PRIMARY_FIRST = ("optimism", "formality", "severity", "clarity", "encouragement")
 HOLDOUT_EVERY = 4
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"  # where the shipped database lives
 GRADES = tuple(range(11))
 
 
@@ -272,7 +276,7 @@ def _parse_list(name: str, text: str, allowed: Sequence) -> tuple:
 
 def build_command(
     prompts: int = 40, samples: int = 5, graded: int = 4, holdout_every: int = HOLDOUT_EVERY,
-    styles: str = "all", grades: str = "all", out_dir: Path = Path(__file__).parent, work_dir: Path | None = None,
+    styles: str = "all", grades: str = "all", out_dir: Path = DATA_DIR, work_dir: Path | None = None,
     n_threads: int = 1, seed: int = 0, progress: bool = True,
 ) -> None:
     """Generate the mHealth response database with SmolLM2 (extras llm and text): K prompts x 12 contexts x N.

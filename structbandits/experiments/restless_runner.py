@@ -1,4 +1,13 @@
-"""Simulating restless policies: ``lax.scan`` over rounds, ``vmap`` over seeds, one ``jit``.
+"""The restless runner: restless policies × an instance × seeds, scanned over rounds, vmapped over seeds, one ``jit``.
+
+The restless counterpart of ``experiments.runner`` (one design: the same key layout and the same
+seed keys). A restless policy acts on all N arms at once with a budget, so it gets its own loop
+over ``RestlessContext`` / ``RestlessOutcome`` rather than the bandit ``Environment`` protocol; the
+instance (``envs.rmab.RestlessInstance``) is plain data, and this module joins it to the agents.
+
+Keys, as in ``experiments.runner``: simulation j uses ``fold_in(key, first_seed + j)``
+(``seeding.simulation_keys``), split into an environment key and an agent key; the agent key
+splits into its ``init`` key and its per-round key, folded with the round.
 
 Round t of one simulation: the policy sees a ``RestlessContext`` and returns an (N,) action mask;
 every arm collects r_i(s_t) (the reward of the state *before* the transition, as the reference
@@ -33,9 +42,10 @@ import pandas as pd
 from structbandits.agents.bayes_restless import RestlessOutcome
 from structbandits.agents.protocol import Policy
 from structbandits.agents.restless import RestlessContext
+from structbandits.envs.rmab.instance import RestlessInstance
 from structbandits.errors import ValidationError, check_integer
-from structbandits.models.restless import RestlessInstance
 from structbandits.planning.metrics import gini_index_jax
+from structbandits.seeding import simulation_keys
 
 __all__ = ["RestlessTrajectory", "restless_frame", "simulate_restless", "simulate_restless_learning"]
 
@@ -137,7 +147,7 @@ def _batch_inputs(instance, policy, key, num_seeds, budget, first_seed) -> tuple
     first_seed = check_integer("first_seed", first_seed, minimum=0)
     budget = instance.budget if budget is None else check_integer("budget", budget, minimum=0,
                                                                   maximum=instance.num_arms)
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(first_seed, first_seed + num_seeds))
+    keys = simulation_keys(key, num_seeds, first_seed)
     components = np.stack(list(instance.components.values())) if instance.components else \
         np.zeros((0,) + instance.rewards.shape)
     return (jnp.asarray(instance.transitions), jnp.asarray(instance.rewards), jnp.asarray(components),
