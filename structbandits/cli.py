@@ -8,7 +8,10 @@
     structbandits report RESULTS_DIR        a self-contained HTML report of a results folder
     structbandits build-response-db         generate the mHealth response database with a local LLM
 
-Every command that writes a results folder also writes its report.html.
+Every command that writes a results folder also writes its report.html. ``--out`` must be a new or an
+empty folder (``sweep --resume`` continues the sweep in it); without it each run gets a new
+``results/NAME-TIMESTAMP[-N]``. A config name without a path separator or suffix (``demo``) is a
+built-in, even where the working directory holds a file or folder of that name (``./demo`` is the file).
 
 A bad config or value prints one line naming the key and exits with code 2.
 """
@@ -32,7 +35,9 @@ app = typer.Typer(
     add_completion=False,
 )
 
-OutOption = Annotated[Optional[Path], typer.Option("--out", "-o", help="Results folder (default: results/NAME-TIMESTAMP).")]
+OutOption = Annotated[Optional[Path], typer.Option("--out", "-o", help="Results folder, new or empty: an existing "
+                                                   "file or non-empty folder is refused (default: a new "
+                                                   "results/NAME-TIMESTAMP).")]
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
 
 
@@ -47,11 +52,39 @@ def _fail(err: ValidationError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _check_out(out: Path | None, *, sweep: bool = False, resume: bool = False) -> None:
+    """Refuse an ``--out`` that would overwrite something, before anything runs: an existing file, or a
+    folder that is not empty (with ``--resume``, a sweep folder is continued). The default folder,
+    ``results/NAME-TIMESTAMP``, is created new by ``default_output_dir`` and needs no check."""
+    if out is None:
+        return
+    if out.is_dir():
+        entries = {entry.name for entry in out.iterdir()}
+        if sweep and resume and ("sweep.json" in entries or entries <= {"cells"}):
+            return  # a sweep to continue (or one killed before it wrote its manifest)
+        if sweep and resume:
+            raise ValidationError(f"--out: {out} holds no sweep to resume (no sweep.json); expected a sweep folder, "
+                                  "a new folder or an empty one")
+        if sweep and "sweep.json" in entries:
+            raise ValidationError(f"--out: {out} already holds a sweep; pass --resume to continue it or choose "
+                                  "another folder")
+        if entries:
+            raise ValidationError(f"--out: {out} already exists and is not empty; expected a new or empty folder "
+                                  "(choose another --out or remove it)")
+        return
+    if out.exists() or out.is_symlink():
+        raise ValidationError(f"--out: {out} is an existing file; expected a new or empty folder")
+    parent = next((folder for folder in out.parents if folder.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ValidationError(f"--out: {out} is inside {parent}, which is a file; expected a folder path")
+
+
 def _run_and_report(config: str, overrides: list[str], out: Path | None, progress: bool) -> None:
     from structbandits.experiments import run_config, summarize
     from structbandits.experiments.report import render_report
 
     try:
+        _check_out(out)
         results, folder = run_config(config, overrides, out, progress=progress)
     except ValidationError as err:
         raise _fail(err) from None
@@ -74,7 +107,9 @@ def demo(
 
 @app.command()
 def run(
-    config: Annotated[str, typer.Argument(help="A built-in config name (see `structbandits list`) or a TOML file.")],
+    config: Annotated[str, typer.Argument(help="A built-in config name (see `structbandits list`) or a TOML file "
+                                               "(or a results config.json). A name without a path separator or "
+                                               "suffix is a built-in: write ./NAME for a local file of that name.")],
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a key: --set agents.lints.sigma0=2 (repeatable).")] = None,
     out: OutOption = None,
     progress: ProgressOption = True,
@@ -111,12 +146,18 @@ def reproduce(
     progress: ProgressOption = True,
 ) -> None:
     """Run a paper reproduction; writes its tidy results, summary table and figures to the results folder."""
-    from structbandits.experiments.pipeline import default_output_dir
+    from structbandits.experiments.pipeline import default_output_dir, remove_if_empty
     from structbandits.experiments.reproductions import run_reproduction
 
-    folder = Path(out) if out is not None else default_output_dir(name)
     try:
-        outcome = run_reproduction(name, folder, seeds=seeds, horizon=horizon, quick=quick, progress=progress)
+        _check_out(out)
+        folder = Path(out) if out is not None else default_output_dir(name)
+        try:
+            outcome = run_reproduction(name, folder, seeds=seeds, horizon=horizon, quick=quick, progress=progress)
+        except BaseException:
+            if out is None:
+                remove_if_empty(folder)
+            raise
     except ValidationError as err:
         raise _fail(err) from None
     typer.echo(outcome.summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -141,14 +182,20 @@ def sweep(
 ) -> None:
     """Run a grid over config keys x agents x seeds; writes one file per finished cell, sweep.nc, sweep.parquet,
     sweep_summary.csv, sensitivity plots and report.html."""
-    from structbandits.experiments.pipeline import default_output_dir
+    from structbandits.experiments.pipeline import default_output_dir, remove_if_empty
     from structbandits.experiments.sweep import load_sweep, run_sweep
 
     try:
+        _check_out(out, sweep=True, resume=resume)
         spec = load_sweep(config, set_ or [], grid or [], checkpoints=checkpoints)
         folder = Path(out) if out is not None else default_output_dir(spec.base.get("name", "sweep") + "-sweep")
-        result = run_sweep(spec, folder, resume=resume, executor=executor, workers=workers, address=address,
-                           progress=progress)
+        try:
+            result = run_sweep(spec, folder, resume=resume, executor=executor, workers=workers, address=address,
+                               progress=progress)
+        except BaseException:
+            if out is None:
+                remove_if_empty(folder)
+            raise
     except ValidationError as err:
         raise _fail(err) from None
     typer.echo(result.summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import tomllib
 import typing
 from collections.abc import Callable, Mapping
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from structbandits.errors import MAX_ELEMENTS, ValidationError, check_integer, check_num_elements
-from structbandits.experiments.registry import AGENTS, ENVIRONMENTS
+from structbandits.experiments.registry import AGENTS, ENVIRONMENTS, EnvironmentMismatch
 
 __all__ = [
     "RUN_KEYS",
@@ -44,6 +45,7 @@ __all__ = [
     "apply_overrides",
     "build_components",
     "builtin_configs",
+    "is_builtin_name",
     "load_config",
     "parse_override_value",
     "resolve_config",
@@ -91,18 +93,44 @@ def builtin_configs() -> dict[str, Path]:
     return {Path(entry.name).stem: Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".toml")}
 
 
+def is_builtin_name(name_or_path: str | Path) -> bool:
+    """Whether ``name_or_path`` is a name rather than a path: a string without a path separator or a
+    suffix (``demo``, ``mets-linear``). Names are looked up among the built-ins only, so a file or
+    folder called ``demo`` in the working directory never hides the built-in ``demo``; a file there is
+    reached as ``./demo`` or by its suffix (``demo.toml``). A ``Path`` object is always a path."""
+    if not isinstance(name_or_path, str):
+        return False
+    separators = {"/", os.sep, os.altsep} - {None}
+    return not any(sep in name_or_path for sep in separators) and not Path(name_or_path).suffix
+
+
+def _unknown_config(name_or_path: str | Path, builtins: Mapping[str, Path]) -> ValidationError:
+    text = str(name_or_path)
+    hint = ""
+    if is_builtin_name(name_or_path) and Path(text).is_file():
+        hint = f" (a name is a built-in; for the file in this folder write ./{text})"
+    elif Path(text).is_dir():
+        saved = Path(text) / "config.json"
+        hint = f" (a folder; its saved config is {saved})" if saved.is_file() else " (a folder)"
+    return ValidationError(f"config: expected a TOML file or a built-in name ({', '.join(sorted(builtins))}), "
+                           f"got {text!r}{hint}")
+
+
 def load_config(name_or_path: str | Path) -> dict[str, Any]:
     """Read a built-in config by name, a TOML file by path, or the ``config.json`` of a results folder
-    (whose resolved config and seed reproduce that run), as a raw dict (not yet validated)."""
-    path = Path(name_or_path)
+    (whose resolved config and seed reproduce that run), as a raw dict (not yet validated).
+
+    A string without a path separator or suffix is a built-in name (``is_builtin_name``); anything
+    else is a path to an existing file."""
     builtins = builtin_configs()
-    if not path.exists():
-        if str(name_or_path) in builtins:
-            path = builtins[str(name_or_path)]
-        else:
-            raise ValidationError(
-                f"config: expected a TOML file or a built-in name ({', '.join(sorted(builtins))}), got {str(name_or_path)!r}"
-            )
+    if is_builtin_name(name_or_path):
+        if name_or_path not in builtins:
+            raise _unknown_config(name_or_path, builtins)
+        path = builtins[name_or_path]
+    else:
+        path = Path(name_or_path)
+        if not path.exists() or path.is_dir():
+            raise _unknown_config(name_or_path, builtins)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -225,7 +253,7 @@ def _build(path: str, builder: Callable, *args: Any, **params: Any) -> Any:
         return builder(*args, **params)
     except ValidationError as err:
         # Builders name their own argument first ("noise_scale: ..."); prefix the table it came from.
-        raise ValidationError(f"{path}.{err}") from None
+        raise type(err)(f"{path}.{err}") from None
 
 
 def build_components(config: ExperimentConfig) -> tuple[dict[str, Any], dict[str, Callable[[Any], Any]]]:
@@ -243,7 +271,10 @@ def build_components(config: ExperimentConfig) -> tuple[dict[str, Any], dict[str
         def factory(env, _path=f"agents.{name}", _builder=builder, _params={**spec.params, **run_params}):
             return _build(_path, _builder, env, **_params)
 
-        for env in envs.values():
-            factory(env)
+        for env_name, env in envs.items():
+            try:
+                factory(env)
+            except EnvironmentMismatch as err:  # the agent's kind cannot run on this environment: name it
+                raise ValidationError(f"{err} (env {env_name!r})") from None
         agents[name] = factory
     return envs, agents

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -13,12 +15,38 @@ from structbandits.experiments.results import save_results
 from structbandits.experiments.runner import run_experiment
 from structbandits.runtime import ensure_configured
 
-__all__ = ["default_output_dir", "run_config"]
+__all__ = ["default_output_dir", "remove_if_empty", "run_config"]
 
 
 def default_output_dir(name: str) -> Path:
-    """``results/<name>-<YYYYmmdd-HHMMSS>`` under the current directory."""
-    return Path("results") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+    """A new, empty folder ``results/<name>-<YYYYmmdd-HHMMSS>`` under the current directory, created here.
+
+    Creating it is what claims it (``mkdir`` fails on an existing folder): when the name is taken, by
+    an earlier run or by one started in the same second, ``-2``, ``-3``, ... is appended, so two runs
+    never write into one folder. Path separators in ``name`` become ``-``.
+    """
+    safe_name = re.sub(r"[/\\]", "-", name)
+    stem = f"{safe_name}-{datetime.now():%Y%m%d-%H%M%S}"
+    root = Path("results")
+    root.mkdir(parents=True, exist_ok=True)
+    for attempt in itertools.count(1):
+        folder = root / (stem if attempt == 1 else f"{stem}-{attempt}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Undo ``default_output_dir`` for a run that wrote nothing: remove ``folder`` and then its parent
+    (``results``) where they are empty; a non-empty folder is kept."""
+    for path in (folder, folder.parent):
+        try:
+            path.rmdir()  # fails on a non-empty folder
+        except OSError:
+            return
 
 
 def run_config(
@@ -38,8 +66,13 @@ def run_config(
     envs, agents = build_components(config)
     out = Path(out_dir) if out_dir is not None else default_output_dir(config.name)
     start = time.perf_counter()
-    results = run_experiment(agents, envs, horizon=config.horizon, num_seeds=config.seeds, seed=config.seed,
-                             seed_batch=config.seed_batch, progress=progress)
+    try:
+        results = run_experiment(agents, envs, horizon=config.horizon, num_seeds=config.seeds, seed=config.seed,
+                                 seed_batch=config.seed_batch, progress=progress)
+    except BaseException:
+        if out_dir is None:
+            remove_if_empty(out)
+        raise
     wall_time = time.perf_counter() - start
     save_results(results, out, config=config.to_dict(), wall_time_s=round(wall_time, 2), title=config.name)
     return results, out.resolve()

@@ -25,6 +25,7 @@ from structbandits.agents.protocol import Policy
 from structbandits.compiled_memory import release_compiled_programs
 from structbandits.envs.protocol import Environment
 from structbandits.errors import MAX_ELEMENTS, ValidationError, check_integer, check_num_elements
+from structbandits.experiments.action_range import action_range
 from structbandits.runtime import ensure_configured
 from structbandits.seeding import seed_keys  # re-exported: the runner's key convention
 
@@ -118,16 +119,35 @@ def _policy_for(agent_name: str, agent, env_name: str, env: Environment) -> Poli
     env_state = jax.eval_shape(env.init, key)
     context = jax.eval_shape(env.context, env_state, key)
     try:
-        action, _ = jax.eval_shape(policy.act, jax.eval_shape(policy.init, key), key, context)
+        actions, (action, _) = action_range(policy.act, jax.eval_shape(policy.init, key), key, context)
     except (TypeError, ValueError, IndexError) as err:
         raise ValidationError(
             f"agents[{agent_name!r}]: cannot act on the contexts of env {env_name!r} "
-            f"(shape {tuple(context.shape)}, {env.num_actions} actions): {str(err).splitlines()[0]}"
+            f"(shape {jax.tree.map(lambda leaf: tuple(leaf.shape), context)}, {env.num_actions} actions): "
+            f"{str(err).splitlines()[0]}"
         ) from None
     if action.shape != () or not jnp.issubdtype(action.dtype, jnp.integer):
         raise ValidationError(f"agents[{agent_name!r}]: expected act to return a scalar integer action, "
                               f"got shape {action.shape} and dtype {action.dtype}")
+    # The action set read off act's program (None where it does not bound it; then _check_actions
+    # checks the actions actually taken). Actions beyond the env's would index its rewards out of
+    # range; a choice among fewer (0..n-1, n > 1) is an agent built for another env. A constant action
+    # (a fixed-arm baseline) is neither.
+    low, high = actions if actions is not None else (0, env.num_actions - 1)
+    if low < 0 or high >= env.num_actions or (low == 0 < high < env.num_actions - 1):
+        chooses = f"{high + 1} actions (0..{high})" if low >= 0 else f"actions {low}..{high}"
+        raise ValidationError(f"agents[{agent_name!r}]: chooses among {chooses}, but env {env_name!r} has "
+                              f"{env.num_actions} actions; expected an agent built for {env.num_actions} actions")
     return policy
+
+
+def _check_actions(actions: np.ndarray, agent_name: str, env_name: str, num_actions: int) -> None:
+    """Actions outside 0..K-1 (possible only where ``action_range`` could not bound act) invalidate a run."""
+    bad = actions[(actions < 0) | (actions >= num_actions)]
+    if bad.size:
+        raise ValidationError(f"agents[{agent_name!r}]: chose action {int(bad[0])}, but env {env_name!r} has "
+                              f"{num_actions} actions (0..{num_actions - 1}); expected an agent built for "
+                              f"{num_actions} actions")
 
 
 def run_experiment(
@@ -155,13 +175,20 @@ def run_experiment(
 
     Returns
     -------
-    ensure_configured()
     A tidy DataFrame, one row per (env, agent, seed, round), with columns
     env, agent, seed, round, action, reward, expected_reward, expected_regret, cumulative_regret,
     realized_regret, propensity (NaN where the agent does not report one). Expected regret is
     max_a E[r | x, a] - E[r | x, action], free of reward noise; realised regret is
     r(best arm) - r(chosen arm) with this round's realised rewards (what the meTS paper reports).
+
+    Raises
+    ------
+    ValidationError, before any simulation, naming the agent, when an agent cannot act on an
+    environment's contexts or chooses among another number of actions than the environment has
+    (read off its ``act`` program by ``action_range``); after a batch, when an agent whose action
+    set the program does not bound chose an action outside 0..K-1.
     """
+    ensure_configured()
     horizon = check_integer("horizon", horizon, minimum=1)
     num_seeds = check_integer("num_seeds", num_seeds, minimum=1)
     seed = check_integer("seed", seed, minimum=0, maximum=2**63 - 1)  # jax.random.PRNGKey takes an int64
@@ -186,7 +213,9 @@ def run_experiment(
             run_batch = batched_simulator(policy, env, horizon)
             for start, size in batches:
                 bar.set_postfix_str(f"{env_name}/{agent_name} seeds {start}-{start + size - 1}")
-                frames.append(_tidy(run_batch(seed_keys(seed, size, start)), env_name, agent_name, start))
+                trajectory = run_batch(seed_keys(seed, size, start))
+                _check_actions(np.asarray(trajectory.action), agent_name, env_name, env.num_actions)
+                frames.append(_tidy(trajectory, env_name, agent_name, start))
                 bar.update()
             release_compiled_programs()
     return pd.concat(frames, ignore_index=True)

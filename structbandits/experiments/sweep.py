@@ -43,6 +43,7 @@ from structbandits.experiments.config import (
     RUN_KEYS,
     apply_overrides,
     build_components,
+    is_builtin_name,
     load_config,
     parse_override_value,
     resolve_config,
@@ -169,7 +170,7 @@ def load_sweep(name_or_path: str | Path, overrides: Sequence[str] | None = None,
     naming the key); the components themselves are built when the sweep runs.
     """
     sweeps = builtin_sweeps()
-    if not Path(name_or_path).exists() and str(name_or_path) in sweeps:
+    if is_builtin_name(name_or_path) and name_or_path in sweeps:  # a name is a built-in, never a local file
         raw = tomllib.loads(sweeps[str(name_or_path)].read_text())
     else:
         raw = load_config(name_or_path)
