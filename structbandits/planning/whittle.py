@@ -16,12 +16,20 @@ Two searches (``WhittleSearch``):
   indices above 1 are clipped to 0.99609375 (this happens in the synthetic and maternal domains
   and creates exact ties). Use it to reproduce the paper's numbers.
 
+Bisection always terminates: it also stops when the midpoint rounds to an end of the interval
+(the tolerance is below the float spacing there, e.g. an index near 1e9 at tolerance 1e-7) and after
+``max_bisections`` steps, and ``relative_tolerance`` adds a width allowance proportional to the
+index's magnitude. Neither changes a result that the width test alone reached.
+
 Indices are non-stationary: the reference recomputes them every round with T = min(H − t, 20).
-``check_indexability`` tests Whittle's condition on a charge grid.
+``check_indexability`` tests Whittle's condition on a charge grid for every state and stage;
+``whittle_indices(..., diagnostics=True)`` checks the queried state and horizon only, and warns
+naming the arms whose index is not well defined there.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -40,6 +48,7 @@ from structbandits.planning.value_iteration import (
 
 __all__ = [
     "REFERENCE_SEARCH",
+    "WhittleDiagnostics",
     "WhittleSearch",
     "check_indexability",
     "whittle_index_table",
@@ -57,6 +66,11 @@ class WhittleSearch(NamedTuple):
     bracket : expand the interval (doubling its width) until it brackets the index; False confines
         the search to [lower, upper] and clips indices outside it, as the reference does.
     max_expansions : cap on the doublings per side (60 doublings cover any finite reward scale).
+    relative_tolerance : also stop once the width is at most
+        ``tolerance + relative_tolerance · max(|lo|, |hi|)``; 0 (default) is the plain width test.
+    max_bisections : cap on the bisection steps. Bisection also stops when the midpoint rounds to
+        an end, which on float64 happens within ~2100 halvings of any finite interval, so the
+        default never binds; lower it to bound the cost per index.
     """
 
     lower: float = -1.0
@@ -64,18 +78,49 @@ class WhittleSearch(NamedTuple):
     tolerance: float = 1e-7
     bracket: bool = True
     max_expansions: int = 60
+    relative_tolerance: float = 0.0
+    max_bisections: int = 2200
 
 
 REFERENCE_SEARCH = WhittleSearch(lower=-1.0, upper=1.0, tolerance=0.01, bracket=False)
 """The reference code's search: [-1, 1], width tolerance 0.01, no bracketing (clips at 0.996)."""
 
 
-def arm_whittle_index(transitions, rewards, state, horizon, gamma, search: WhittleSearch) -> jax.Array:
-    """Index of one arm (S, A, S), (S,) in ``state`` with ``horizon`` rounds left (jittable core)."""
+class WhittleDiagnostics(NamedTuple):
+    """Indices with what their search found (``whittle_indices(..., diagnostics=True)``).
+
+    Attributes
+    ----------
+    indices : (N,) or (N, S) the indices, as without diagnostics.
+    indexable : same shape, bool. False when acting, having stopped being optimal as the charge
+        grows, becomes optimal again at a larger charge (for the queried state and horizon only):
+        there is no single crossing and the index is one of several. Checked on a charge grid
+        spanning every possible crossing, so False is conclusive and True is evidence.
+    converged : same shape, bool. False when bisection stopped before the interval was within the
+        tolerance (the midpoint met an end, or ``max_bisections`` ran out).
+    """
+
+    indices: jax.Array
+    indexable: jax.Array
+    converged: jax.Array
+
+
+def _action_gap(transitions, rewards, state, horizon, gamma, charge):
+    q = arm_q(transitions, rewards, charge, horizon, gamma)
+    return q[state, 1] - q[state, 0]
+
+
+def _width_allowance(lo, hi, search: WhittleSearch):
+    if search.relative_tolerance > 0:  # static: the default keeps the plain width test, bit for bit
+        return search.tolerance + search.relative_tolerance * jnp.maximum(jnp.abs(lo), jnp.abs(hi))
+    return search.tolerance
+
+
+def arm_whittle_bracket(transitions, rewards, state, horizon, gamma, search: WhittleSearch):
+    """Final (lo, hi) of the search for one arm; the index is their midpoint (jittable core)."""
 
     def acts(charge):
-        q = arm_q(transitions, rewards, charge, horizon, gamma)
-        return q[state, 1] > q[state, 0]
+        return _action_gap(transitions, rewards, state, horizon, gamma, charge) > 0
 
     lower = jnp.asarray(search.lower, dtype=jnp.float64)
     upper = jnp.asarray(search.upper, dtype=jnp.float64)
@@ -94,13 +139,43 @@ def arm_whittle_index(transitions, rewards, state, horizon, gamma, search: Whitt
                                              expand_down, (lower, upper, 0))
 
     def bisect(carry):
-        lo, hi = carry
+        lo, hi, n = carry
         mid = 0.5 * (lo + hi)
         act = acts(mid)
-        return jnp.where(act, mid, lo), jnp.where(act, hi, mid)
+        return jnp.where(act, mid, lo), jnp.where(act, hi, mid), n + 1
 
-    lower, upper = jax.lax.while_loop(lambda c: (c[1] - c[0]) > search.tolerance, bisect, (lower, upper))
+    def unfinished(carry):
+        lo, hi, n = carry
+        mid = 0.5 * (lo + hi)
+        # A midpoint that rounds to an end would repeat forever; stopping there returns that
+        # midpoint, the value the plain width test reached whenever it stopped.
+        return ((hi - lo) > _width_allowance(lo, hi, search)) & (n < search.max_bisections) & (mid != lo) & (mid != hi)
+
+    lower, upper, _ = jax.lax.while_loop(unfinished, bisect, (lower, upper, 0))
+    return lower, upper
+
+
+def arm_whittle_index(transitions, rewards, state, horizon, gamma, search: WhittleSearch) -> jax.Array:
+    """Index of one arm (S, A, S), (S,) in ``state`` with ``horizon`` rounds left (jittable core)."""
+    lower, upper = arm_whittle_bracket(transitions, rewards, state, horizon, gamma, search)
     return 0.5 * (lower + upper)
+
+
+def arm_acting_is_monotone(transitions, rewards, state, horizon, gamma, num_charges: int = 257) -> jax.Array:
+    """Whether acting in ``state`` with ``horizon`` rounds left never turns back on as the charge grows.
+
+    Q(s, 1) − Q(s, 0) = −λ + γ Σ_s' (P[s,1,s'] − P[s,0,s']) V_{T−1}(s'), and the spread of V_{T−1}
+    over states is at most (T − 1)·(max r − min r) at any charge, so every crossing lies in
+    |λ| <= γ (T − 1)(max r − min r). The check evaluates ``num_charges`` charges across that span;
+    a gap within 1e-9 (relative) of zero counts as neither acting nor resting. Jittable.
+    """
+    scale = rewards.max() - rewards.min()
+    span = gamma * (jnp.asarray(horizon, dtype=rewards.dtype) - 1.0) * scale
+    charges = jnp.linspace(-1.0, 1.0, num_charges) * span
+    gaps = jax.vmap(lambda c: _action_gap(transitions, rewards, state, horizon, gamma, c))(charges)
+    noise = 1e-9 * (1.0 + horizon * (jnp.abs(rewards).max() + span))
+    resting_so_far = jax.lax.cummax((gaps < -noise).astype(jnp.int32))
+    return ~jnp.any((resting_so_far > 0) & (gaps > noise))
 
 
 def batched_whittle_indices(transitions, rewards, states, horizon, gamma, search: WhittleSearch) -> jax.Array:
@@ -120,6 +195,40 @@ def _table(transitions, rewards, horizon, gamma, search):
 _table_jit = jax.jit(_table, static_argnums=4)
 
 
+def _diagnose_arm(transitions, rewards, state, horizon, gamma, search):
+    lo, hi = arm_whittle_bracket(transitions, rewards, state, horizon, gamma, search)
+    return (0.5 * (lo + hi), arm_acting_is_monotone(transitions, rewards, state, horizon, gamma),
+            (hi - lo) <= _width_allowance(lo, hi, search))
+
+
+def _diagnosed(transitions, rewards, states, horizon, gamma, search):
+    return jax.vmap(lambda p, r, s: _diagnose_arm(p, r, s, horizon, gamma, search))(transitions, rewards, states)
+
+
+def _diagnosed_table(transitions, rewards, horizon, gamma, search):
+    states = jnp.arange(transitions.shape[1])
+    per_state = jax.vmap(lambda p, r, s: _diagnose_arm(p, r, s, horizon, gamma, search), in_axes=(None, None, 0))
+    return jax.vmap(per_state, in_axes=(0, 0, None))(transitions, rewards, states)
+
+
+_diagnosed_jit = jax.jit(_diagnosed, static_argnums=5)
+_diagnosed_table_jit = jax.jit(_diagnosed_table, static_argnums=4)
+
+
+def _report(result, what: str) -> WhittleDiagnostics:
+    indices, indexable, converged = (np.asarray(v) for v in result)
+    if not indexable.all():
+        where = [tuple(int(i) for i in w) for w in np.argwhere(~indexable)]
+        warnings.warn(f"whittle: not indexable at {what} {where}: acting turns optimal again at a larger charge, "
+                      f"so the index returned is one of several crossings", RuntimeWarning, stacklevel=3)
+    if not converged.all():
+        where = [tuple(int(i) for i in w) for w in np.argwhere(~converged)]
+        warnings.warn(f"whittle: bisection stopped above the tolerance at {what} {where} (the tolerance is below the "
+                      f"float spacing of the index, or max_bisections ran out); consider relative_tolerance",
+                      RuntimeWarning, stacklevel=3)
+    return WhittleDiagnostics(jnp.asarray(indices), indexable, converged)
+
+
 def _check_search(search) -> WhittleSearch:
     if not isinstance(search, WhittleSearch):
         raise ValidationError(f"search: expected a WhittleSearch, got {type(search).__name__}")
@@ -128,7 +237,11 @@ def _check_search(search) -> WhittleSearch:
         raise ValidationError(f"search: expected lower < upper, got [{lower}, {upper}]")
     check_positive("search.tolerance", search.tolerance)
     check_integer("search.max_expansions", search.max_expansions, minimum=0)
-    return WhittleSearch(lower, upper, float(search.tolerance), bool(search.bracket), int(search.max_expansions))
+    check_finite("search.relative_tolerance", search.relative_tolerance)
+    check_positive("search.relative_tolerance", search.relative_tolerance, allow_zero=True)
+    check_integer("search.max_bisections", search.max_bisections, minimum=1)
+    return WhittleSearch(lower, upper, float(search.tolerance), bool(search.bracket), int(search.max_expansions),
+                         float(search.relative_tolerance), int(search.max_bisections))
 
 
 def _check_binary(probs: np.ndarray) -> None:
@@ -137,7 +250,7 @@ def _check_binary(probs: np.ndarray) -> None:
 
 
 def whittle_indices(transitions, rewards, states, horizon: int, gamma: float = REFERENCE_GAMMA,
-                    search: WhittleSearch = WhittleSearch()) -> jax.Array:
+                    search: WhittleSearch = WhittleSearch(), *, diagnostics: bool = False):
     """Whittle index of every arm in its current state.
 
     Parameters
@@ -148,26 +261,35 @@ def whittle_indices(transitions, rewards, states, horizon: int, gamma: float = R
     horizon : T >= 1 rounds left to plan over.
     gamma : discount in (0, 1].
     search : ``WhittleSearch()`` (bracketing, exact to 1e-7) or ``REFERENCE_SEARCH``.
+    diagnostics : also check each arm's indexability at its state and whether bisection reached the
+        tolerance, warning (``RuntimeWarning``) naming the arms that fail (costs ~257 more value
+        iterations per arm).
 
     Returns
     -------
-    (N,) indices.
+    (N,) indices, or with ``diagnostics`` a ``WhittleDiagnostics`` of (N,) arrays.
     """
     probs, rew = check_arms(transitions, rewards)
     _check_binary(probs)
     st = check_states("states", states, *probs.shape[:2])
     horizon = check_integer("horizon", horizon, minimum=1)
-    return _whittle_jit(jnp.asarray(probs), jnp.asarray(rew), jnp.asarray(st), horizon, check_gamma(gamma),
-                        _check_search(search))
+    args = (jnp.asarray(probs), jnp.asarray(rew), jnp.asarray(st), horizon, check_gamma(gamma), _check_search(search))
+    if diagnostics:
+        return _report(_diagnosed_jit(*args), "arms")
+    return _whittle_jit(*args)
 
 
 def whittle_index_table(transitions, rewards, horizon: int, gamma: float = REFERENCE_GAMMA,
-                        search: WhittleSearch = WhittleSearch()) -> jax.Array:
-    """Whittle indices of every arm in every state, (N, S); arguments as ``whittle_indices``."""
+                        search: WhittleSearch = WhittleSearch(), *, diagnostics: bool = False):
+    """Whittle indices of every arm in every state, (N, S); arguments as ``whittle_indices``
+    (with ``diagnostics`` a ``WhittleDiagnostics`` of (N, S) arrays, warnings naming (arm, state))."""
     probs, rew = check_arms(transitions, rewards)
     _check_binary(probs)
     horizon = check_integer("horizon", horizon, minimum=1)
-    return _table_jit(jnp.asarray(probs), jnp.asarray(rew), horizon, check_gamma(gamma), _check_search(search))
+    args = (jnp.asarray(probs), jnp.asarray(rew), horizon, check_gamma(gamma), _check_search(search))
+    if diagnostics:
+        return _report(_diagnosed_table_jit(*args), "(arm, state)")
+    return _table_jit(*args)
 
 
 def check_indexability(transitions, rewards, horizon: int, gamma: float = REFERENCE_GAMMA,
