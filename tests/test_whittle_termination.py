@@ -180,11 +180,14 @@ def test_non_indexable_arm_is_flagged_and_named():
     with pytest.warns(RuntimeWarning, match=r"not indexable at arms \[\(1,\)\]"):
         per_arm = whittle_indices(p, r, np.array([2, 0, 1, 0]), horizon, gamma, diagnostics=True)
     np.testing.assert_array_equal(per_arm.indexable, [True, False, True, True])
-    # Without the option nothing is checked or said, and the indices are the same.
+    # By default the check runs and warns but returns the indices alone; check=False says nothing.
+    with pytest.warns(RuntimeWarning, match=r"not indexable at \(arm, state\) \[\(1, 0\)\]"):
+        checked = np.asarray(whittle_index_table(p, r, horizon, gamma))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        plain = np.asarray(whittle_index_table(p, r, horizon, gamma))
+        plain = np.asarray(whittle_index_table(p, r, horizon, gamma, check=False))
     np.testing.assert_array_equal(plain, table.indices)
+    np.testing.assert_array_equal(checked, table.indices)
     assert table.converged.all()
 
 

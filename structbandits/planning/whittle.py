@@ -23,8 +23,10 @@ index's magnitude. Neither changes a result that the width test alone reached.
 
 Indices are non-stationary: the reference recomputes them every round with T = min(H − t, 20).
 ``check_indexability`` tests Whittle's condition on a charge grid for every state and stage;
-``whittle_indices(..., diagnostics=True)`` checks the queried state and horizon only, and warns
-naming the arms whose index is not well defined there.
+``whittle_indices`` and ``whittle_index_table`` check the queried state and horizon by default and
+warn naming the arms whose index is not well defined there (``check=False`` skips it;
+``diagnostics=True`` returns the flags). The jitted policies call ``batched_whittle_indices``, which
+does not check.
 """
 
 from __future__ import annotations
@@ -250,7 +252,7 @@ def _check_binary(probs: np.ndarray) -> None:
 
 
 def whittle_indices(transitions, rewards, states, horizon: int, gamma: float = REFERENCE_GAMMA,
-                    search: WhittleSearch = WhittleSearch(), *, diagnostics: bool = False):
+                    search: WhittleSearch = WhittleSearch(), *, check: bool = True, diagnostics: bool = False):
     """Whittle index of every arm in its current state.
 
     Parameters
@@ -261,9 +263,10 @@ def whittle_indices(transitions, rewards, states, horizon: int, gamma: float = R
     horizon : T >= 1 rounds left to plan over.
     gamma : discount in (0, 1].
     search : ``WhittleSearch()`` (bracketing, exact to 1e-7) or ``REFERENCE_SEARCH``.
-    diagnostics : also check each arm's indexability at its state and whether bisection reached the
-        tolerance, warning (``RuntimeWarning``) naming the arms that fail (costs ~257 more value
-        iterations per arm).
+    check : check each arm's indexability at its state and whether bisection reached the tolerance,
+        warning (``RuntimeWarning``) naming the arms that fail (costs ~257 more value iterations per
+        arm; ``False`` skips it, e.g. in timing loops).
+    diagnostics : return the checks' results too (implies ``check``).
 
     Returns
     -------
@@ -274,21 +277,24 @@ def whittle_indices(transitions, rewards, states, horizon: int, gamma: float = R
     st = check_states("states", states, *probs.shape[:2])
     horizon = check_integer("horizon", horizon, minimum=1)
     args = (jnp.asarray(probs), jnp.asarray(rew), jnp.asarray(st), horizon, check_gamma(gamma), _check_search(search))
-    if diagnostics:
-        return _report(_diagnosed_jit(*args), "arms")
+    if diagnostics or check:
+        report = _report(_diagnosed_jit(*args), "arms")
+        return report if diagnostics else report.indices
     return _whittle_jit(*args)
 
 
 def whittle_index_table(transitions, rewards, horizon: int, gamma: float = REFERENCE_GAMMA,
-                        search: WhittleSearch = WhittleSearch(), *, diagnostics: bool = False):
+                        search: WhittleSearch = WhittleSearch(), *, check: bool = True,
+                        diagnostics: bool = False):
     """Whittle indices of every arm in every state, (N, S); arguments as ``whittle_indices``
     (with ``diagnostics`` a ``WhittleDiagnostics`` of (N, S) arrays, warnings naming (arm, state))."""
     probs, rew = check_arms(transitions, rewards)
     _check_binary(probs)
     horizon = check_integer("horizon", horizon, minimum=1)
     args = (jnp.asarray(probs), jnp.asarray(rew), horizon, check_gamma(gamma), _check_search(search))
-    if diagnostics:
-        return _report(_diagnosed_table_jit(*args), "(arm, state)")
+    if diagnostics or check:
+        report = _report(_diagnosed_table_jit(*args), "(arm, state)")
+        return report if diagnostics else report.indices
     return _table_jit(*args)
 
 
