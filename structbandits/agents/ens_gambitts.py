@@ -39,7 +39,8 @@ import jax.numpy as jnp
 import optax
 
 from structbandits.agents.gambitts import check_feature_index, niw_cell_draws, niw_cells_prior
-from structbandits.agents.protocol import ActInfo, Policy
+from structbandits.agents.propensity import choice_frequency
+from structbandits.agents.protocol import ActInfo, Policy, no_propensity
 from structbandits.errors import ValidationError, check_integer, check_positive
 from structbandits.inference.empirical import (
     EmpiricalTreatment,
@@ -171,7 +172,7 @@ def _ensemble_policy(opts: _EnsembleOptions, num_actions: int, d: int, index: ja
         warming = state.round < opts.warmup
         action = jnp.where(warming, jax.random.randint(uniform_key, (), 0, k), action)
         if opts.propensity_draws == 0:
-            return action, ActInfo(jnp.asarray(jnp.nan, jnp.float64))
+            return action, no_propensity(jnp.float64)
         # M' members drawn with replacement, all scored on one fresh batch of treatments.
         draw_key, batch_key = jax.random.split(propensity_key)
         members = jax.random.randint(draw_key, (opts.propensity_draws,), 0, opts.members)
@@ -183,7 +184,7 @@ def _ensemble_policy(opts: _EnsembleOptions, num_actions: int, d: int, index: ja
             lambda m: _prompt_scores(jax.tree.map(lambda leaf: leaf[m], params), batch),
             jnp.arange(opts.members) if every_member else members), axis=-1)
         chosen = choices[members] if every_member else choices
-        propensity = jnp.mean(chosen == action, dtype=jnp.float64)
+        propensity = choice_frequency(chosen, action, jnp.float64)
         return action, ActInfo(jnp.where(warming, 1.0 / k, propensity))
 
     def update(state: EnsGambittsState, context, action: jax.Array, reward: jax.Array) -> EnsGambittsState:

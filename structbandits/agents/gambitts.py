@@ -28,13 +28,14 @@ adds the treatment stage's ``mu`` (n, C, K, d) and ``Sigma`` (n, C, K, d, d) per
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from structbandits.agents.propensity import thompson_choice  # re-exported: the agents' shared helper
 from structbandits.agents.protocol import ActInfo, Policy
 from structbandits.errors import ValidationError, check_finite, check_integer, check_positive, check_positive_definite
 from structbandits.inference.conjugate import GaussianInfo, gaussian_sample, linear_regression_observe
@@ -119,20 +120,6 @@ def niw_cell_draws(treatment: NIW, key: jax.Array, num_draws: int) -> dict[str, 
     d = treatment.mean.shape[-1]
     return {"mu": jnp.moveaxis(mean, 1, 0).reshape(num_draws, num_cells, num_actions, d),
             "Sigma": jnp.moveaxis(cov, 1, 0).reshape(num_draws, num_cells, num_actions, d, d)}
-
-
-def thompson_choice(score_draws: Callable[[jax.Array, tuple[int, ...]], jax.Array], key: jax.Array,
-                    propensity_draws: int, dtype=jnp.float64) -> tuple[jax.Array, ActInfo]:
-    """argmax of one posterior draw of the scores, and the share of M fresh draws choosing the same action.
-
-    ``score_draws(key, shape)`` returns Thompson scores ``shape + (K,)``.
-    """
-    act_key, propensity_key = jax.random.split(key)
-    action = jnp.argmax(score_draws(act_key, ()))
-    if propensity_draws == 0:
-        return action, ActInfo(jnp.asarray(jnp.nan, dtype))
-    chosen = jnp.argmax(score_draws(propensity_key, (propensity_draws,)), axis=-1) == action
-    return action, ActInfo(jnp.mean(chosen, dtype=dtype))
 
 
 def _with_intercept(z: jax.Array) -> jax.Array:

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 from numpyro.handlers import seed, substitute, trace
 
+from structbandits.agents.propensity import keyed_draws, thompson_choice
 from structbandits.agents.protocol import ActInfo, Policy
 from structbandits.errors import ValidationError, check_integer
 from structbandits.inference.program import NUTSFit, latent_space, laplace_refit, nuts_refit
@@ -141,12 +142,7 @@ def numpyro_ts(
         return _arm_means(model, reward_site, params, _all_arms(context, k, per_arm_context), k)
 
     def act(state: NumPyroTSState, key: jax.Array, context: Any) -> tuple[jax.Array, ActInfo]:
-        act_key, propensity_key = jax.random.split(key)
-        action = jnp.argmax(scores(state, act_key, context))
-        if propensity_draws == 0:
-            return action, ActInfo(propensity=jnp.asarray(jnp.nan))
-        picks = jax.vmap(lambda kk: jnp.argmax(scores(state, kk, context)))(jax.random.split(propensity_key, propensity_draws))
-        return action, ActInfo(propensity=jnp.mean(picks == action, dtype=jnp.float64))
+        return thompson_choice(keyed_draws(lambda k_: scores(state, k_, context)), key, propensity_draws)
 
     def update(state: NumPyroTSState, context: Any, action: jax.Array, reward: jax.Array) -> NumPyroTSState:
         row = jax.tree.map(lambda leaf: leaf[action], context) if per_arm_context else context

@@ -26,10 +26,9 @@ from structbandits.agents.mets import (
     average_effect_prior,
     check_effect_prior,
     mets_core,
-    no_propensity,
     validate_mixed_effect_prior,
 )
-from structbandits.agents.protocol import ActInfo, Policy
+from structbandits.agents.protocol import ActInfo, Policy, no_propensity
 from structbandits.agents.thompson import (
     arm_features,
     arm_posterior_draws,

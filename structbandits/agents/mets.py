@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
-from structbandits.agents.protocol import ActInfo, Policy
+from structbandits.agents.protocol import ActInfo, Policy, no_propensity
 from structbandits.agents.thompson import arm_features, arm_scores
 from structbandits.errors import ValidationError, check_finite, check_integer, check_positive, check_positive_definite
 from structbandits.inference.conjugate import (
@@ -35,7 +35,7 @@ from structbandits.inference.conjugate import (
 )
 
 __all__ = ["METSCore", "METSState", "average_effect_prior", "check_effect_prior", "hier_ts", "mets", "mets_core",
-           "no_propensity", "validate_mixed_effect_prior"]
+           "validate_mixed_effect_prior"]
 
 
 class METSState(NamedTuple):
@@ -178,11 +178,6 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
 def triangular_inverse(chol: jax.Array) -> jax.Array:
     """L⁻¹ (d, d) of a lower-triangular ``chol``, by one triangular solve against the identity."""
     return solve_triangular(chol, jnp.eye(chol.shape[-1], dtype=chol.dtype), lower=True)
-
-
-def no_propensity(dtype) -> ActInfo:
-    """ActInfo of an agent that does not estimate its selection probability."""
-    return ActInfo(propensity=jnp.asarray(jnp.nan, dtype=dtype))
 
 
 def mets(mixing, effect_mean, effect_cov, action_cov, noise_scale: float, *, factored: bool = False) -> Policy:

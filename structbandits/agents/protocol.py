@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
-__all__ = ["ActInfo", "Policy"]
+__all__ = ["ActInfo", "Policy", "no_propensity"]
 
 State = Any
 
@@ -30,6 +31,15 @@ class ActInfo(NamedTuple):
     """
 
     propensity: jax.Array
+
+
+def no_propensity(dtype=None) -> ActInfo:
+    """ActInfo of a decision whose selection probability is not reported: propensity NaN, shape ().
+
+    ``dtype`` None is JAX's default float (float64 only after ``structbandits.configure()``). A function
+    rather than a module constant, so the dtype follows the configuration at call time.
+    """
+    return ActInfo(propensity=jnp.asarray(jnp.nan, dtype=dtype))
 
 
 class Policy(NamedTuple):

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from structbandits.agents.protocol import ActInfo, Policy
+from structbandits.agents.protocol import Policy, no_propensity
 from structbandits.errors import ValidationError, check_integer
 from structbandits.planning.equity import (
     TIE_TOLERANCE,
@@ -114,10 +114,6 @@ class RoundRobinState(NamedTuple):
     queue: jax.Array
 
 
-def _nan_info():
-    return ActInfo(jnp.asarray(jnp.nan))
-
-
 def _top_scores(scores: jax.Array, budget) -> jax.Array:
     rank = jnp.argsort(jnp.argsort(-scores))
     return rank < budget
@@ -140,7 +136,7 @@ def _planner(name: str, num_groups: int, max_group_size: int, max_budget: int, s
             ranked = -jnp.sort(-indices)[None, :]
             mask = select_within_groups_core(indices, everyone, ctx.budget[None], tie_key, ranked,
                                              settings.tie_tolerance)
-            return mask, _nan_info()
+            return mask, no_propensity()
         slots = member_table(ctx.groups, num_groups, max_group_size)
         sizes = jnp.bincount(ctx.groups, length=num_groups)
         if name == "MNW-EG":
@@ -167,7 +163,7 @@ def _planner(name: str, num_groups: int, max_group_size: int, max_budget: int, s
             budgets = allocate(curves, sizes, ctx.budget)
         mask = select_within_groups_core(indices, ctx.groups, budgets, tie_key,
                                          sorted_slot_values(indices, slots), settings.tie_tolerance)
-        return mask, _nan_info()
+        return mask, no_propensity()
 
     return _stateless(act)
 
@@ -182,7 +178,7 @@ def _high_risk(name: str, num_arms: int, high_risk_states: tuple[bool, ...]) -> 
     if name == "HR-Rand":
         def act_random(state, key, ctx):
             risky, noise = scores(key, ctx)
-            return _top_scores(2.0 * risky + noise, ctx.budget), _nan_info()
+            return _top_scores(2.0 * risky + noise, ctx.budget), no_propensity()
 
         return _stateless(act_random)
 
@@ -194,7 +190,7 @@ def _high_risk(name: str, num_arms: int, high_risk_states: tuple[bool, ...]) -> 
         risky = risky_table[ctx.states]
         # Front of the queue first (least recently acted, then earlier in the queue), high risk first.
         order = jnp.lexsort((state.queue, ~risky))
-        return jnp.zeros(num_arms, dtype=bool).at[order].set(jnp.arange(num_arms) < ctx.budget), _nan_info()
+        return jnp.zeros(num_arms, dtype=bool).at[order].set(jnp.arange(num_arms) < ctx.budget), no_propensity()
 
     def update(state: RoundRobinState, ctx, action, reward):
         # Acted arms go to the back of the queue, keeping their relative order.
@@ -208,10 +204,10 @@ def _high_risk(name: str, num_arms: int, high_risk_states: tuple[bool, ...]) -> 
 @lru_cache(maxsize=256)
 def _cached_policy(name, num_arms, num_groups, max_group_size, max_budget, settings, high_risk_states) -> Policy:
     if name == "NoAct":
-        return _stateless(lambda state, key, ctx: (jnp.zeros(num_arms, dtype=bool), _nan_info()))
+        return _stateless(lambda state, key, ctx: (jnp.zeros(num_arms, dtype=bool), no_propensity()))
     if name == "Random":
         return _stateless(lambda state, key, ctx: (_top_scores(jax.random.uniform(key, (num_arms,)), ctx.budget),
-                                                   _nan_info()))
+                                                   no_propensity()))
     if name in ("HR-RR", "HR-Rand"):
         return _high_risk(name, num_arms, high_risk_states)
     return _planner(name, num_groups, max_group_size, max_budget, settings)

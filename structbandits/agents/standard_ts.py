@@ -20,7 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from structbandits.agents.gambitts import thompson_choice
+from structbandits.agents.propensity import thompson_choice
 from structbandits.agents.protocol import ActInfo, Policy
 from structbandits.errors import check_finite, check_integer, check_positive
 from structbandits.inference.nig import NIG, nig_observe, nig_prior, nig_sample, nig_sample_mean

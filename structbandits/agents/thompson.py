@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from structbandits.agents.propensity import thompson_choice
 from structbandits.agents.protocol import ActInfo, Policy
 from structbandits.errors import (
     ValidationError,
@@ -146,14 +147,8 @@ def lin_ts(
         return LinTSState(prior)
 
     def act(state: LinTSState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
-        act_key, propensity_key = jax.random.split(key)
-        action = jnp.argmax(draw_scores(state.posterior, act_key, context, ()))
-        if propensity_draws == 0:
-            propensity = jnp.asarray(jnp.nan, dtype=context.dtype)
-        else:
-            scores = draw_scores(state.posterior, propensity_key, context, (propensity_draws,))
-            propensity = jnp.mean(jnp.argmax(scores, axis=-1) == action, dtype=context.dtype)
-        return action, ActInfo(propensity=propensity)
+        return thompson_choice(lambda k, shape: draw_scores(state.posterior, k, context, shape), key,
+                               propensity_draws, context.dtype)
 
     def update(state: LinTSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> LinTSState:
         return LinTSState(observe_arm(state.posterior, context, action, reward, noise_var))

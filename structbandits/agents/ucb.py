@@ -18,8 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
-from structbandits.agents.mets import no_propensity
-from structbandits.agents.protocol import ActInfo, Policy
+from structbandits.agents.protocol import ActInfo, Policy, no_propensity
 from structbandits.agents.thompson import LinTSState, arm_posterior_draws, broadcast_arm_prior, observe_arm
 from structbandits.errors import ValidationError, check_finite, check_positive
 from structbandits.inference.conjugate import gaussian_from_moments, gaussian_mean

@@ -28,7 +28,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import linprog
 
 from structbandits.errors import ValidationError, check_finite, check_integer, check_shape
 from structbandits.planning.value_iteration import (
@@ -213,6 +212,8 @@ def lagrangian_bound_lp(transitions, rewards, states, budget: float, horizon: in
 
     Shapes as in ``group_value_curves``; meant for groups of up to a few hundred arms.
     """
+    from scipy.optimize import linprog  # here, not at module level: scipy.optimize takes ~0.5 s to import
+
     probs, rew = check_arms(transitions, rewards)
     num_arms, num_states, num_actions, _ = probs.shape
     st = check_states("states", states, num_arms, num_states)

@@ -70,31 +70,37 @@ def discounted_horizon(horizon, gamma):
     return jnp.where(gamma == 1.0, t, (1.0 - gamma**t) / (1.0 - jnp.where(gamma == 1.0, 0.5, gamma)))
 
 
-def arm_q(transitions: jax.Array, rewards: jax.Array, charge, horizon, gamma) -> jax.Array:
-    """Q_T (S, A) of one arm after ``horizon`` stages of value iteration with action charge ``charge``."""
+def _backward_induction(transitions: jax.Array, rewards: jax.Array, charge, gamma):
+    """The recursion of the module docstring for one arm: Q_1's stage rewards and the stage map.
+
+    Returns ``base`` (S, A), r(s) − λ·a, and ``stage``: V_{k−1} (S,) ↦ (V_k (S,), Q_k (S, A)). The
+    two drivers below run the same ``stage``: ``arm_q`` for a traced number of stages, keeping the
+    last Q, and ``arm_stage_q`` for a static number, keeping every Q.
+    """
     costs = jnp.arange(transitions.shape[1], dtype=rewards.dtype)
     base = rewards[:, None] - charge * costs[None, :]
 
-    def stage(_, carry):
-        value, _ = carry
+    def stage(value: jax.Array) -> tuple[jax.Array, jax.Array]:
         q = base + gamma * (transitions @ value)
         return q.max(axis=1), q
 
-    zeros = jnp.zeros_like(rewards)
-    _, q = jax.lax.fori_loop(0, horizon, stage, (zeros, jnp.broadcast_to(base, base.shape)))
+    return base, stage
+
+
+def arm_q(transitions: jax.Array, rewards: jax.Array, charge, horizon, gamma) -> jax.Array:
+    """Q_T (S, A) of one arm after ``horizon`` stages of value iteration with action charge ``charge``.
+
+    ``horizon`` may be traced (a ``fori_loop``); with ``horizon`` = 0 the result is ``base``, r(s) − λ·a.
+    """
+    base, stage = _backward_induction(transitions, rewards, charge, gamma)
+    _, q = jax.lax.fori_loop(0, horizon, lambda _, carry: stage(carry[0]), (jnp.zeros_like(rewards), base))
     return q
 
 
 def arm_stage_q(transitions: jax.Array, rewards: jax.Array, charge, num_stages: int, gamma) -> jax.Array:
-    """Q_k (S, A) for k = 1..num_stages rounds left, stacked as (num_stages, S, A)."""
-    costs = jnp.arange(transitions.shape[1], dtype=rewards.dtype)
-    base = rewards[:, None] - charge * costs[None, :]
-
-    def stage(value, _):
-        q = base + gamma * (transitions @ value)
-        return q.max(axis=1), q
-
-    _, qs = jax.lax.scan(stage, jnp.zeros_like(rewards), None, length=num_stages)
+    """Q_k (S, A) for k = 1..num_stages rounds left, stacked as (num_stages, S, A) (static ``num_stages``)."""
+    _, stage = _backward_induction(transitions, rewards, charge, gamma)
+    _, qs = jax.lax.scan(lambda value, _: stage(value), jnp.zeros_like(rewards), None, length=num_stages)
     return qs
 
 
