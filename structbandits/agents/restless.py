@@ -15,6 +15,10 @@ Policies (``restless_policy(name, ...)``):
 * ``MNW``: MNW greedy on group totals (biased towards small groups), then top-b_g per group.
 * ``MNW-EG``: upsample every group to the largest size M with dummy copies drawn with replacement,
   MNW greedy with caps M, rescale to the true sizes, integerise, then top-b_g per group.
+* ``MMR-exact`` / ``MNW-exact`` (extension, not the paper's): the curves of MMR / MNW, but the
+  optimal integer split of them (``planning.equity.exact_maximin`` / ``exact_nash_welfare``, dynamic
+  programming over groups) instead of the greedy, which is optimal only on nondecreasing / concave
+  curves; then top-b_g per group.
 * ``HR-RR``: round robin over high-risk (A1c >= 8) arms: the high-risk arms acted on least
   recently first (a queue: acted arms move to its back), then low-risk arms the same way. The reference's
   version resets "last acted" to 0 instead of t, so every arm looks equally overdue and its choice
@@ -29,7 +33,7 @@ clips Lagrange charges at 0.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import jax
@@ -40,6 +44,8 @@ from structbandits.agents.protocol import Policy, no_propensity
 from structbandits.errors import ValidationError, check_integer
 from structbandits.planning.equity import (
     TIE_TOLERANCE,
+    exact_maximin_core,
+    exact_nash_welfare_core,
     mnw_greedy_core,
     rescale_equal_groups_core,
     select_within_groups_core,
@@ -63,7 +69,9 @@ __all__ = [
     "restless_policy",
 ]
 
-POLICY_NAMES = ("NoAct", "Random", "Opt", "MMR", "MNW", "MNW-EG", "HR-RR", "HR-Rand")
+POLICY_NAMES = ("NoAct", "Random", "Opt", "MMR", "MNW", "MNW-EG", "HR-RR", "HR-Rand", "MMR-exact", "MNW-exact")
+
+_EXACT_ALLOCATORS = {"MMR-exact": exact_maximin_core, "MNW-exact": exact_nash_welfare_core}
 
 
 class RestlessContext(NamedTuple):
@@ -160,6 +168,8 @@ def _planner(name: str, num_groups: int, max_group_size: int, max_budget: int, s
             curves = lagrangian_curves(ctx.transitions, ctx.rewards, ctx.states, ctx.groups, weights, charges,
                                        horizon, settings.gamma)
             allocate = water_filling_core if name == "MMR" else mnw_greedy_core
+            if name in _EXACT_ALLOCATORS:  # same curves as MMR / MNW, the optimal split of them
+                allocate = partial(_EXACT_ALLOCATORS[name], max_budget=max_budget)
             budgets = allocate(curves, sizes, ctx.budget)
         mask = select_within_groups_core(indices, ctx.groups, budgets, tie_key,
                                          sorted_slot_values(indices, slots), settings.tie_tolerance)

@@ -9,6 +9,14 @@ The grid (``ermab_settings``), as in the reference code: H = 20 and
 Fig. 3 is the synthetic domain's per-group outcomes (the paper's text lost which two budgets it
 shows; all three are run). Fig. 4 is the Gini index and the utility of every setting.
 
+Extension (not the paper's): the fig-4 run adds ``EXACT_POLICIES`` (MMR-exact, MNW-exact: the MMR /
+MNW curves split optimally by dynamic programming instead of greedily) to the synthetic and maternal
+settings, whose WhittleToLagrange curves are where the greedy is not optimal (the maternal ones are
+never concave); the diabetes row, which dominates the run time, keeps the paper's policies only.
+Their rows appear in ``fig4_results.csv`` / ``fig4_summary.csv``; ``fig4_budget*pct.png`` stay the
+paper's figure (the paper's policies only) and ``fig4_exact_budget*pct.png`` set the exact
+allocators beside MMR, MNW and MNW-EG.
+
 Every policy of a (domain, budget) cell is simulated on the same seeds with the same root key, so
 seed j is the same start states and transition draws for every policy (common random numbers; the
 reference gave each run its own seed). The per-arm parameters are one fixed draw for all seeds, as
@@ -39,6 +47,7 @@ from structbandits.runtime import ensure_configured
 __all__ = [
     "BASE_POLICIES",
     "DIABETES_POLICIES",
+    "EXACT_POLICIES",
     "ErmabSetting",
     "ermab_settings",
     "run_capacity_planning",
@@ -50,6 +59,9 @@ __all__ = [
 
 BASE_POLICIES = ("NoAct", "Random", "Opt", "MMR", "MNW", "MNW-EG")
 DIABETES_POLICIES = BASE_POLICIES + ("HR-RR", "HR-Rand")
+EXACT_POLICIES = ("MMR-exact", "MNW-exact")
+"""The extension's exact allocators, run beside the paper's policies in the fig-4 grid."""
+_EXACT_COMPARISON = ("MMR", "MMR-exact", "MNW", "MNW-exact", "MNW-EG")
 
 
 class ErmabSetting(NamedTuple):
@@ -73,8 +85,9 @@ def ermab_settings(figure: str) -> list[ErmabSetting]:
         return synthetic
     if figure != "fig4":
         raise ValidationError(f"figure: expected 'fig3' or 'fig4', got {figure!r}")
-    maternal = [ErmabSetting("maternal", f"{v} 60%", lambda v=v: maternal_domain(v), (20, 40), BASE_POLICIES, 40)
-                for v in "ABC"]
+    synthetic = [s._replace(policies=BASE_POLICIES + EXACT_POLICIES) for s in synthetic]
+    maternal = [ErmabSetting("maternal", f"{v} 60%", lambda v=v: maternal_domain(v), (20, 40),
+                             BASE_POLICIES + EXACT_POLICIES, 40) for v in "ABC"]
     diabetes = [ErmabSetting("diabetes", f"lambda={a:g}", lambda a=a: diabetes_domain(a), (30, 60), DIABETES_POLICIES)
                 for a in (0.0, 0.5, 1.0)]
     return synthetic + maternal + diabetes
@@ -146,7 +159,9 @@ def run_ermab_figure(figure: str, seeds: int = 25, out: str | Path | None = None
     figure : "fig3" (synthetic, per-group outcomes) or "fig4" (Gini and utility of every domain).
     seeds : simulations per (setting, budget, policy); the paper used 25.
     out : a folder to write ``{figure}_results.csv`` (tidy, one row per seed and group),
-        ``{figure}_summary.csv`` (``summarise_restless``) and the PNG plots; None writes nothing.
+        ``{figure}_summary.csv`` (``summarise_restless``; fig 4 also has the ``EXACT_POLICIES`` rows)
+        and the PNG plots (fig 4: the paper's figure, and ``fig4_exact_*`` with the exact
+        allocators beside MMR, MNW and MNW-EG); None writes nothing.
     progress : a tqdm bar over the (setting, budget, policy) runs.
     seed : root seed (common to every policy).
     planner : planning settings (default: the reference's).
@@ -169,8 +184,14 @@ def run_ermab_figure(figure: str, seeds: int = 25, out: str | Path | None = None
         if figure == "fig3":
             plot_ermab_fig3(frame, folder / "fig3.png")
         else:
+            paper = frame[~frame["policy"].isin(EXACT_POLICIES)]
+            exact = frame[frame["policy"].isin(_EXACT_COMPARISON) & frame["domain"].isin(
+                frame.loc[frame["policy"].isin(EXACT_POLICIES), "domain"].unique())]
             for frac in (0.1, 0.2):
-                plot_ermab_fig4(frame, folder / f"fig4_budget{int(frac * 100)}pct.png", budget_fraction=frac)
+                plot_ermab_fig4(paper, folder / f"fig4_budget{int(frac * 100)}pct.png", budget_fraction=frac)
+                if len(exact):
+                    plot_ermab_fig4(exact, folder / f"fig4_exact_budget{int(frac * 100)}pct.png",
+                                    budget_fraction=frac)
     return frame
 
 

@@ -9,6 +9,16 @@ Every allocator returns integer per-group budgets b (G,) with Σ_g b_g = B and 0
 * ``mnw_greedy`` (MNW): B unit steps, each to the non-full group with the largest
   log L_g(b_g + 1) − log L_g(b_g). Optimal for Σ_g log L_g(b_g) when the curves are positive,
   nondecreasing and concave. On group totals it favours small groups (the paper's Thm. 4).
+* ``exact_maximin`` / ``exact_nash_welfare`` (extension, not in the paper): the optimal integer
+  splits for max_b min_g L_g(b_g) / n_g resp. max_b Σ_g log L_g(b_g) on ANY curves (non-concave,
+  non-monotone, negative for maximin), by dynamic programming over groups: a (G, B_max + 1) table
+  of the best value of groups 0..g spending c units (``lax.scan`` over groups), then a backtrack.
+  Cost O(G · B_max · K). Tie-breaking: among maximin-optimal splits the one with the largest total
+  Σ_g L_g(b_g) (a second DP restricted to b with L_g(b) / n_g >= the optimal minimum); any tie left
+  (of that total, or of the Nash objective) goes to the split whose LAST group has the smallest
+  b_g, then the next-to-last, and so on (the backtrack takes the first argmax). The greedy
+  allocators above are optimal only on nondecreasing (MMR) or concave (MNW) curves; the
+  WhittleToLagrange curves of the maternal domain are neither.
 * ``rescale_equal_groups`` (the last steps of MNW-EG): budgets found for groups upsampled to the
   largest size M are rescaled by n_g / M, renormalised to B, clipped to the group sizes (excess
   spread evenly over the groups with room, repeated until none overflows) and integerised: integer
@@ -33,6 +43,8 @@ from structbandits.errors import ValidationError, check_finite, check_integer, c
 
 __all__ = [
     "TIE_TOLERANCE",
+    "exact_maximin",
+    "exact_nash_welfare",
     "group_counts",
     "mnw_greedy",
     "rescale_equal_groups",
@@ -75,6 +87,60 @@ def mnw_greedy_core(curves: jax.Array, caps: jax.Array, budget) -> jax.Array:
         return alloc.at[g].add(jnp.where(alloc[g] < caps[g], 1, 0))
 
     return jax.lax.fori_loop(0, budget, step, jnp.zeros(curves.shape[0], dtype=jnp.int32))
+
+
+def _group_dp(values: jax.Array, allowed: jax.Array, combine, empty: float, budget, max_budget: int):
+    """Best ``combine``-accumulated value of groups 0..g spending exactly c units, then the split.
+
+    ``values`` (G, K) per-group values of b = 0..K-1, ``allowed`` (G, K) bool; ``combine`` is
+    jnp.minimum or jnp.add with identity ``empty``. Returns ((G,) int32 split of ``budget``, the
+    optimal value; -inf when no allowed split exists).
+    """
+    spend = jnp.arange(max_budget + 1)
+    units = jnp.arange(values.shape[1])
+    before = spend[:, None] - units[None, :]  # (C, K) units spent by the earlier groups
+
+    def add_group(best, group):
+        value, ok = group
+        candidates = combine(best[jnp.maximum(before, 0)], value[None, :])
+        candidates = jnp.where((before >= 0) & ok[None, :], candidates, -jnp.inf)
+        return candidates.max(axis=1), jnp.argmax(candidates, axis=1).astype(jnp.int32)
+
+    start = jnp.where(spend == 0, empty, -jnp.inf).astype(values.dtype)
+    best, choices = jax.lax.scan(add_group, start, (values, allowed))
+
+    def backtrack(left, choice):
+        return left - choice[left], choice[left]
+
+    _, split = jax.lax.scan(backtrack, jnp.asarray(budget, jnp.int32), choices, reverse=True)
+    return split, best[budget]
+
+
+def _within_caps(curves: jax.Array, caps: jax.Array) -> jax.Array:
+    return jnp.arange(curves.shape[1])[None, :] <= jnp.minimum(caps, curves.shape[1] - 1)[:, None]
+
+
+def exact_maximin_core(curves: jax.Array, sizes: jax.Array, budget, max_budget: int) -> jax.Array:
+    """Maximin-optimal split of ``budget`` <= ``max_budget`` (static) on curves (G, K) / ``sizes`` (G,).
+
+    Caps min(n_g, K-1) as ``water_filling_core``; ties to the largest total Σ_g L_g(b_g) (module
+    docstring). ``budget`` may be traced but must not exceed the total capacity (trusted).
+    """
+    averages = curves / sizes[:, None]
+    ok = _within_caps(curves, sizes)
+    _, level = _group_dp(averages, ok, jnp.minimum, jnp.inf, budget, max_budget)
+    split, _ = _group_dp(curves, ok & (averages >= level), jnp.add, 0.0, budget, max_budget)
+    return split
+
+
+def exact_nash_welfare_core(curves: jax.Array, caps: jax.Array, budget, max_budget: int) -> jax.Array:
+    """Split of ``budget`` <= ``max_budget`` (static) maximising Σ_g log max(L_g(b_g), 1e-300).
+
+    ``curves`` (G, K), group g takes at most min(caps_g, K-1), as ``mnw_greedy_core``.
+    """
+    logs = jnp.log(jnp.maximum(curves, _LOG_FLOOR))
+    split, _ = _group_dp(logs, _within_caps(curves, caps), jnp.add, 0.0, budget, max_budget)
+    return split
 
 
 def rescale_equal_groups_core(equal_budgets: jax.Array, sizes: jax.Array, upsampled_size, budget,
@@ -132,6 +198,8 @@ def group_counts(mask: jax.Array, groups: jax.Array, num_groups: int) -> jax.Arr
 _water_filling = jax.jit(water_filling_core)
 _mnw_greedy = jax.jit(mnw_greedy_core)
 _rescale = jax.jit(rescale_equal_groups_core)
+_exact_maximin = jax.jit(exact_maximin_core, static_argnums=3)
+_exact_nash_welfare = jax.jit(exact_nash_welfare_core, static_argnums=3)
 
 
 @partial(jax.jit, static_argnums=(4, 5))
@@ -188,6 +256,40 @@ def mnw_greedy(curves, caps, budget: int) -> np.ndarray:
     arr = _check_curves(curves, cap.size)
     budget = _check_budget(budget, np.minimum(cap, arr.shape[1] - 1))
     return np.asarray(_mnw_greedy(jnp.asarray(arr), jnp.asarray(cap), budget))
+
+
+def exact_maximin(curves, sizes, budget: int) -> np.ndarray:
+    """Maximin-optimal integer split on any curves (the exact counterpart of ``water_filling``).
+
+    Parameters
+    ----------
+    curves : (G, K) L_g(b) for b = 0..K-1 (group totals; any finite values).
+    sizes : (G,) group sizes n_g (the normaliser, and the cap together with K-1).
+    budget : B, at most Σ_g min(n_g, K-1).
+
+    Returns
+    -------
+    (G,) int budgets summing to B that maximise min_g L_g(b_g) / n_g; among those, the largest
+    total Σ_g L_g(b_g); remaining ties as in the module docstring.
+    """
+    size = _check_sizes(sizes)
+    arr = _check_curves(curves, size.size)
+    budget = _check_budget(budget, np.minimum(size, arr.shape[1] - 1))
+    # One compilation per shape: the table spans every budget the shape allows.
+    return np.asarray(_exact_maximin(jnp.asarray(arr), jnp.asarray(size), budget, size.size * (arr.shape[1] - 1)))
+
+
+def exact_nash_welfare(curves, caps, budget: int) -> np.ndarray:
+    """Integer split maximising Σ_g log L_g(b_g) on any curves (the exact counterpart of ``mnw_greedy``).
+
+    ``curves`` (G, K) (floored at 1e-300 before the log, so a zero value counts as a very small
+    one), ``caps`` (G,) per-group maxima, budget B <= Σ_g min(caps_g, K-1). Returns (G,) int
+    budgets summing to B; ties as in the module docstring.
+    """
+    cap = _check_sizes(caps, "caps")
+    arr = _check_curves(curves, cap.size)
+    budget = _check_budget(budget, np.minimum(cap, arr.shape[1] - 1))
+    return np.asarray(_exact_nash_welfare(jnp.asarray(arr), jnp.asarray(cap), budget, cap.size * (arr.shape[1] - 1)))
 
 
 def rescale_equal_groups(equal_budgets, sizes, budget: int, key: jax.Array) -> np.ndarray:
