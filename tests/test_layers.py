@@ -21,11 +21,12 @@ FORBIDDEN = {
     "inference": TOP | {"planning"},
     "planning": TOP,
     "envs": TOP - {"envs"},
-    "agents": {"experiments", "study", "cli", "tools", "envs"},
+    "agents": {"experiments", "study", "cli", "tools", "envs", "diagnostics"},
     "diagnostics": {"experiments", "study", "cli", "tools", "envs"},
     "data": TOP | {"structure", "models", "inference", "planning"},
     "structure": TOP,
     "experiments": {"study", "cli", "tools"},
+    "study": {"experiments", "cli", "tools", "envs"},
 }
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from structbandits import ValidationError
-from structbandits.agents import OnlineAgent, lin_ts
+from structbandits.agents import lin_ts
+from structbandits.study import OnlineAgent
 from structbandits.agents.standard_ts import standard_ts
 
 K, D = 3, 2
@@ -159,7 +160,8 @@ CRASH_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     import jax.numpy as jnp, numpy as np
     import structbandits
-    from structbandits.agents import OnlineAgent, lin_ts
+    from structbandits.agents import lin_ts
+    from structbandits.study import OnlineAgent
 
     structbandits.configure()  # as the test process (conftest) runs
 

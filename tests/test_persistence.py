@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from structbandits import ValidationError
-from structbandits.agents import OnlineAgent, lin_ts, mets
+from structbandits.agents import lin_ts, mets
+from structbandits.study import OnlineAgent
 from structbandits.persistence import load_snapshot, save_snapshot
 
 

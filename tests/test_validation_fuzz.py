@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from structbandits import ValidationError
-from structbandits.agents import OnlineAgent, hier_ts, lin_ts, lin_ucb, mets, uniform_random
+from structbandits.agents import hier_ts, lin_ts, lin_ucb, mets, uniform_random
+from structbandits.study import OnlineAgent
 from structbandits.agents.standard_ts import standard_ts
 from structbandits.envs import linear_contextual_bandit, mixed_effect_bandit
 from structbandits.experiments import run_experiment

@@ -28,7 +28,6 @@ from structbandits.agents.gambitts import (
 from structbandits.agents.generic import NumPyroTSState, numpyro_ts
 from structbandits.agents.glm import GLMTSState, METSGLMState, glm_ts, hier_ts_glm, mets_glm
 from structbandits.agents.mets import METSState, hier_ts, mets
-from structbandits.agents.online import Decision, OnlineAgent
 from structbandits.agents.propensity import monte_carlo_propensity, thompson_choice
 from structbandits.agents.protocol import ActInfo, Policy, no_propensity
 from structbandits.agents.random import uniform_random
@@ -51,7 +50,6 @@ __all__ = [
     "POOLING",
     "SAMPLING",
     "ActInfo",
-    "Decision",
     "EnsGambittsState",
     "FOGambittsState",
     "GLMTSState",
@@ -59,7 +57,6 @@ __all__ = [
     "METSGLMState",
     "METSState",
     "NumPyroTSState",
-    "OnlineAgent",
     "OptionalPromptingState",
     "POGambittsState",
     "PlannerSettings",

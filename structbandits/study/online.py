@@ -12,7 +12,7 @@ how many processes or reloads came before it. Pending decisions keep the context
 until their reward arrives (delayed, batched and out-of-order rewards); ``observe`` updates the
 policy with that context (or with one passed at observe time, e.g. a delivered treatment that is only
 known after the decision). Every decision and every observation is appended to ``log_dir`` and
-fsync-ed before it takes effect (``agents.decision_log``); ``load`` restores the snapshot and then
+fsync-ed before it takes effect (``study.decision_log``); ``load`` restores the snapshot and then
 replays whatever the log recorded after it (checking that each replayed decision comes out the
 same), so a crash loses nothing that was already decided or observed.
 """
@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from structbandits.agents.decision_log import ContextSpec, DecisionLog, utc_now
+from structbandits.study.decision_log import ContextSpec, DecisionLog, utc_now
 from structbandits.agents.protocol import Policy
 from structbandits.errors import ValidationError, check_finite, check_integer
 from structbandits.persistence import arrays_to_pytree, load_snapshot, pytree_to_arrays, save_snapshot
