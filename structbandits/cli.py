@@ -42,9 +42,15 @@ ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="
 
 
 @app.callback()
-def _process_settings() -> None:
+def _process_settings(
+    compilation_cache: Annotated[bool, typer.Option(
+        "--compilation-cache/--no-compilation-cache",
+        help="Keep compiled programs on disk and reuse them in later runs (folder: "
+             "$STRUCTBANDITS_COMPILATION_CACHE, default ~/.cache/structbandits/jax; "
+             "STRUCTBANDITS_COMPILATION_CACHE=off also turns it off).")] = True,
+) -> None:
     # Every command runs with the package's tested settings (float64, one LAPACK thread).
-    configure()
+    configure(**({} if compilation_cache else {"compilation_cache": None}))
 
 
 def _fail(err: ValidationError) -> typer.Exit:

@@ -15,22 +15,60 @@ Why these two:
   keep their dtype, so call it first.
 * ``lapack_threads``: JAX's CPU factorisations call the BLAS library that SciPy ships, whose threads
   thrash on small vmapped matrices when the cores are busy (``structbandits.lapack_threads``).
+* ``compilation_cache``: compiling dominates short jobs on the CPU (seconds per agent), so compiled
+  programs are kept on disk (JAX's persistent compilation cache) and a repeated run of the same
+  shapes loads them instead of compiling. The folder is ``$STRUCTBANDITS_COMPILATION_CACHE`` if set
+  (``off`` turns the cache off), else ``$XDG_CACHE_HOME/structbandits/jax`` (default
+  ``~/.cache/structbandits/jax``). A cached program is the same program, so results do not change;
+  JAX keys each entry by the program, the JAX/XLA versions and the XLA flags.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import jax
 
 from structbandits.errors import ValidationError
 from structbandits.lapack_threads import limit_from_environment, limit_lapack_threads
 
-__all__ = ["configure", "ensure_configured"]
+__all__ = ["CACHE_VARIABLE", "compilation_cache_dir", "configure", "ensure_configured"]
 
+CACHE_VARIABLE = "STRUCTBANDITS_COMPILATION_CACHE"
+_OFF = {"0", "off", "false", "no", "none"}
+_MIN_COMPILE_SECONDS = 0.0  # cache every program: the many small ones add up (demo: warm compile 2.1 s vs 5.2 s at 0.2)
 _FROM_ENVIRONMENT = "environment"
 _applied: dict | None = None  # what the last configure() call applied in this process
 
 
-def configure(x64: bool = True, lapack_threads: int | str | None = _FROM_ENVIRONMENT) -> dict:
+def compilation_cache_dir() -> Path | None:
+    """The persistent compilation cache folder the environment asks for (None: off); see the module docstring."""
+    raw = os.environ.get(CACHE_VARIABLE, "").strip()
+    if raw.lower() in _OFF:
+        return None
+    if raw:
+        return Path(raw).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "structbandits" / "jax"
+
+
+def _set_compilation_cache(folder: Path | None) -> str | None:
+    from jax.experimental.compilation_cache import compilation_cache
+
+    current = jax.config.jax_compilation_cache_dir
+    wanted = None if folder is None else str(folder)
+    if wanted != current:
+        if wanted is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", wanted)
+        compilation_cache.reset_cache()  # the next compile opens the new folder (or none)
+    if wanted is not None:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", _MIN_COMPILE_SECONDS)
+    return wanted
+
+
+def configure(x64: bool = True, lapack_threads: int | str | None = _FROM_ENVIRONMENT,
+              compilation_cache: str | Path | None = _FROM_ENVIRONMENT) -> dict:
     """Apply the process-wide numerical settings the package is tested with.
 
     Parameters
@@ -39,10 +77,13 @@ def configure(x64: bool = True, lapack_threads: int | str | None = _FROM_ENVIRON
     lapack_threads : threads for the BLAS library behind JAX's CPU LAPACK kernels: an integer >= 1,
         ``None`` to leave the thread counts alone, or ``"environment"`` (default) for the value of
         ``STRUCTBANDITS_LAPACK_THREADS`` (default 1; ``0`` leaves them alone).
+    compilation_cache : a folder for JAX's persistent compilation cache, ``None`` for no cache, or
+        ``"environment"`` (default): ``compilation_cache_dir()``.
 
     Returns
     -------
-    dict with ``x64`` (the setting now in force) and ``lapack_libraries`` (the libraries capped).
+    dict with ``x64`` (the setting now in force), ``lapack_libraries`` (the libraries capped) and
+    ``compilation_cache`` (the cache folder, or None).
     """
     if not isinstance(x64, bool):
         raise ValidationError(f"x64: expected True or False, got {x64!r}")
@@ -51,7 +92,19 @@ def configure(x64: bool = True, lapack_threads: int | str | None = _FROM_ENVIRON
     if not (lapack_threads is None or from_environment or valid_count):
         raise ValidationError(f"lapack_threads: expected an integer >= 1, None or 'environment', "
                               f"got {lapack_threads!r}")
+    if compilation_cache is None:
+        cache_folder = None
+    elif isinstance(compilation_cache, str) and compilation_cache == _FROM_ENVIRONMENT:
+        cache_folder = compilation_cache_dir()
+    elif isinstance(compilation_cache, (str, Path)):
+        cache_folder = Path(compilation_cache).expanduser()
+        if cache_folder.exists() and not cache_folder.is_dir():
+            raise ValidationError(f"compilation_cache: expected a folder, got the file {cache_folder}")
+    else:
+        raise ValidationError(f"compilation_cache: expected a folder path, None or 'environment', "
+                              f"got {compilation_cache!r}")
     jax.config.update("jax_enable_x64", x64)
+    cache = _set_compilation_cache(cache_folder)
     if lapack_threads is None:
         capped = []
     elif from_environment:
@@ -59,7 +112,7 @@ def configure(x64: bool = True, lapack_threads: int | str | None = _FROM_ENVIRON
     else:
         capped = limit_lapack_threads(lapack_threads)
     global _applied
-    _applied = {"x64": bool(jax.config.jax_enable_x64), "lapack_libraries": capped}
+    _applied = {"x64": bool(jax.config.jax_enable_x64), "lapack_libraries": capped, "compilation_cache": cache}
     return dict(_applied)
 
 

@@ -11,10 +11,15 @@ LLVM's optimisation passes (``--xla_backend_optimization_level=0``, about 30% le
 set before JAX starts its backend and inherited by the subprocesses and notebook kernels the tests
 start. An ``XLA_FLAGS`` that already sets the level wins.
 
-The suite runs with ``structbandits.configure()`` (float64, one LAPACK thread), as the CLI does.
+The suite runs with ``structbandits.configure()`` (float64, one LAPACK thread), as the CLI does, without
+the persistent compilation cache.
 """
 
 import os
+
+# No persistent compilation cache in tests (and in the CLI subprocesses and notebook kernels they start):
+# each test compiles what it runs; tests/test_runtime.py checks the cache itself in a folder of its own.
+os.environ.setdefault("STRUCTBANDITS_COMPILATION_CACHE", "off")
 
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()

@@ -80,3 +80,59 @@ def test_bad_settings_are_named(kwargs, message):
 
     with pytest.raises(ValidationError, match=message):
         configure(**kwargs)
+
+
+CACHE_SCRIPT = """
+import json, sys, jax
+from jax import monitoring
+events = {"hits": 0, "misses": 0}
+monitoring.register_event_listener(
+    lambda name, **kw: events.__setitem__("hits" if name.endswith("cache_hits") else "misses",
+                                          events["hits" if name.endswith("cache_hits") else "misses"] + 1)
+    if name.endswith(("cache_hits", "cache_misses")) else None)
+from structbandits.experiments import run_config
+results, _ = run_config("demo", ["horizon=15", "seeds=2"], sys.argv[1], progress=False)
+print(json.dumps({**events, "cache": jax.config.jax_compilation_cache_dir,
+                  "regret": results["cumulative_regret"].tolist()}))
+"""
+
+
+@pytest.mark.slow  # two fresh processes that compile the demo's agents
+def test_a_second_run_loads_its_programs_from_the_persistent_cache(tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "STRUCTBANDITS_COMPILATION_CACHE": str(cache)}
+
+    def run(name):
+        done = subprocess.run([sys.executable, "-c", CACHE_SCRIPT, str(tmp_path / name)], env=env,
+                              capture_output=True, text=True, check=True, timeout=300)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    cold = run("cold")
+    assert cold["cache"] == str(cache) and cold["misses"] > 0  # (a program compiled twice in a process hits)
+    assert any(cache.iterdir())
+    warm = run("warm")
+    assert warm["misses"] == 0 and warm["hits"] >= cold["misses"]  # every program comes from disk
+    assert warm["regret"] == cold["regret"]  # the same programs: the same numbers
+    env["STRUCTBANDITS_COMPILATION_CACHE"] = "off"
+    assert run("off")["cache"] is None
+
+
+def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    from structbandits.runtime import CACHE_VARIABLE, compilation_cache_dir
+
+    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path / "c"))
+    assert compilation_cache_dir() == tmp_path / "c"
+    for off in ("off", "0", "OFF", "none"):
+        monkeypatch.setenv(CACHE_VARIABLE, off)
+        assert compilation_cache_dir() is None
+    monkeypatch.delenv(CACHE_VARIABLE)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compilation_cache_dir() == tmp_path / "xdg" / "structbandits" / "jax"
+
+
+def test_a_file_is_not_a_cache_folder(tmp_path):
+    from structbandits import configure
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValidationError, match="compilation_cache: expected a folder"):
+        configure(compilation_cache=tmp_path / "file")
