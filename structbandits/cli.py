@@ -59,30 +59,9 @@ def _fail(err: ValidationError) -> typer.Exit:
 
 
 def _check_out(out: Path | None, *, sweep: bool = False, resume: bool = False) -> None:
-    """Refuse an ``--out`` that would overwrite something, before anything runs: an existing file, or a
-    folder that is not empty (with ``--resume``, a sweep folder is continued). The default folder,
-    ``results/NAME-TIMESTAMP``, is created new by ``default_output_dir`` and needs no check."""
-    if out is None:
-        return
-    if out.is_dir():
-        entries = {entry.name for entry in out.iterdir()}
-        if sweep and resume and ("sweep.json" in entries or entries <= {"cells"}):
-            return  # a sweep to continue (or one killed before it wrote its manifest)
-        if sweep and resume:
-            raise ValidationError(f"--out: {out} holds no sweep to resume (no sweep.json); expected a sweep folder, "
-                                  "a new folder or an empty one")
-        if sweep and "sweep.json" in entries:
-            raise ValidationError(f"--out: {out} already holds a sweep; pass --resume to continue it or choose "
-                                  "another folder")
-        if entries:
-            raise ValidationError(f"--out: {out} already exists and is not empty; expected a new or empty folder "
-                                  "(choose another --out or remove it)")
-        return
-    if out.exists() or out.is_symlink():
-        raise ValidationError(f"--out: {out} is an existing file; expected a new or empty folder")
-    parent = next((folder for folder in out.parents if folder.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise ValidationError(f"--out: {out} is inside {parent}, which is a file; expected a folder path")
+    from structbandits.experiments.pipeline import check_output_dir
+
+    check_output_dir(out, "--out", sweep=sweep, resume=resume)
 
 
 def _run_and_report(config: str, overrides: list[str], out: Path | None, progress: bool) -> None:

@@ -262,3 +262,29 @@ def test_run_demo_beside_a_demo_folder_runs_the_builtin_and_never_overwrites(tmp
     assert again.exit_code == 2 and again.output.strip().startswith("error: --out: out already exists")
     assert len(seen) == 1 and (tmp_path / "out" / "results.parquet").read_bytes() == before
     assert (tmp_path / "demo" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("api", ["run_config", "run_reproduction"])
+def test_the_python_api_refuses_a_results_folder_in_use_before_running(tmp_path, monkeypatch, api):
+    from structbandits.experiments import reproductions
+    from structbandits.experiments.reproductions import run_reproduction
+
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("simulated before checking the output folder")
+
+    monkeypatch.setattr(pipeline, "run_experiment", no_simulation)
+    entry = reproductions.REPRODUCTIONS["ermab-fig3"]
+    monkeypatch.setitem(reproductions.REPRODUCTIONS, "ermab-fig3", entry._replace(run=no_simulation))
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "results.csv").write_text("old")
+    afile = tmp_path / "file.txt"
+    afile.write_text("old")
+    call = ((lambda out: pipeline.run_config("demo", [], out, progress=False)) if api == "run_config"
+            else (lambda out: run_reproduction("ermab-fig3", out, quick=True, progress=False)))
+    argument = "out_dir" if api == "run_config" else "out"
+    with pytest.raises(ValidationError, match=f"{argument}: .*used already exists and is not empty"):
+        call(used)
+    with pytest.raises(ValidationError, match=f"{argument}: .*file.txt is an existing file"):
+        call(afile)
+    assert (used / "results.csv").read_text() == "old" and afile.read_text() == "old"

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from structbandits.errors import ValidationError
 from structbandits.experiments.config import apply_overrides, build_components, load_config, resolve_config
 from structbandits.experiments.results import save_results
 from structbandits.experiments.runner import run_experiment
 from structbandits.runtime import ensure_configured
 
-__all__ = ["default_output_dir", "remove_if_empty", "run_config"]
+__all__ = ["check_output_dir", "default_output_dir", "remove_if_empty", "run_config"]
 
 
 def default_output_dir(name: str) -> Path:
@@ -39,6 +40,36 @@ def default_output_dir(name: str) -> Path:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def check_output_dir(out: str | Path | None, argument: str = "out_dir", *, sweep: bool = False,
+                     resume: bool = False) -> None:
+    """Refuse a results folder that would overwrite something, before anything runs: an existing file,
+    or a folder that is not empty (with ``resume``, a sweep folder is continued). ``argument`` names it
+    in the error (``--out`` on the command line). The default folder, ``results/NAME-TIMESTAMP``, is
+    created new by ``default_output_dir`` and needs no check; ``None`` passes."""
+    if out is None:
+        return
+    out = Path(out)
+    if out.is_dir():
+        entries = {entry.name for entry in out.iterdir()}
+        if sweep and resume and ("sweep.json" in entries or entries <= {"cells"}):
+            return  # a sweep to continue (or one killed before it wrote its manifest)
+        if sweep and resume:
+            raise ValidationError(f"{argument}: {out} holds no sweep to resume (no sweep.json); expected a sweep "
+                                  "folder, a new folder or an empty one")
+        if sweep and "sweep.json" in entries:
+            raise ValidationError(f"{argument}: {out} already holds a sweep; pass --resume to continue it or "
+                                  "choose another folder")
+        if entries:
+            raise ValidationError(f"{argument}: {out} already exists and is not empty; expected a new or empty "
+                                  "folder (choose another or remove it)")
+        return
+    if out.exists() or out.is_symlink():
+        raise ValidationError(f"{argument}: {out} is an existing file; expected a new or empty folder")
+    parent = next((folder for folder in out.parents if folder.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ValidationError(f"{argument}: {out} is inside {parent}, which is a file; expected a folder path")
+
+
 def remove_if_empty(folder: Path) -> None:
     """Undo ``default_output_dir`` for a run that wrote nothing: remove ``folder`` and then its parent
     (``results``) where they are empty; a non-empty folder is kept."""
@@ -59,9 +90,10 @@ def run_config(
     """Run a built-in or TOML config with ``key=value`` overrides; returns (results, results folder).
 
     Everything is validated before the first simulation, so a bad key fails fast with a
-    ``ValidationError`` naming it.
+    ``ValidationError`` naming it; so is ``out_dir``, which must be new or empty (``check_output_dir``).
     """
     ensure_configured()
+    check_output_dir(out_dir, "out_dir")
     config = resolve_config(apply_overrides(load_config(name_or_path), overrides or []))
     envs, agents = build_components(config)
     out = Path(out_dir) if out_dir is not None else default_output_dir(config.name)

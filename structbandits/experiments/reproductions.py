@@ -17,6 +17,7 @@ from typing import Callable, NamedTuple
 import pandas as pd
 
 from structbandits.errors import ValidationError
+from structbandits.experiments.pipeline import check_output_dir
 from structbandits.runtime import ensure_configured
 
 __all__ = ["REPRODUCTIONS", "Reproduction", "ReproductionOutcome", "register", "run_reproduction"]
@@ -62,8 +63,10 @@ def run_reproduction(name: str, out: str | Path, *, seeds: int | None = None, ho
     """Run the reproduction ``name`` into the folder ``out``.
 
     ``seeds`` and ``horizon`` default to the full size, or to the quick size with ``quick=True``.
+    ``out`` must be a new or an empty folder (``pipeline.check_output_dir``), checked before anything runs.
     """
     ensure_configured()
+    check_output_dir(out, "out")
     if name not in REPRODUCTIONS:
         raise ValidationError(f"name: expected one of {', '.join(REPRODUCTIONS)}, got {name!r}")
     entry = REPRODUCTIONS[name]
