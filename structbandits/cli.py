@@ -43,14 +43,21 @@ ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="
 
 @app.callback()
 def _process_settings(
-    compilation_cache: Annotated[bool, typer.Option(
+    compilation_cache: Annotated[Optional[bool], typer.Option(
         "--compilation-cache/--no-compilation-cache",
-        help="Keep compiled programs on disk and reuse them in later runs (folder: "
-             "$STRUCTBANDITS_COMPILATION_CACHE, default ~/.cache/structbandits/jax; "
-             "STRUCTBANDITS_COMPILATION_CACHE=off also turns it off).")] = True,
+        help="Keep compiled programs on disk and reuse them in later runs (default: off, or as "
+             "STRUCTBANDITS_COMPILATION_CACHE=on|PATH says; folder ~/.cache/structbandits/jax). On the CPU "
+             "jaxlib 0.9 logs two long SIGILL warnings per program loaded from it (a known JAX bug).",
+        show_default=False)] = None,
 ) -> None:
     # Every command runs with the package's tested settings (float64, one LAPACK thread).
-    configure(**({} if compilation_cache else {"compilation_cache": None}))
+    from structbandits.runtime import compilation_cache_dir, default_compilation_cache
+
+    if compilation_cache is None:
+        configure()
+    else:
+        configure(compilation_cache=(compilation_cache_dir() or default_compilation_cache()) if compilation_cache
+                  else None)
 
 
 def _fail(err: ValidationError) -> typer.Exit:

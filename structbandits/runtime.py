@@ -15,17 +15,24 @@ Why these two:
   keep their dtype, so call it first.
 * ``lapack_threads``: JAX's CPU factorisations call the BLAS library that SciPy ships, whose threads
   thrash on small vmapped matrices when the cores are busy (``structbandits.lapack_threads``).
-* ``compilation_cache``: compiling dominates short jobs on the CPU (seconds per agent), so compiled
-  programs are kept on disk (JAX's persistent compilation cache) and a repeated run of the same
-  shapes loads them instead of compiling. The folder is ``$STRUCTBANDITS_COMPILATION_CACHE`` if set
-  (``off`` turns the cache off), else ``$XDG_CACHE_HOME/structbandits/jax`` (default
-  ``~/.cache/structbandits/jax``). A cached program is the same program, so results do not change;
-  JAX keys each entry by the program, the JAX/XLA versions and the XLA flags.
+* ``compilation_cache`` (off unless asked for): compiling dominates short jobs on the CPU (seconds per
+  agent), and JAX's persistent compilation cache keeps compiled programs on disk so that a repeated run
+  of the same shapes loads them. It is opt-in because on the CPU, with jaxlib 0.9, every program loaded
+  from it makes XLA log two long "Target machine feature +prefer-no-gather is not supported on the host
+  machine ... could lead to execution errors such as SIGILL" errors (jax-ml/jax#38445,
+  openxla/xla#44565: tuning flags counted as CPU features; the program still loads and runs), and
+  because a folder shared by machines with different CPUs could hand one a program built for another.
+  ``STRUCTBANDITS_COMPILATION_CACHE=on`` (``~/.cache/structbandits/jax``, or under
+  ``$XDG_CACHE_HOME``) or ``=PATH`` turns it on; each machine type gets its own subfolder (a
+  fingerprint of the CPU's architecture and feature flags). A cached program is the same program, so
+  results do not change; JAX keys each entry by the program, the JAX/XLA versions and the XLA flags.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 from pathlib import Path
 
 import jax
@@ -33,29 +40,52 @@ import jax
 from structbandits.errors import ValidationError
 from structbandits.lapack_threads import limit_from_environment, limit_lapack_threads
 
-__all__ = ["CACHE_VARIABLE", "compilation_cache_dir", "configure", "ensure_configured"]
+__all__ = ["CACHE_VARIABLE", "compilation_cache_dir", "configure", "default_compilation_cache", "ensure_configured",
+           "machine_fingerprint"]
 
 CACHE_VARIABLE = "STRUCTBANDITS_COMPILATION_CACHE"
-_OFF = {"0", "off", "false", "no", "none"}
+_OFF = {"", "0", "off", "false", "no", "none"}
+_ON = {"1", "on", "true", "yes", "default"}
 _MIN_COMPILE_SECONDS = 0.0  # cache every program: the many small ones add up (demo: warm compile 2.1 s vs 5.2 s at 0.2)
 _FROM_ENVIRONMENT = "environment"
 _applied: dict | None = None  # what the last configure() call applied in this process
 
 
+def default_compilation_cache() -> Path:
+    """``$XDG_CACHE_HOME/structbandits/jax`` (default ``~/.cache/structbandits/jax``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "structbandits" / "jax"
+
+
 def compilation_cache_dir() -> Path | None:
-    """The persistent compilation cache folder the environment asks for (None: off); see the module docstring."""
+    """The cache folder ``STRUCTBANDITS_COMPILATION_CACHE`` asks for: None (unset, ``off``: no cache),
+    ``default_compilation_cache()`` (``on``) or the path it holds; see the module docstring."""
     raw = os.environ.get(CACHE_VARIABLE, "").strip()
     if raw.lower() in _OFF:
         return None
-    if raw:
-        return Path(raw).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "structbandits" / "jax"
+    if raw.lower() in _ON:
+        return default_compilation_cache()
+    return Path(raw).expanduser()
+
+
+def machine_fingerprint() -> str:
+    """12 hex digits naming this machine type: its architecture and CPU feature flags (``/proc/cpuinfo``)."""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = " ".join(sorted(line.split(":", 1)[1].split()))
+                break
+    except OSError:
+        flags = platform.processor()
+    return hashlib.sha256(f"{platform.machine()}|{flags}".encode()).hexdigest()[:12]
 
 
 def _set_compilation_cache(folder: Path | None) -> str | None:
     from jax.experimental.compilation_cache import compilation_cache
 
     current = jax.config.jax_compilation_cache_dir
+    if folder is not None:
+        folder = folder / machine_fingerprint()  # never load a program built for another CPU
     wanted = None if folder is None else str(folder)
     if wanted != current:
         if wanted is not None:
@@ -77,13 +107,14 @@ def configure(x64: bool = True, lapack_threads: int | str | None = _FROM_ENVIRON
     lapack_threads : threads for the BLAS library behind JAX's CPU LAPACK kernels: an integer >= 1,
         ``None`` to leave the thread counts alone, or ``"environment"`` (default) for the value of
         ``STRUCTBANDITS_LAPACK_THREADS`` (default 1; ``0`` leaves them alone).
-    compilation_cache : a folder for JAX's persistent compilation cache, ``None`` for no cache, or
-        ``"environment"`` (default): ``compilation_cache_dir()``.
+    compilation_cache : a folder for JAX's persistent compilation cache (entries go to a subfolder
+        per machine type), ``None`` for no cache, or ``"environment"`` (default):
+        ``compilation_cache_dir()``, which is None unless ``STRUCTBANDITS_COMPILATION_CACHE`` is set.
 
     Returns
     -------
     dict with ``x64`` (the setting now in force), ``lapack_libraries`` (the libraries capped) and
-    ``compilation_cache`` (the cache folder, or None).
+    ``compilation_cache`` (the folder in use, or None).
     """
     if not isinstance(x64, bool):
         raise ValidationError(f"x64: expected True or False, got {x64!r}")

@@ -108,8 +108,11 @@ def test_a_second_run_loads_its_programs_from_the_persistent_cache(tmp_path):
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     cold = run("cold")
-    assert cold["cache"] == str(cache) and cold["misses"] > 0  # (a program compiled twice in a process hits)
-    assert any(cache.iterdir())
+    from structbandits.runtime import machine_fingerprint
+
+    assert cold["cache"] == str(cache / machine_fingerprint())  # one subfolder per machine type
+    assert cold["misses"] > 0  # (a program compiled twice in one process hits)
+    assert any((cache / machine_fingerprint()).iterdir())
     warm = run("warm")
     assert warm["misses"] == 0 and warm["hits"] >= cold["misses"]  # every program comes from disk
     assert warm["regret"] == cold["regret"]  # the same programs: the same numbers
@@ -117,17 +120,36 @@ def test_a_second_run_loads_its_programs_from_the_persistent_cache(tmp_path):
     assert run("off")["cache"] is None
 
 
-def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+def test_the_cache_is_off_unless_the_environment_asks_for_it(monkeypatch, tmp_path):
     from structbandits.runtime import CACHE_VARIABLE, compilation_cache_dir
 
+    monkeypatch.delenv(CACHE_VARIABLE, raising=False)
+    assert compilation_cache_dir() is None  # off by default (module docstring: the CPU loader's log noise)
     monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path / "c"))
     assert compilation_cache_dir() == tmp_path / "c"
-    for off in ("off", "0", "OFF", "none"):
+    for off in ("off", "0", "OFF", "none", ""):
         monkeypatch.setenv(CACHE_VARIABLE, off)
         assert compilation_cache_dir() is None
-    monkeypatch.delenv(CACHE_VARIABLE)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert compilation_cache_dir() == tmp_path / "xdg" / "structbandits" / "jax"
+    for on in ("on", "1", "ON"):
+        monkeypatch.setenv(CACHE_VARIABLE, on)
+        assert compilation_cache_dir() == tmp_path / "xdg" / "structbandits" / "jax"
+
+
+def test_the_machine_fingerprint_follows_the_cpu_flags(monkeypatch):
+    import structbandits.runtime as runtime
+
+    here = runtime.machine_fingerprint()
+    assert len(here) == 12 and here == runtime.machine_fingerprint()
+    real_read = runtime.Path.read_text
+    monkeypatch.setattr(runtime.Path, "read_text",
+                        lambda self, *a, **k: "flags\t: sse2 avx\n" if str(self) == "/proc/cpuinfo"
+                        else real_read(self, *a, **k))
+    avx = runtime.machine_fingerprint()
+    monkeypatch.setattr(runtime.Path, "read_text",
+                        lambda self, *a, **k: "flags\t: sse2 avx avx512f\n" if str(self) == "/proc/cpuinfo"
+                        else real_read(self, *a, **k))
+    assert runtime.machine_fingerprint() != avx
 
 
 def test_a_file_is_not_a_cache_folder(tmp_path):
@@ -136,3 +158,25 @@ def test_a_file_is_not_a_cache_folder(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValidationError, match="compilation_cache: expected a folder"):
         configure(compilation_cache=tmp_path / "file")
+
+
+def test_the_cli_flag_turns_the_cache_on_and_off(monkeypatch, tmp_path):
+    import jax
+    from typer.testing import CliRunner
+
+    import structbandits
+    from structbandits.cli import app
+    from structbandits.runtime import machine_fingerprint
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("STRUCTBANDITS_COMPILATION_CACHE", "off")
+    try:
+        assert CliRunner().invoke(app, ["--compilation-cache", "list"]).exit_code == 0
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "structbandits" / "jax" / machine_fingerprint())
+        assert CliRunner().invoke(app, ["--no-compilation-cache", "list"]).exit_code == 0
+        assert jax.config.jax_compilation_cache_dir is None
+        monkeypatch.setenv("STRUCTBANDITS_COMPILATION_CACHE", str(tmp_path / "mine"))
+        assert CliRunner().invoke(app, ["list"]).exit_code == 0  # no flag: the environment decides
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine" / machine_fingerprint())
+    finally:
+        structbandits.configure(compilation_cache=None)
