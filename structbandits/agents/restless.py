@@ -204,7 +204,7 @@ def _high_risk(name: str, num_arms: int, high_risk_states: tuple[bool, ...]) -> 
 
     def update(state: RoundRobinState, ctx, action, reward):
         # Acted arms go to the back of the queue, keeping their relative order.
-        order = jnp.argsort(jnp.where(action, state.queue, jnp.iinfo(jnp.int64).max))
+        order = jnp.argsort(jnp.where(action, state.queue, jnp.iinfo(state.queue.dtype).max))
         rank = jnp.zeros(num_arms, dtype=jnp.int64).at[order].set(jnp.arange(num_arms))
         return RoundRobinState(jnp.where(action, ctx.round * num_arms + rank, state.queue))
 
