@@ -180,3 +180,32 @@ def test_the_cli_flag_turns_the_cache_on_and_off(monkeypatch, tmp_path):
         assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine" / machine_fingerprint())
     finally:
         structbandits.configure(compilation_cache=None)
+
+
+UNCONFIGURED = """
+import warnings
+warnings.simplefilter("ignore")  # float64 requests are truncated, with a UserWarning each, when x64 is off
+import jax, jax.numpy as jnp
+from structbandits.agents import lin_ts, restless_policy
+from structbandits.envs.rmab.domains import diabetes_domain, high_a1c_states
+from structbandits.experiments.restless_runner import simulate_restless
+
+policy = lin_ts(jnp.zeros(2), jnp.eye(2), 0.5, num_actions=3, propensity_draws=4)
+state = policy.init(jax.random.PRNGKey(0))
+action, info = policy.act(state, jax.random.PRNGKey(1), jnp.ones(2))
+policy.update(state, jnp.ones(2), action, 1.0)
+instance = diabetes_domain(num_arms=12, budget=2, horizon=3)
+for name in ("HR-RR", "Opt"):
+    rr = restless_policy(name, instance.num_arms, instance.group_sizes, high_risk_states=high_a1c_states())
+    simulate_restless(instance, rr, jax.random.PRNGKey(0), 1)
+print(jax.config.jax_enable_x64, info.propensity.dtype)
+"""
+
+
+@pytest.mark.slow  # a fresh process that compiles a few agents
+def test_agents_run_in_float32_when_the_user_never_configures():
+    # Without configure() the library computes in float32 (with JAX's truncation warnings) but must not crash:
+    # HR-RR's int64 sentinel once overflowed there.
+    done = subprocess.run([sys.executable, "-c", UNCONFIGURED], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False float32"
