@@ -39,6 +39,13 @@ def nash(curves, split):
     return sum(np.log(max(curves[g, b], 1e-300)) for g, b in enumerate(split))
 
 
+def maximin_optimal(curves, sizes, caps, budget):
+    """(the optimal minimum group average, every split of ``budget`` attaining it), by enumeration."""
+    candidates = splits(caps, budget)
+    level = max(maximin(curves, sizes, b) for b in candidates)
+    return level, [b for b in candidates if maximin(curves, sizes, b) == level]
+
+
 def last_group_smallest(candidates):
     """The documented rule for remaining ties: smallest b of the last group, then the one before..."""
     return min(candidates, key=lambda b: b[::-1])
@@ -74,9 +81,7 @@ def test_maximin_is_the_brute_force_optimum_with_the_documented_tie_breaks(case)
     curves, sizes, caps, budget = case
     split = exact_maximin(curves, sizes, budget)
     check_split(split, caps, budget)
-    candidates = splits(caps, budget)
-    level = max(maximin(curves, sizes, b) for b in candidates)
-    fair = [b for b in candidates if maximin(curves, sizes, b) == level]
+    _, fair = maximin_optimal(curves, sizes, caps, budget)
     most = max(total(curves, b) for b in fair)  # integer totals: exact
     assert tuple(split) == last_group_smallest([b for b in fair if total(curves, b) == most])
 
@@ -87,10 +92,9 @@ def test_maximin_on_real_curves_attains_the_optimum_and_then_the_largest_total(c
     curves, sizes, caps, budget = case
     split = exact_maximin(curves, sizes, budget)
     check_split(split, caps, budget)
-    candidates = splits(caps, budget)
-    level = max(maximin(curves, sizes, b) for b in candidates)
+    level, fair = maximin_optimal(curves, sizes, caps, budget)
     assert maximin(curves, sizes, split) == level
-    most = max(total(curves, b) for b in candidates if maximin(curves, sizes, b) == level)
+    most = max(total(curves, b) for b in fair)
     assert total(curves, split) == pytest.approx(most, rel=1e-12, abs=1e-12)
 
 

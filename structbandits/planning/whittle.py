@@ -180,18 +180,28 @@ def arm_acting_is_monotone(transitions, rewards, state, horizon, gamma, num_char
     return ~jnp.any((resting_so_far > 0) & (gaps > noise))
 
 
+def _over_arms(arm_fn, transitions, rewards, states, horizon, gamma, search):
+    """``arm_fn(p, r, s, horizon, gamma, search)`` vmapped over arms, each in its state (N,)."""
+    return jax.vmap(lambda p, r, s: arm_fn(p, r, s, horizon, gamma, search))(transitions, rewards, states)
+
+
+def _over_arms_and_states(arm_fn, transitions, rewards, horizon, gamma, search):
+    """``arm_fn`` for every arm in every state: results with leading axes (N, S)."""
+    states = jnp.arange(transitions.shape[1])
+    per_state = jax.vmap(lambda p, r, s: arm_fn(p, r, s, horizon, gamma, search), in_axes=(None, None, 0))
+    return jax.vmap(per_state, in_axes=(0, 0, None))(transitions, rewards, states)
+
+
 def batched_whittle_indices(transitions, rewards, states, horizon, gamma, search: WhittleSearch) -> jax.Array:
     """Indices (N,) of every arm in its state: ``arm_whittle_index`` vmapped over arms (jittable)."""
-    return jax.vmap(lambda p, r, s: arm_whittle_index(p, r, s, horizon, gamma, search))(transitions, rewards, states)
+    return _over_arms(arm_whittle_index, transitions, rewards, states, horizon, gamma, search)
 
 
 _whittle_jit = jax.jit(batched_whittle_indices, static_argnums=5)
 
 
 def _table(transitions, rewards, horizon, gamma, search):
-    states = jnp.arange(transitions.shape[1])
-    per_state = jax.vmap(lambda p, r, s: arm_whittle_index(p, r, s, horizon, gamma, search), in_axes=(None, None, 0))
-    return jax.vmap(per_state, in_axes=(0, 0, None))(transitions, rewards, states)
+    return _over_arms_and_states(arm_whittle_index, transitions, rewards, horizon, gamma, search)
 
 
 _table_jit = jax.jit(_table, static_argnums=4)
@@ -204,13 +214,11 @@ def _diagnose_arm(transitions, rewards, state, horizon, gamma, search):
 
 
 def _diagnosed(transitions, rewards, states, horizon, gamma, search):
-    return jax.vmap(lambda p, r, s: _diagnose_arm(p, r, s, horizon, gamma, search))(transitions, rewards, states)
+    return _over_arms(_diagnose_arm, transitions, rewards, states, horizon, gamma, search)
 
 
 def _diagnosed_table(transitions, rewards, horizon, gamma, search):
-    states = jnp.arange(transitions.shape[1])
-    per_state = jax.vmap(lambda p, r, s: _diagnose_arm(p, r, s, horizon, gamma, search), in_axes=(None, None, 0))
-    return jax.vmap(per_state, in_axes=(0, 0, None))(transitions, rewards, states)
+    return _over_arms_and_states(_diagnose_arm, transitions, rewards, horizon, gamma, search)
 
 
 _diagnosed_jit = jax.jit(_diagnosed, static_argnums=5)
