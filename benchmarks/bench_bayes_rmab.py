@@ -77,7 +77,7 @@ def main():
         s, a = rng.integers(0, 3, args.arms), rng.integers(0, 2, args.arms)
         nxt = (rng.random(args.arms)[:, None] > np.cumsum(inst.transitions[np.arange(args.arms), s, a], 1)[:, :-1]).sum(1)
         counts[np.arange(args.arms), s, a, nxt] += 1
-    state = TransitionCounts(jnp.asarray(counts))
+    counts = jnp.asarray(counts)
     key = jax.random.PRNGKey(0)
     print(f"Per-round planning, N={args.arms:,} maternal arms (S=3), B={budget:,}, H={HORIZON}, "
           f"backend {jax.default_backend()}")
@@ -92,10 +92,11 @@ def main():
         ("TS-MNW-EG (partial pooling)", "MNW-EG", dict(pooling="partial", arm_concentration=10.0)),
     ]:
         if kwargs is None:
-            policy, agent_state = restless_policy(planner, args.arms, inst.group_sizes, budget), ()
+            policy = restless_policy(planner, args.arms, inst.group_sizes, budget)
+            agent_state = policy.init(key)
         else:
             policy = bayes_restless_policy(planner, prior, inst.groups, max_budget=budget, **kwargs)
-            agent_state = state
+            agent_state = TransitionCounts(counts, policy.params)
         act = jax.jit(policy.act)
         first, warm = timed(lambda: act(agent_state, key, ctx)[0], args.repeats)
         baseline.setdefault(planner, warm)

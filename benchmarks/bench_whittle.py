@@ -173,7 +173,7 @@ def bench_mnw_eg(num_arms, loop_arms, greedy_steps):
     act = jax.jit(policy.act)
     ctx = RestlessContext(jnp.asarray(states), jnp.asarray(0), jnp.asarray(HORIZON), jnp.asarray(budget),
                           jnp.asarray(inst.transitions), jnp.asarray(inst.rewards), jnp.asarray(inst.groups))
-    run = lambda: act((), jax.random.PRNGKey(0), ctx)[0]
+    run = lambda: act(policy.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(0), ctx)[0]
     start = time.perf_counter()
     mask = jax.block_until_ready(run())
     first_s = time.perf_counter() - start

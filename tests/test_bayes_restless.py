@@ -133,14 +133,15 @@ def test_thompson_allocations_converge_to_the_known_model_allocations(name):
                                     max_budget=instance.budget)
 
     def agrees(per_row, key):
-        state = TransitionCounts(per_row * truth)  # expected counts of per_row visits to every row
+        state = TransitionCounts(per_row * truth, learner.params)  # expected counts of per_row visits to every row
         state_key, act_key = jax.random.split(key)
         states = jax.random.bernoulli(state_key, 0.5, (instance.num_arms,)).astype(jnp.int32)
         ctx = RestlessContext(states, jnp.asarray(0), jnp.asarray(instance.horizon), jnp.asarray(instance.budget),
                               truth, jnp.asarray(instance.rewards), jnp.asarray(instance.groups))
         # The learner plans under split(key)[1]: give the known planner that key (same tie-breaks, dummies).
         budgets = [group_counts(policy.act(s, k, ctx)[0], ctx.groups, instance.num_groups)
-                   for policy, s, k in ((known, (), jax.random.split(act_key)[1]), (learner, state, act_key))]
+                   for policy, s, k in ((known, known.init(act_key), jax.random.split(act_key)[1]),
+                                        (learner, state, act_key))]
         return jnp.all(budgets[0] == budgets[1])
 
     keys = jax.random.split(jax.random.PRNGKey(3), 64)
@@ -177,12 +178,12 @@ def test_posterior_draws_follow_the_pooling():
     instance = _small_instance()
     prior = support_concentration(instance.transitions)
     counts = _counts(np.random.default_rng(4), instance.transitions, 40)
-    state = TransitionCounts(jnp.asarray(counts))
     same_group = instance.groups == 0
     for pooling in ("arm", "group", "partial"):
         policy = bayes_restless_policy("Opt", prior, instance.groups, pooling=pooling,
                                        arm_concentration=5.0 if pooling == "partial" else None,
                                        max_budget=instance.budget)
+        state = TransitionCounts(jnp.asarray(counts), policy.params)
         draws = np.asarray(policy.posterior_draws(state, jax.random.PRNGKey(0), 2000)["transitions"])
         assert draws.shape == (2000,) + instance.transitions.shape
         if pooling == "arm":  # exactly the flat program's closed form

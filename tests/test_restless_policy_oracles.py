@@ -13,7 +13,7 @@ Only decisions the oracle finds well separated are compared: no index within the
 """
 
 import itertools
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -158,12 +158,12 @@ def policy_mask(name, settings, case, budget, remaining, groups=GROUPS, key=0):
     sizes = tuple(int(n) for n in np.bincount(groups))
     if (name, settings, sizes) not in _ACTS:
         policy = restless_policy(name, len(groups), sizes, MAX_BUDGET, SETTINGS[settings])
-        _ACTS[name, settings, sizes] = jax.jit(policy.act)
+        _ACTS[name, settings, sizes] = partial(jax.jit(policy.act), policy.init(jax.random.PRNGKey(0)))
     p, r, states = instance(*case)
     horizon_total = 40
     ctx = RestlessContext(jnp.asarray(states), jnp.asarray(horizon_total - remaining), jnp.asarray(remaining),
                           jnp.asarray(budget), jnp.asarray(p), jnp.asarray(r), jnp.asarray(groups))
-    mask, _ = _ACTS[name, settings, sizes]((), jax.random.PRNGKey(key), ctx)
+    mask, _ = _ACTS[name, settings, sizes](jax.random.PRNGKey(key), ctx)
     return np.asarray(mask)
 
 

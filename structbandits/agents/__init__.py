@@ -5,43 +5,69 @@ Belongs here: decision rules (Thompson sampling, UCB, baselines) built on the po
 loops over rounds (``experiments`` scans them).
 
 Every policy constructor (a function returning a ``Policy``) of the submodules is exported here,
-with the state, context and settings types its users need.
+with the state, params, context and settings types its users need.
+
+Hyperparameters are data: each constructor puts its numeric hyperparameters (priors in the form the
+policy computes with, noise variances, δ, Dirichlet concentrations, budgets, offline draws) into
+``Policy.params``, a NamedTuple of arrays; ``init(key, params=None)`` stores them in the state and
+``act`` / ``update`` read them from ``state.params``, so one compiled program serves every value of
+them. Shapes and structural options (numbers of arms, draws, Newton steps, history sizes, planner and
+pooling choices) stay fixed in the functions. To run a grid of values through one program, build a
+policy per value, stack their params with ``stack_params`` and ``jax.vmap`` over them (the sweep
+runner does this); pass ``without_params(policy)`` where a policy must be a static ``jax.jit``
+argument. Details and an example: ``agents.protocol``.
 """
 
 from structbandits.agents.bayes_restless import (
     LEARNING_PLANNERS,
+    BayesRestlessParams,
     POOLING,
     SAMPLING,
     RestlessOutcome,
     TransitionCounts,
     bayes_restless_policy,
 )
-from structbandits.agents.ens_gambitts import EnsGambittsState, ens_fo_gambitts, ens_po_gambitts
+from structbandits.agents.ens_gambitts import EnsGambittsParams, EnsGambittsState, ens_fo_gambitts, ens_po_gambitts
 from structbandits.agents.gambitts import (
+    FOGambittsParams,
     FOGambittsState,
+    OptionalPromptingParams,
     OptionalPromptingState,
+    POGambittsParams,
     POGambittsState,
     fo_gambitts,
     optional_prompting,
     po_gambitts,
 )
 from structbandits.agents.generic import NumPyroTSState, numpyro_ts
-from structbandits.agents.glm import GLMTSState, METSGLMState, glm_ts, hier_ts_glm, mets_glm
-from structbandits.agents.mets import METSState, hier_ts, mets
+from structbandits.agents.glm import (
+    GLMTSParams,
+    GLMTSState,
+    LaplacePrior,
+    METSGLMParams,
+    METSGLMState,
+    glm_ts,
+    hier_ts_glm,
+    mets_glm,
+)
+from structbandits.agents.mets import METSParams, METSState, hier_ts, mets
 from structbandits.agents.propensity import monte_carlo_propensity, thompson_choice
-from structbandits.agents.protocol import ActInfo, Policy, no_propensity
+from structbandits.agents.protocol import ActInfo, Policy, init_state, no_propensity, stack_params, without_params
 from structbandits.agents.random import uniform_random
 from structbandits.agents.restless import (
     EXACT_SETTINGS,
     POLICY_NAMES,
+    HighRiskParams,
+    PlannerParams,
     PlannerSettings,
+    PlannerState,
     RestlessContext,
     RoundRobinState,
     restless_policy,
 )
-from structbandits.agents.standard_ts import StandardTSState, standard_ts
-from structbandits.agents.thompson import LinTSState, lin_ts
-from structbandits.agents.ucb import lin_ucb
+from structbandits.agents.standard_ts import StandardTSParams, StandardTSState, standard_ts
+from structbandits.agents.thompson import LinTSParams, LinTSState, lin_ts
+from structbandits.agents.ucb import LinUCBParams, lin_ucb
 
 __all__ = [
     "EXACT_SETTINGS",
@@ -50,20 +76,35 @@ __all__ = [
     "POOLING",
     "SAMPLING",
     "ActInfo",
+    "BayesRestlessParams",
+    "EnsGambittsParams",
     "EnsGambittsState",
+    "FOGambittsParams",
     "FOGambittsState",
+    "GLMTSParams",
     "GLMTSState",
+    "HighRiskParams",
+    "LaplacePrior",
+    "LinTSParams",
     "LinTSState",
+    "LinUCBParams",
+    "METSGLMParams",
     "METSGLMState",
+    "METSParams",
     "METSState",
     "NumPyroTSState",
+    "OptionalPromptingParams",
     "OptionalPromptingState",
+    "POGambittsParams",
     "POGambittsState",
+    "PlannerParams",
     "PlannerSettings",
+    "PlannerState",
     "Policy",
     "RestlessContext",
     "RestlessOutcome",
     "RoundRobinState",
+    "StandardTSParams",
     "StandardTSState",
     "TransitionCounts",
     "bayes_restless_policy",
@@ -73,6 +114,7 @@ __all__ = [
     "glm_ts",
     "hier_ts",
     "hier_ts_glm",
+    "init_state",
     "lin_ts",
     "lin_ucb",
     "mets",
@@ -83,7 +125,9 @@ __all__ = [
     "optional_prompting",
     "po_gambitts",
     "restless_policy",
+    "stack_params",
     "standard_ts",
     "thompson_choice",
     "uniform_random",
+    "without_params",
 ]

@@ -25,22 +25,27 @@ How arms share information (``pooling``):
 
 ``update`` adds one count per arm per round: (arm, s_t, a_t, s_{t+1}) from the ``RestlessOutcome``
 the simulator hands it.
+
+Hyperparameters are data (``agents.protocol``): the prior concentrations (the arms' and the groups'),
+κ and the planner's ``PlannerParams`` are ``Policy.params`` (``BayesRestlessParams``), held in the
+state; the planner name, sampling, pooling, the group labels and every shape stay static.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from structbandits.agents.protocol import Policy
-from structbandits.agents.restless import PlannerSettings, restless_policy
+from structbandits.agents.restless import PlannerSettings, PlannerState, restless_policy
 from structbandits.errors import ValidationError, check_positive
 from structbandits.inference.dirichlet import check_transition_data, dirichlet_mean, dirichlet_sample
 
 __all__ = [
+    "BayesRestlessParams",
     "LEARNING_PLANNERS",
     "POOLING",
     "RestlessOutcome",
@@ -67,17 +72,37 @@ class RestlessOutcome(NamedTuple):
     next_states: jax.Array
 
 
+class BayesRestlessParams(NamedTuple):
+    """A learning policy's hyperparameters, in the form it computes with.
+
+    Attributes
+    ----------
+    prior : (N, S, A, S) the arms' Dirichlet prior concentrations (pooling "arm"; None otherwise).
+    group_prior : (G, S, A, S) the groups' prior, the group averages of ``prior`` (pooling "group"
+        and "partial"; None with "arm").
+    arm_concentration : (N,) κ (pooling "partial"; None otherwise).
+    planner : the planner's ``agents.restless.PlannerParams``.
+    """
+
+    prior: Any
+    group_prior: Any
+    arm_concentration: Any
+    planner: Any
+
+
 class TransitionCounts(NamedTuple):
-    """A learning policy's state: ``counts`` (N, S, A, S) float64, observed s → s' moves under a per arm."""
+    """A learning policy's state: ``counts`` (N, S, A, S) float64, observed s → s' moves under a per
+    arm; and the ``BayesRestlessParams``."""
 
     counts: jax.Array
+    params: BayesRestlessParams
 
 
 def _model(prior, group_prior, counts, groups, kappa, sampling: str, pooling: str, key) -> jax.Array:
     """The (N, S, A, S) planning model from the posterior given ``counts``: a draw or the mean.
 
     ``prior`` (N, S, A, S) and ``group_prior`` (G, S, A, S), the arms' and the groups' prior
-    concentrations, are computed once outside ``jit`` (folding them at compile time is slow).
+    concentrations, are computed once outside ``jit`` (the params; folding them at compile time is slow).
     """
     def pick(concentration, draw_key):
         return dirichlet_sample(draw_key, concentration) if sampling == "thompson" else dirichlet_mean(concentration)
@@ -112,9 +137,10 @@ def bayes_restless_policy(name: str, prior_concentration, groups, *, sampling: s
 
     Returns
     -------
-    A ``Policy`` over ``RestlessContext`` with state ``TransitionCounts`` and ``posterior_draws``
-    giving ``{"transitions": (n, N, S, A, S)}`` (the same posterior for both samplings). The
-    context's ``transitions`` are ignored (only its states, round, budget, rewards and groups are read).
+    A ``Policy`` over ``RestlessContext`` with params ``BayesRestlessParams``, state
+    ``TransitionCounts`` and ``posterior_draws`` giving ``{"transitions": (n, N, S, A, S)}`` (the same
+    posterior for both samplings). The context's ``transitions`` are ignored (only its states, round,
+    budget, rewards and groups are read).
     ``act(state, key, ctx)`` draws the model with ``split(key)[0]`` and runs the known-model planner
     with ``split(key)[1]``, so a posterior concentrated on the truth acts exactly as the known-model
     policy given that key (tie-breaks and MNW-EG's dummy arms included).
@@ -148,26 +174,35 @@ def bayes_restless_policy(name: str, prior_concentration, groups, *, sampling: s
         kappa = np.ones(())
     planner = restless_policy(name, labels.size, sizes, max_budget, settings)
     group_prior = np.stack([prior[labels == g].mean(axis=0) for g in range(sizes.size)])
-    prior_j, group_prior_j, groups_j = jnp.asarray(prior), jnp.asarray(group_prior), jnp.asarray(labels)
-    kappa_j = jnp.asarray(np.broadcast_to(kappa, labels.shape), prior_j.dtype)
+    prior_j, groups_j = jnp.asarray(prior), jnp.asarray(labels)
+    defaults = BayesRestlessParams(
+        prior=prior_j if pooling == "arm" else None,
+        group_prior=None if pooling == "arm" else jnp.asarray(group_prior),
+        arm_concentration=jnp.asarray(np.broadcast_to(kappa, labels.shape), prior_j.dtype) if pooling == "partial"
+        else None,
+        planner=planner.params)
+    shape = prior.shape
 
     def model(state: TransitionCounts, key, how: str) -> jax.Array:
-        return _model(prior_j, group_prior_j, state.counts, groups_j, kappa_j, how, pooling, key)
+        params = state.params
+        return _model(params.prior, params.group_prior, state.counts, groups_j, params.arm_concentration, how,
+                      pooling, key)
 
-    def init(key) -> TransitionCounts:
-        return TransitionCounts(jnp.zeros_like(prior_j))
+    def init(key, params: BayesRestlessParams | None = None) -> TransitionCounts:
+        return TransitionCounts(jnp.zeros(shape, prior_j.dtype), defaults if params is None else params)
 
     def act(state: TransitionCounts, key, ctx):
         model_key, plan_key = jax.random.split(key)
-        return planner.act((), plan_key, ctx._replace(transitions=model(state, model_key, sampling)))
+        return planner.act(PlannerState(state.params.planner), plan_key,
+                           ctx._replace(transitions=model(state, model_key, sampling)))
 
     def update(state: TransitionCounts, ctx, action, outcome: RestlessOutcome) -> TransitionCounts:
-        arms = jnp.arange(prior_j.shape[0])
+        arms = jnp.arange(shape[0])
         return TransitionCounts(state.counts.at[arms, ctx.states, action.astype(jnp.int32),
-                                                outcome.next_states].add(1.0))
+                                                outcome.next_states].add(1.0), state.params)
 
     def posterior_draws(state: TransitionCounts, key, num_draws: int) -> dict[str, jax.Array]:
         keys = jax.random.split(key, num_draws)
         return {"transitions": jax.vmap(lambda k: model(state, k, "thompson"))(keys)}
 
-    return Policy(init, act, update, posterior_draws)
+    return Policy(init, act, update, posterior_draws, defaults)

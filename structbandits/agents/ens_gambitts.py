@@ -23,6 +23,12 @@ the draws look their member's choice up); during warm-up it is exactly 1/K.
 
 The state carries its own PRNG key (``update`` takes none) for target perturbations and minibatches.
 
+Hyperparameters are data (``agents.protocol``): ``EnsGambittsParams`` holds Adam's learning rate,
+the perturbation scale, the anchor term's prior scale and the treatment model the agent is told (ens-po:
+the offline draws; ens-fo: the NIW prior of one cell); member, hidden-unit, buffer, batch, warm-up and
+Monte-Carlo sizes fix shapes and stay in the functions. A custom ``optimizer`` stays in the functions
+too (its numbers are its own), and then ``learning_rate`` is None.
+
 ``posterior_draws`` treats the members as the posterior's draws: each draw is one member's
 parameters (``w1``, ``b1``, ``w2``, ``b2``, the sites of ``models.mediated.mlp_reward_stage``; ``w``,
 ``b`` for a linear model), every member once per block of M draws; ens-fo adds the NIW treatment
@@ -38,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from structbandits.agents.gambitts import check_feature_index, niw_cell_draws, niw_cells_prior
+from structbandits.agents.gambitts import check_feature_index, niw_cell_draws, niw_cell_prior
 from structbandits.agents.propensity import choice_frequency
 from structbandits.agents.protocol import ActInfo, Policy, no_propensity
 from structbandits.errors import ValidationError, check_integer, check_positive
@@ -60,7 +66,27 @@ from structbandits.inference.ensemble import (
 from structbandits.inference.niw import NIW, niw_observe, niw_sample
 from structbandits.inference.ring_buffer import RingBuffer, ring_size
 
-__all__ = ["EnsGambittsState", "ens_fo_gambitts", "ens_po_gambitts", "member_draws"]
+__all__ = ["EnsGambittsParams", "EnsGambittsState", "ens_fo_gambitts", "ens_po_gambitts", "member_draws"]
+
+
+class EnsGambittsParams(NamedTuple):
+    """Ensemble GAMBITTS hyperparameters (scalars in the networks' dtype).
+
+    Attributes
+    ----------
+    learning_rate : () Adam's learning rate; None when a custom ``optimizer`` was given.
+    perturbation_scale : () sd σ of the target perturbations.
+    perturbation_var : () σ², rounded once from double precision (the anchor weight's numerator).
+    prior_var : () σ0² of the anchor term; None without it (``prior_scale`` None).
+    treatment : ens-po: the offline draws of the working columns (``EmpiricalTreatment``, (K, C, N, d));
+        ens-fo: the NIW prior of every (cell, prompt), fields (d,) ....
+    """
+
+    learning_rate: jax.Array | None
+    perturbation_scale: jax.Array
+    perturbation_var: jax.Array
+    prior_var: jax.Array | None
+    treatment: object
 
 
 class EnsGambittsState(NamedTuple):
@@ -74,6 +100,7 @@ class EnsGambittsState(NamedTuple):
     key : the agent's own PRNG key for perturbations and minibatches.
     treatment : ens-po: this seed's offline draws (``EmpiricalTreatment``) when subsampled, else None;
         ens-fo: NIW posteriors per (cell, prompt), fields (C, K, ...).
+    params : ``EnsGambittsParams``.
     """
 
     ensemble: Ensemble
@@ -81,6 +108,7 @@ class EnsGambittsState(NamedTuple):
     round: jax.Array
     key: jax.Array
     treatment: object
+    params: EnsGambittsParams
 
 
 class _EnsembleOptions(NamedTuple):
@@ -90,22 +118,38 @@ class _EnsembleOptions(NamedTuple):
     buffer_size: int
     batch_size: int
     warmup: int
-    perturbation_scale: float
     mc_draws: int
     reset_optimizer: bool
-    prior_scale: float | None
+    anchored: bool  # prior_scale given: the anchor term is on
     propensity_draws: int
     dtype: object
 
 
 def _ensemble_options(num_members, num_hidden, learning_rate, buffer_size, batch_size, warmup, perturbation_scale,
-                      mc_draws, reset_optimizer, prior_scale, propensity_draws, optimizer, dtype) -> _EnsembleOptions:
+                      mc_draws, reset_optimizer, prior_scale, propensity_draws, optimizer, dtype,
+                      treatment) -> tuple[_EnsembleOptions, EnsGambittsParams]:
+    """The validated structural options and the hyperparameters (``treatment``: the treatment model's params)."""
     if dtype not in ("float32", "float64"):
         raise ValidationError(f"dtype: expected \"float32\" or \"float64\", got {dtype!r}")
+    net = jnp.dtype(dtype)
+    rate = None
     if optimizer is None:
-        optimizer = optax.adam(float(check_positive("learning_rate", learning_rate)))
+        rate = float(check_positive("learning_rate", learning_rate))
+        # Built once for the state's structure (Adam's state does not depend on the rate); ``update``
+        # rebuilds it from the traced rate, which multiplies the update exactly as the constant did.
+        optimizer = optax.adam(rate)
     elif not isinstance(optimizer, optax.GradientTransformation):
         raise ValidationError(f"optimizer: expected an optax.GradientTransformation, got {type(optimizer).__name__}")
+    scale = float(check_positive("perturbation_scale", perturbation_scale, allow_zero=True))
+    prior_scale = None if prior_scale is None else float(check_positive("prior_scale", prior_scale))
+    # Squares in double precision, then rounded to the networks' dtype: as the Python constants were.
+    params = EnsGambittsParams(
+        learning_rate=None if rate is None else jnp.asarray(rate, net),
+        perturbation_scale=jnp.asarray(scale, net),
+        perturbation_var=jnp.asarray(scale**2, net),
+        prior_var=None if prior_scale is None else jnp.asarray(prior_scale**2, net),
+        treatment=treatment,
+    )
     return _EnsembleOptions(
         members=check_integer("num_members", num_members, minimum=1),
         hidden=check_integer("num_hidden", num_hidden, minimum=0),
@@ -113,13 +157,12 @@ def _ensemble_options(num_members, num_hidden, learning_rate, buffer_size, batch
         buffer_size=check_integer("buffer_size", buffer_size, minimum=1),
         batch_size=check_integer("batch_size", batch_size, minimum=1),
         warmup=check_integer("warmup", warmup, minimum=0),
-        perturbation_scale=float(check_positive("perturbation_scale", perturbation_scale, allow_zero=True)),
         mc_draws=check_integer("mc_draws", mc_draws, minimum=1),
         reset_optimizer=bool(reset_optimizer),
-        prior_scale=None if prior_scale is None else float(check_positive("prior_scale", prior_scale)),
+        anchored=prior_scale is not None,
         propensity_draws=check_integer("propensity_draws", propensity_draws, minimum=0),
-        dtype=jnp.dtype(dtype),
-    )
+        dtype=net,
+    ), params
 
 
 def member_draws(key: jax.Array, num_members: int, num_draws: int) -> jax.Array:
@@ -144,11 +187,12 @@ def _prompt_scores(member, batch) -> jax.Array:
     return jnp.sum(weights * model_apply(member, z), axis=0)
 
 
-def _ensemble_policy(opts: _EnsembleOptions, num_actions: int, d: int, index: jax.Array,
+def _ensemble_policy(opts: _EnsembleOptions, defaults: EnsGambittsParams, num_actions: int, d: int, index: jax.Array,
                      init_treatment, treatment_draws, observe_treatment, treatment_posterior=None) -> Policy:
     """The parts shared by ens-po and ens-fo; they differ in how treatments are drawn and learned.
 
-    ``treatment_draws(treatment, key, cell)`` → a Monte-Carlo batch (z (R, K, d), weights (R, K)), the
+    ``init_treatment(key, treatment_params)`` → the state's treatment;
+    ``treatment_draws(treatment, treatment_params, key, cell)`` → a Monte-Carlo batch (z (R, K, d), weights (R, K)), the
     weights of each prompt summing to 1 (R = mc draws of weight 1/mc, or a cell's stored rows weighted
     by how often a resample of mc draws picked them);
     ``observe_treatment(treatment, cell, action, z)`` → treatment;
@@ -156,19 +200,21 @@ def _ensemble_policy(opts: _EnsembleOptions, num_actions: int, d: int, index: ja
     """
     k = num_actions
 
-    def init(key: jax.Array) -> EnsGambittsState:
+    def init(key: jax.Array, params: EnsGambittsParams | None = None) -> EnsGambittsState:
+        params = defaults if params is None else params
         ens_key, treatment_key, own_key = jax.random.split(key, 3)
         return EnsGambittsState(
             ensemble_init(ens_key, opts.members, d, opts.hidden, opts.optimizer, opts.dtype),
             buffer_init(opts.buffer_size, d, opts.members, opts.dtype),
-            jnp.zeros((), jnp.int32), own_key, init_treatment(treatment_key),
+            jnp.zeros((), jnp.int32), own_key, init_treatment(treatment_key, params.treatment), params,
         )
 
     def act(state: EnsGambittsState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
         uniform_key, member_key, z_key, propensity_key = jax.random.split(key, 4)
         params = state.ensemble.params
         member = jax.tree.map(lambda leaf: leaf[jax.random.randint(member_key, (), 0, opts.members)], params)
-        action = jnp.argmax(_prompt_scores(member, treatment_draws(state.treatment, z_key, context.cell)))
+        action = jnp.argmax(_prompt_scores(
+            member, treatment_draws(state.treatment, state.params.treatment, z_key, context.cell)))
         warming = state.round < opts.warmup
         action = jnp.where(warming, jax.random.randint(uniform_key, (), 0, k), action)
         if opts.propensity_draws == 0:
@@ -176,7 +222,7 @@ def _ensemble_policy(opts: _EnsembleOptions, num_actions: int, d: int, index: ja
         # M' members drawn with replacement, all scored on one fresh batch of treatments.
         draw_key, batch_key = jax.random.split(propensity_key)
         members = jax.random.randint(draw_key, (opts.propensity_draws,), 0, opts.members)
-        batch = treatment_draws(state.treatment, batch_key, context.cell)
+        batch = treatment_draws(state.treatment, state.params.treatment, batch_key, context.cell)
         # lax.map, not vmap, over members: per-member intermediates stay in cache (about 10x faster on CPU).
         # With M' >= M draws, each of the M members is scored once and the draws look their choice up.
         every_member = opts.propensity_draws >= opts.members
@@ -190,22 +236,24 @@ def _ensemble_policy(opts: _EnsembleOptions, num_actions: int, d: int, index: ja
     def update(state: EnsGambittsState, context, action: jax.Array, reward: jax.Array) -> EnsGambittsState:
         z = context.treatments[action, index]
         own_key, noise_key, batch_key = jax.random.split(state.key, 3)
-        perturbation = opts.perturbation_scale * jax.random.normal(noise_key, (opts.members,), opts.dtype)
+        hyper = state.params
+        perturbation = hyper.perturbation_scale * jax.random.normal(noise_key, (opts.members,), opts.dtype)
         buffer = buffer_add(state.buffer, z.astype(opts.dtype), reward.astype(opts.dtype), perturbation)
-        if opts.prior_scale is None:
-            regularization = 0.0
-        else:
+        if opts.anchored:
             seen = ring_size(buffer).astype(opts.dtype)
-            regularization = opts.perturbation_scale**2 / (seen * opts.prior_scale**2)
+            regularization = hyper.perturbation_var / (seen * hyper.prior_var)
+        else:
+            regularization = 0.0
+        optimizer = opts.optimizer if hyper.learning_rate is None else optax.adam(hyper.learning_rate)
         ensemble = jax.lax.cond(
             state.round + 1 >= opts.warmup,
-            lambda e: ensemble_step(e, buffer, batch_key, opts.optimizer, batch_size=opts.batch_size,
+            lambda e: ensemble_step(e, buffer, batch_key, optimizer, batch_size=opts.batch_size,
                                     reset_optimizer=opts.reset_optimizer, regularization=regularization),
             lambda e: e,
             state.ensemble,
         )
         treatment = observe_treatment(state.treatment, context.cell, action, z)
-        return EnsGambittsState(ensemble, buffer, state.round + 1, own_key, treatment)
+        return EnsGambittsState(ensemble, buffer, state.round + 1, own_key, treatment, state.params)
 
     def posterior_draws(state: EnsGambittsState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
         member_key, treatment_key = jax.random.split(key)
@@ -215,7 +263,7 @@ def _ensemble_policy(opts: _EnsembleOptions, num_actions: int, d: int, index: ja
             draws.update(treatment_posterior(state.treatment, treatment_key, num_draws))
         return draws
 
-    return Policy(init, act, update, posterior_draws)
+    return Policy(init, act, update, posterior_draws, defaults)
 
 
 def ens_po_gambitts(
@@ -260,32 +308,33 @@ def ens_po_gambitts(
 
     Returns
     -------
-    Policy on mediated contexts; state ``EnsGambittsState``. Per round
+    Policy on mediated contexts; state ``EnsGambittsState``, params ``EnsGambittsParams``. Per round
     O(M · batch · d · H) training + O((1 + min(M, M')) · R · K · d · H) scoring, R = min(mc, rows per cell).
     """
     offline = empirical_treatment(treatment_draws, treatment_counts)
     index = check_feature_index(feature_index, offline.draws.shape[-1])
     offline = EmpiricalTreatment(offline.draws[..., jnp.asarray(index)], offline.counts)
     num_draws = None if num_draws is None else check_integer("num_draws", num_draws, minimum=1)
-    opts = _ensemble_options(num_members, num_hidden, learning_rate, buffer_size, batch_size, warmup,
-                             perturbation_scale, mc_draws, reset_optimizer, prior_scale, propensity_draws, optimizer, dtype)
+    opts, defaults = _ensemble_options(num_members, num_hidden, learning_rate, buffer_size, batch_size, warmup,
+                                       perturbation_scale, mc_draws, reset_optimizer, prior_scale, propensity_draws,
+                                       optimizer, dtype, offline)
     subsampled = num_draws is not None and num_draws < offline.draws.shape[2]
 
-    def init_treatment(key):
-        return empirical_subsample(offline, key, num_draws) if subsampled else None
+    def init_treatment(key, offline_params):
+        return empirical_subsample(offline_params, key, num_draws) if subsampled else None
 
     rows = num_draws if subsampled else offline.draws.shape[2]
     score_rows = rows <= opts.mc_draws  # score the stored rows, weighted, rather than mc resampled copies
 
-    def draws(treatment, key, cell):
-        model = treatment if subsampled else offline
+    def draws(treatment, offline_params, key, cell):
+        model = treatment if subsampled else offline_params
         if score_rows:
             weights = empirical_weights(model, key, cell, opts.mc_draws).T / opts.mc_draws  # (N, K)
             return jnp.swapaxes(model.draws[:, cell], 0, 1).astype(opts.dtype), weights.astype(opts.dtype)
         return _equal_weights(empirical_sample(model, key, cell, (opts.mc_draws,)).astype(opts.dtype))
 
-    return _ensemble_policy(opts, offline.draws.shape[0], len(index), jnp.asarray(index), init_treatment, draws,
-                            lambda treatment, cell, action, z: treatment)
+    return _ensemble_policy(opts, defaults, offline.draws.shape[0], len(index), jnp.asarray(index), init_treatment,
+                            draws, lambda treatment, cell, action, z: treatment)
 
 
 def ens_fo_gambitts(
@@ -321,11 +370,15 @@ def ens_fo_gambitts(
     c = check_integer("num_cells", num_cells, minimum=1)
     index = check_feature_index(feature_index)
     d = len(index)
-    opts = _ensemble_options(num_members, num_hidden, learning_rate, buffer_size, batch_size, warmup,
-                             perturbation_scale, mc_draws, reset_optimizer, prior_scale, propensity_draws, optimizer, dtype)
-    prior = niw_cells_prior(c, k, d, mean0=niw_mean, kappa0=niw_kappa, psi0=niw_psi, nu0=niw_nu)
+    prior = niw_cell_prior(d, mean0=niw_mean, kappa0=niw_kappa, psi0=niw_psi, nu0=niw_nu)
+    opts, defaults = _ensemble_options(num_members, num_hidden, learning_rate, buffer_size, batch_size, warmup,
+                                       perturbation_scale, mc_draws, reset_optimizer, prior_scale, propensity_draws,
+                                       optimizer, dtype, prior)
 
-    def draws(treatment: NIW, key, cell):
+    def init_treatment(key, one: NIW) -> NIW:
+        return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (c, k) + leaf.shape), one)
+
+    def draws(treatment: NIW, prior_params, key, cell):
         cell_niw = jax.tree.map(lambda leaf: leaf[cell], treatment)  # fields (K, ...)
         niw_key, eps_key = jax.random.split(key)
         mean, root = jax.vmap(niw_sample, (0, 0, None))(cell_niw, jax.random.split(niw_key, k), ())  # (K, d), (K, d, d)
@@ -336,4 +389,4 @@ def ens_fo_gambitts(
         one = jax.tree.map(lambda leaf: leaf[cell, action], treatment)
         return jax.tree.map(lambda leaf, new: leaf.at[cell, action].set(new), treatment, niw_observe(one, z))
 
-    return _ensemble_policy(opts, k, d, jnp.asarray(index), lambda key: prior, draws, observe, niw_cell_draws)
+    return _ensemble_policy(opts, defaults, k, d, jnp.asarray(index), init_treatment, draws, observe, niw_cell_draws)

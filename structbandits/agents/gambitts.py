@@ -13,6 +13,11 @@ exact for a linear reward:
 
 ``optional_prompting`` puts a gate policy (send a message or not) in front of any prompt policy.
 
+Hyperparameters are data (``agents.protocol``): ``FOGambittsParams`` / ``POGambittsParams`` hold the
+reward prior in information form, the noise variance σ², and the treatment model the agent is told
+(fo: the NIW prior of one cell; po: the offline draws and their means); the functions close over
+shapes and the working-embedding columns only.
+
 Mediated context protocol. The context is a pytree with ``cell`` (), the integer context cell in
 [0, C), and ``treatments`` (K, S), the embedding of the treatment each prompt would deliver this round
 (``envs.mhealth``). Agents read ``treatments[action]`` in ``update`` only, never in ``act``: it is the
@@ -48,12 +53,16 @@ from structbandits.inference.empirical import (
 from structbandits.inference.niw import NIW, niw_observe, niw_prior, niw_sample, niw_sample_mean
 
 __all__ = [
+    "FOGambittsParams",
     "FOGambittsState",
-    "POGambittsState",
+    "OptionalPromptingParams",
     "OptionalPromptingState",
+    "POGambittsParams",
+    "POGambittsState",
     "check_feature_index",
     "fo_gambitts",
     "niw_cell_draws",
+    "niw_cell_prior",
     "niw_cells_prior",
     "optional_prompting",
     "po_gambitts",
@@ -90,9 +99,9 @@ def reward_prior(num_styles: int, *, intercept_mean: float = 77.0, intercept_pre
     return GaussianInfo(jnp.diag(jnp.sqrt(precision)), precision * mean)
 
 
-def niw_cells_prior(num_cells: int, num_actions: int, num_styles: int, *, mean0=None, kappa0: float = 1.0,
-                    psi0=None, nu0: float | None = None) -> NIW:
-    """NIW(m0, κ0, Ψ0, ν0) replicated over (C, K) treatment cells. Defaults: m0 = 0, κ0 = 1, Ψ0 = I, ν0 = d."""
+def niw_cell_prior(num_styles: int, *, mean0=None, kappa0: float = 1.0, psi0=None, nu0: float | None = None) -> NIW:
+    """The validated NIW(m0, κ0, Ψ0, ν0) of one treatment cell, fields (d,) ... (Ψ0 as its Cholesky
+    factor). Defaults: m0 = 0, κ0 = 1, Ψ0 = I, ν0 = d."""
     mean0 = np.zeros(num_styles) if mean0 is None else check_finite("niw_mean", mean0)
     psi0 = np.eye(num_styles) if psi0 is None else check_positive_definite("niw_psi", psi0)
     nu0 = float(num_styles) if nu0 is None else float(check_finite("niw_nu", nu0))
@@ -102,8 +111,18 @@ def niw_cells_prior(num_cells: int, num_actions: int, num_styles: int, *, mean0=
                               f"got {mean0.shape} and {psi0.shape}")
     if nu0 <= num_styles - 1:
         raise ValidationError(f"niw_nu: expected degrees of freedom > d - 1 = {num_styles - 1}, got {nu0}")
-    one = niw_prior(jnp.asarray(mean0), kappa0, jnp.asarray(psi0), nu0)
+    return niw_prior(jnp.asarray(mean0), kappa0, jnp.asarray(psi0), nu0)
+
+
+def _replicate_cells(one: NIW, num_cells: int, num_actions: int) -> NIW:
     return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (num_cells, num_actions) + leaf.shape), one)
+
+
+def niw_cells_prior(num_cells: int, num_actions: int, num_styles: int, *, mean0=None, kappa0: float = 1.0,
+                    psi0=None, nu0: float | None = None) -> NIW:
+    """NIW(m0, κ0, Ψ0, ν0) replicated over (C, K) treatment cells. Defaults: m0 = 0, κ0 = 1, Ψ0 = I, ν0 = d."""
+    one = niw_cell_prior(num_styles, mean0=mean0, kappa0=kappa0, psi0=psi0, nu0=nu0)
+    return _replicate_cells(one, num_cells, num_actions)
 
 
 def niw_cell_draws(treatment: NIW, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
@@ -132,21 +151,44 @@ def _linear_scores(reward: GaussianInfo, key: jax.Array, shape: tuple[int, ...],
     return beta[..., :1] + jnp.einsum("...kd,...d->...k", treatment_means, beta[..., 1:])
 
 
+class FOGambittsParams(NamedTuple):
+    """foGAMBITTS hyperparameters: ``reward_prior`` β's Gaussian prior in information form (p = d + 1),
+    ``noise_var`` () σ², ``treatment_prior`` the NIW prior of every (cell, prompt), fields (d,) ...."""
+
+    reward_prior: GaussianInfo
+    noise_var: jax.Array
+    treatment_prior: NIW
+
+
 class FOGambittsState(NamedTuple):
-    """``reward`` β's Gaussian posterior (p = d + 1); ``treatment`` NIW per (cell, prompt), fields (C, K, ...)."""
+    """``reward`` β's Gaussian posterior (p = d + 1); ``treatment`` NIW per (cell, prompt), fields (C, K, ...);
+    ``params``."""
 
     reward: GaussianInfo
     treatment: NIW
+    params: FOGambittsParams
 
 
-class POGambittsState(NamedTuple):
-    """``reward`` β's Gaussian posterior; ``treatment_means`` (K, C, d) offline mean treatments."""
+class POGambittsParams(NamedTuple):
+    """poGAMBITTS hyperparameters: ``reward_prior``, ``noise_var`` as ``FOGambittsParams``;
+    ``treatment`` the offline draws of the working columns (``EmpiricalTreatment``, draws (K, C, N, d));
+    ``treatment_means`` (K, C, d) their per-cell means (used when every row is available)."""
 
-    reward: GaussianInfo
+    reward_prior: GaussianInfo
+    noise_var: jax.Array
+    treatment: EmpiricalTreatment
     treatment_means: jax.Array
 
 
-def _reward_options(num_styles: int, reward_prior_mean, reward_prior_precision, reward_noise_scale) -> tuple[GaussianInfo, float]:
+class POGambittsState(NamedTuple):
+    """``reward`` β's Gaussian posterior; ``treatment_means`` (K, C, d) offline mean treatments; ``params``."""
+
+    reward: GaussianInfo
+    treatment_means: jax.Array
+    params: POGambittsParams
+
+
+def _reward_options(num_styles: int, reward_prior_mean, reward_prior_precision, reward_noise_scale) -> tuple[GaussianInfo, jax.Array]:
     noise_var = float(check_positive("reward_noise_scale", reward_noise_scale)) ** 2
     mean = check_finite("reward_prior_mean", reward_prior_mean)
     precision = check_positive("reward_prior_precision", reward_prior_precision)
@@ -155,7 +197,7 @@ def _reward_options(num_styles: int, reward_prior_mean, reward_prior_precision, 
             raise ValidationError(f"{name}: expected (intercept, coefficient) values of shape (2,), got shape {value.shape}")
     prior = reward_prior(num_styles, intercept_mean=float(mean[0]), intercept_precision=float(precision[0]),
                          coef_mean=float(mean[1]), coef_precision=float(precision[1]))
-    return prior, noise_var
+    return prior, jnp.asarray(noise_var, prior.info.dtype)
 
 
 def fo_gambitts(
@@ -188,8 +230,8 @@ def fo_gambitts(
 
     Returns
     -------
-    Policy on mediated contexts (module docstring); state ``FOGambittsState``. Per round
-    O(M K d² + d²).
+    Policy on mediated contexts (module docstring); state ``FOGambittsState``, params
+    ``FOGambittsParams``. Per round O(M K d² + d²).
     """
     k = check_integer("num_actions", num_actions, minimum=2)
     c = check_integer("num_cells", num_cells, minimum=1)
@@ -197,10 +239,12 @@ def fo_gambitts(
     d = int(index.shape[0])
     m = check_integer("propensity_draws", propensity_draws, minimum=0)
     prior, noise_var = _reward_options(d, reward_prior_mean, reward_prior_precision, reward_noise_scale)
-    treatment_prior = niw_cells_prior(c, k, d, mean0=niw_mean, kappa0=niw_kappa, psi0=niw_psi, nu0=niw_nu)
+    treatment_prior = niw_cell_prior(d, mean0=niw_mean, kappa0=niw_kappa, psi0=niw_psi, nu0=niw_nu)
+    defaults = FOGambittsParams(prior, noise_var, treatment_prior)
 
-    def init(key: jax.Array) -> FOGambittsState:
-        return FOGambittsState(prior, treatment_prior)
+    def init(key: jax.Array, params: FOGambittsParams | None = None) -> FOGambittsState:
+        params = defaults if params is None else params
+        return FOGambittsState(params.reward_prior, _replicate_cells(params.treatment_prior, c, k), params)
 
     def act(state: FOGambittsState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
         cell_niw = jax.tree.map(lambda leaf: leaf[context.cell], state.treatment)  # fields (K, ...)
@@ -210,21 +254,22 @@ def fo_gambitts(
             means = jax.vmap(niw_sample_mean, (0, 0, None))(cell_niw, jax.random.split(mean_key, k), shape)
             return _linear_scores(state.reward, beta_key, shape, jnp.moveaxis(means, 0, -2))
 
-        return thompson_choice(score_draws, key, m, prior.info.dtype)
+        return thompson_choice(score_draws, key, m, state.reward.info.dtype)
 
     def update(state: FOGambittsState, context, action: jax.Array, reward: jax.Array) -> FOGambittsState:
         z = context.treatments[action, index]
         cell_arm = jax.tree.map(lambda leaf: leaf[context.cell, action], state.treatment)
         treatment = jax.tree.map(lambda leaf, new: leaf.at[context.cell, action].set(new),
                                  state.treatment, niw_observe(cell_arm, z))
-        return FOGambittsState(linear_regression_observe(state.reward, _with_intercept(z), reward, noise_var), treatment)
+        return FOGambittsState(linear_regression_observe(state.reward, _with_intercept(z), reward, state.params.noise_var),
+                               treatment, state.params)
 
     def posterior_draws(state: FOGambittsState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
         beta_key, treatment_key = jax.random.split(key)
         return {"beta": gaussian_sample(state.reward, beta_key, (num_draws,)),
                 **niw_cell_draws(state.treatment, treatment_key, num_draws)}
 
-    return Policy(init, act, update, posterior_draws)
+    return Policy(init, act, update, posterior_draws, defaults)
 
 
 def po_gambitts(
@@ -252,7 +297,8 @@ def po_gambitts(
 
     Returns
     -------
-    Policy on mediated contexts; state ``POGambittsState``. Per round O(M (K d + d²)).
+    Policy on mediated contexts; state ``POGambittsState``, params ``POGambittsParams``. Per round
+    O(M (K d + d²)).
     """
     offline = empirical_treatment(treatment_draws, treatment_counts)
     index = check_feature_index(feature_index, offline.draws.shape[-1])
@@ -260,33 +306,54 @@ def po_gambitts(
     num_draws = None if num_draws is None else check_integer("num_draws", num_draws, minimum=1)
     m = check_integer("propensity_draws", propensity_draws, minimum=0)
     prior, noise_var = _reward_options(len(index), reward_prior_mean, reward_prior_precision, reward_noise_scale)
-    all_means = empirical_means(offline)
+    defaults = POGambittsParams(prior, noise_var, offline, empirical_means(offline))
 
-    def init(key: jax.Array) -> POGambittsState:
-        means = all_means if num_draws is None else empirical_means(empirical_subsample(offline, key, num_draws))
-        return POGambittsState(prior, means)
+    def init(key: jax.Array, params: POGambittsParams | None = None) -> POGambittsState:
+        params = defaults if params is None else params
+        means = (params.treatment_means if num_draws is None
+                 else empirical_means(empirical_subsample(params.treatment, key, num_draws)))
+        return POGambittsState(params.reward_prior, means, params)
 
     def act(state: POGambittsState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
         means = state.treatment_means[:, context.cell]  # (K, d)
         return thompson_choice(lambda k_, shape: _linear_scores(state.reward, k_, shape, means), key, m,
-                               prior.info.dtype)
+                               state.reward.info.dtype)
 
     def update(state: POGambittsState, context, action: jax.Array, reward: jax.Array) -> POGambittsState:
         z = context.treatments[action, jnp.asarray(index)]
-        return POGambittsState(linear_regression_observe(state.reward, _with_intercept(z), reward, noise_var),
-                               state.treatment_means)
+        return POGambittsState(linear_regression_observe(state.reward, _with_intercept(z), reward, state.params.noise_var),
+                               state.treatment_means, state.params)
 
     def posterior_draws(state: POGambittsState, key: jax.Array, num_draws_: int) -> dict[str, jax.Array]:
         return {"beta": gaussian_sample(state.reward, key, (num_draws_,))}
 
-    return Policy(init, act, update, posterior_draws)
+    return Policy(init, act, update, posterior_draws, defaults)
 
 
-class OptionalPromptingState(NamedTuple):
-    """``gate`` state of the send / don't-send policy, ``prompter`` state of the prompt policy."""
+class OptionalPromptingParams(NamedTuple):
+    """The two inner policies' params: ``gate``, ``prompter`` (either None for a policy without any)."""
 
     gate: object
     prompter: object
+
+
+class OptionalPromptingState(NamedTuple):
+    """``gate`` state of the send / don't-send policy, ``prompter`` state of the prompt policy.
+
+    ``params`` (a property: the inner states already hold them) is ``OptionalPromptingParams``.
+    """
+
+    gate: object
+    prompter: object
+
+    @property
+    def params(self) -> OptionalPromptingParams:
+        return OptionalPromptingParams(getattr(self.gate, "params", None), getattr(self.prompter, "params", None))
+
+
+def _init_inner(policy: Policy, key: jax.Array, params):
+    # A policy without hyperparameters may keep the one-argument init(key).
+    return policy.init(key) if params is None else policy.init(key, params)
 
 
 def optional_prompting(gate: Policy, prompter: Policy) -> Policy:
@@ -296,14 +363,19 @@ def optional_prompting(gate: Policy, prompter: Policy) -> Policy:
     0 = don't send, 1 = send; e.g. ``standard_ts(2, num_cells=C)``) decides; when it sends, the prompt
     policy picks the prompt and, alone, learns from that round (it sees ``treatments[a]``). The gate
     learns from every round. The propensity is P(gate) · P(prompt | send) when sending, P(gate) when not.
+    Params: ``OptionalPromptingParams(gate.params, prompter.params)``.
     """
     if not isinstance(gate, Policy) or not isinstance(prompter, Policy):
         raise ValidationError("gate / prompter: expected two Policy objects, got "
                               f"{type(gate).__name__} and {type(prompter).__name__}")
 
-    def init(key: jax.Array) -> OptionalPromptingState:
+    defaults = OptionalPromptingParams(gate.params, prompter.params)
+
+    def init(key: jax.Array, params: OptionalPromptingParams | None = None) -> OptionalPromptingState:
+        params = defaults if params is None else params
         gate_key, prompter_key = jax.random.split(key)
-        return OptionalPromptingState(gate.init(gate_key), prompter.init(prompter_key))
+        return OptionalPromptingState(_init_inner(gate, gate_key, params.gate),
+                                      _init_inner(prompter, prompter_key, params.prompter))
 
     def act(state: OptionalPromptingState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
         gate_key, prompter_key = jax.random.split(key)
@@ -320,4 +392,4 @@ def optional_prompting(gate: Policy, prompter: Policy) -> Policy:
         prompter_state = jax.tree.map(lambda new, old: jnp.where(sent, new, old), updated, state.prompter)
         return OptionalPromptingState(gate_state, prompter_state)
 
-    return Policy(init, act, update)
+    return Policy(init, act, update, params=defaults)

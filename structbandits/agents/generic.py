@@ -3,7 +3,9 @@
 The program is called as ``model(contexts=..., actions=..., rewards=...)`` with a leading round
 axis on each argument (contexts may be any pytree of arrays), samples its parameters as latent
 sites and the reward as an observed site (``reward_site``, default "reward"); hyperparameters are
-bound beforehand, e.g. with ``functools.partial``. Every ``refit_every`` rounds the posterior is
+bound beforehand, e.g. with ``functools.partial``: they live inside the program, so they are
+compiled in as constants and ``Policy.params`` is None (``init(key, params=None)``; a new value of a
+model hyperparameter means a new program). Every ``refit_every`` rounds the posterior is
 refitted on all data so far (``inference.program``):
 
 - ``method="laplace"`` (default): a Gaussian at the MAP with the Hessian's covariance, in the
@@ -50,6 +52,7 @@ class NumPyroTSState(NamedTuple):
     mode, precision_chol : (P,), (P, P) the Laplace fit (method "laplace").
     nuts : NUTSFit, the last NUTS refit (method "nuts").
     key : PRNG key for the refits (the protocol's update takes no key).
+    params : None; the program's hyperparameters are bound inside ``model`` (module docstring).
     """
 
     history: RingBuffer
@@ -57,6 +60,7 @@ class NumPyroTSState(NamedTuple):
     precision_chol: jax.Array
     nuts: NUTSFit
     key: jax.Array
+    params: None = None
 
 
 def numpyro_ts(
@@ -88,6 +92,8 @@ def numpyro_ts(
     reward_site : name of the observed reward site.
     laplace_steps : L-BFGS steps per Laplace refit. num_warmup, num_draws : NUTS per refit.
     propensity_draws : Monte-Carlo draws for the reported selection probability (0: NaN).
+
+    The refit settings are structural (static); the policy has no params (``Policy.params`` None).
     """
     if method not in METHODS:
         raise ValidationError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
@@ -132,7 +138,7 @@ def numpyro_ts(
             return state.mode + solve_triangular(state.precision_chol, noise, lower=True, trans="T")
         return state.nuts.draws[jax.random.randint(key, (), 0, num_draws)]
 
-    def init(key: jax.Array) -> NumPyroTSState:
+    def init(key: jax.Array, params: None = None) -> NumPyroTSState:
         warm = NUTSFit(jnp.zeros((num_draws, size)), space.init, jnp.asarray(1.0), jnp.ones(size))
         state = NumPyroTSState(empty, space.init, jnp.eye(size), warm, key)
         return refit(state)  # the prior's approximation, before any data

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from structbandits.agents.mets import (
+    METSParams,
     METSState,
     average_effect_prior,
     check_effect_prior,
@@ -43,7 +44,8 @@ from structbandits.inference.laplace import logistic_mode, logistic_pseudo_obser
 from structbandits.inference.ring_buffer import RingBuffer, ring_append, ring_filled, ring_init
 from structbandits.models.mixed_effect import marginal_action_prior
 
-__all__ = ["GLMTSState", "METSGLMState", "glm_ts", "hier_ts_glm", "mets_glm"]
+__all__ = ["GLMTSParams", "GLMTSState", "LaplacePrior", "METSGLMParams", "METSGLMState", "glm_ts", "hier_ts_glm",
+           "mets_glm"]
 
 
 def _history_init(size: int, d: int) -> RingBuffer:
@@ -55,25 +57,25 @@ def _append(history: RingBuffer, context: jax.Array, action: jax.Array, reward: 
     return ring_append(history, {"features": arm_features(context, action), "actions": action, "rewards": reward})
 
 
-class ArmLaplace(NamedTuple):
-    """Per-arm Laplace refits against fixed marginal priors: ``prior_mean`` (K, d), ``prior_precision`` (K, d, d)."""
+class LaplacePrior(NamedTuple):
+    """The per-arm marginal priors the Laplace refits work against: ``mean`` (K, d), ``precision`` (K, d, d)."""
 
-    prior_mean: jax.Array
-    prior_precision: jax.Array
-    newton_steps: int
-
-    def refit(self, history: RingBuffer, arm: jax.Array, start: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Mode (d,) of arm's data under its marginal prior, warm-started at ``start``, and its (G, B)."""
-        features, rewards = history.rows["features"], history.rows["rewards"]
-        weights = ((history.rows["actions"] == arm) & ring_filled(history)).astype(rewards.dtype)
-        mode = logistic_mode(start, features, rewards, weights, self.prior_precision[arm], self.prior_mean[arm],
-                             self.newton_steps)
-        return (mode, *logistic_pseudo_observations(mode, features, rewards, weights))
+    mean: jax.Array
+    precision: jax.Array
 
 
-def _arm_laplace(prior_mean: np.ndarray, prior_cov: np.ndarray, newton_steps: int) -> ArmLaplace:
+def _laplace_prior(prior_mean: np.ndarray, prior_cov: np.ndarray) -> LaplacePrior:
     precision_chol = jax.vmap(gaussian_from_moments)(jnp.asarray(prior_mean), jnp.asarray(prior_cov)).precision_chol
-    return ArmLaplace(jnp.asarray(prior_mean), precision_chol @ jnp.swapaxes(precision_chol, 1, 2), newton_steps)
+    return LaplacePrior(jnp.asarray(prior_mean), precision_chol @ jnp.swapaxes(precision_chol, 1, 2))
+
+
+def _refit(prior: LaplacePrior, newton_steps: int, history: RingBuffer, arm: jax.Array,
+           start: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Mode (d,) of arm's data under its marginal prior, warm-started at ``start``, and its (G, B)."""
+    features, rewards = history.rows["features"], history.rows["rewards"]
+    weights = ((history.rows["actions"] == arm) & ring_filled(history)).astype(rewards.dtype)
+    mode = logistic_mode(start, features, rewards, weights, prior.precision[arm], prior.mean[arm], newton_steps)
+    return (mode, *logistic_pseudo_observations(mode, features, rewards, weights))
 
 
 def _check_sizes(history_size: int, newton_steps: int) -> tuple[int, int]:
@@ -81,13 +83,22 @@ def _check_sizes(history_size: int, newton_steps: int) -> tuple[int, int]:
             check_integer("newton_steps", newton_steps, minimum=1))
 
 
+class METSGLMParams(NamedTuple):
+    """meTS-GLM hyperparameters: ``core`` (METSParams, the mixed-effect prior in information form;
+    ``noise_var`` 1 and unused) and ``laplace`` (LaplacePrior, each arm's marginal prior, Ψ integrated out)."""
+
+    core: METSParams
+    laplace: LaplacePrior
+
+
 class METSGLMState(NamedTuple):
-    """meTS-GLM state: ``posterior`` (METSState over the pseudo-observations), ``history``,
-    and ``mode`` (K, d), each arm's latest Laplace expansion point (the warm start)."""
+    """meTS-GLM state: ``posterior`` (METSState over the pseudo-observations, holding ``params.core``),
+    ``history``, ``mode`` (K, d), each arm's latest Laplace expansion point (the warm start), and ``params``."""
 
     posterior: METSState
     history: RingBuffer
     mode: jax.Array
+    params: METSGLMParams
 
 
 def mets_glm(mixing, effect_mean, effect_cov, action_cov, *, history_size: int, factored: bool = False,
@@ -101,17 +112,19 @@ def mets_glm(mixing, effect_mean, effect_cov, action_cov, *, history_size: int, 
     factored : block-diagonal effect posterior (meTS-GLM-factored).
     newton_steps : Newton steps per refit, warm-started from the arm's previous mode.
 
-    Contexts are (d,) shared or (K, d) per arm; rewards are 0 or 1.
+    Contexts are (d,) shared or (K, d) per arm; rewards are 0 or 1. ``Policy.params`` is a
+    ``METSGLMParams``; ``history_size``, ``newton_steps`` and ``factored`` are structural.
     """
     mixing, effect_mean, effect_cov, action_cov = validate_mixed_effect_prior(mixing, effect_mean, effect_cov, action_cov)
     history_size, newton_steps = _check_sizes(history_size, newton_steps)
     core = mets_core(mixing, effect_mean, effect_cov, action_cov, factored)
     marginal_mean, marginal_cov = marginal_action_prior(*(jnp.asarray(a) for a in (mixing, effect_mean, effect_cov, action_cov)))
-    laplace = _arm_laplace(marginal_mean, marginal_cov, newton_steps)
+    defaults = METSGLMParams(core.params, _laplace_prior(marginal_mean, marginal_cov))
     d = effect_mean.shape[1]
 
-    def init(key: jax.Array) -> METSGLMState:
-        return METSGLMState(core.init(), _history_init(history_size, d), laplace.prior_mean)
+    def init(key: jax.Array, params: METSGLMParams | None = None) -> METSGLMState:
+        params = defaults if params is None else params
+        return METSGLMState(core.init(params.core), _history_init(history_size, d), params.laplace.mean, params)
 
     def act(state: METSGLMState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
         theta = core.sample_actions(state.posterior, key)
@@ -119,16 +132,16 @@ def mets_glm(mixing, effect_mean, effect_cov, action_cov, *, history_size: int, 
 
     def update(state: METSGLMState, context: jax.Array, action: jax.Array, reward: jax.Array) -> METSGLMState:
         history = _append(state.history, context, action, reward)
-        mode, gram, moment = laplace.refit(history, action, state.mode[action])
-        conditional = core.action_precision[action] + gram
+        mode, gram, moment = _refit(state.params.laplace, newton_steps, history, action, state.mode[action])
+        conditional = state.posterior.params.action_precision[action] + gram
         conditional_chol = jnp.linalg.cholesky(0.5 * (conditional + conditional.T))
         posterior = core.set_arm(state.posterior, action, gram, moment, conditional_chol)
-        return METSGLMState(posterior, history, state.mode.at[action].set(mode))
+        return METSGLMState(posterior, history, state.mode.at[action].set(mode), state.params)
 
     def posterior_draws(state: METSGLMState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
         return core.posterior_draws(state.posterior, key, num_draws)
 
-    return Policy(init, act, update, posterior_draws)
+    return Policy(init, act, update, posterior_draws, defaults)
 
 
 def hier_ts_glm(effect_mean, effect_cov, action_cov, *, num_actions: int, history_size: int,
@@ -139,12 +152,21 @@ def hier_ts_glm(effect_mean, effect_cov, action_cov, *, num_actions: int, histor
                     newton_steps=newton_steps)
 
 
+class GLMTSParams(NamedTuple):
+    """GLM-TS hyperparameters: the per-arm prior in information form (``prior``: ``precision_chol``
+    (K, d, d), ``info`` (K, d)) and as the Laplace refits use it (``laplace``: mean (K, d), precision (K, d, d))."""
+
+    prior: GaussianInfo
+    laplace: LaplacePrior
+
+
 class GLMTSState(NamedTuple):
-    """GLM-TS state: per-arm Laplace posteriors ``posterior`` (K stacked), ``history``, ``mode`` (K, d)."""
+    """GLM-TS state: per-arm Laplace posteriors ``posterior`` (K stacked), ``history``, ``mode`` (K, d), ``params``."""
 
     posterior: GaussianInfo
     history: RingBuffer
     mode: jax.Array
+    params: GLMTSParams
 
 
 def glm_ts(prior_mean, prior_cov, *, history_size: int, num_actions: int | None = None,
@@ -157,15 +179,18 @@ def glm_ts(prior_mean, prior_cov, *, history_size: int, num_actions: int | None 
     prior_cov : (d, d) or (K, d, d) prior covariances.
     history_size, newton_steps : as in ``mets_glm``.
     num_actions : K, required when neither prior has a leading arm axis.
+
+    ``Policy.params`` is a ``GLMTSParams``; ``history_size`` and ``newton_steps`` are structural.
     """
     mean, cov = broadcast_arm_prior(prior_mean, prior_cov, num_actions)
     history_size, newton_steps = _check_sizes(history_size, newton_steps)
-    prior = jax.vmap(gaussian_from_moments)(jnp.asarray(mean), jnp.asarray(cov))
-    laplace = _arm_laplace(mean, cov, newton_steps)
+    defaults = GLMTSParams(jax.vmap(gaussian_from_moments)(jnp.asarray(mean), jnp.asarray(cov)),
+                           _laplace_prior(mean, cov))
     num_arms, d = mean.shape
 
-    def init(key: jax.Array) -> GLMTSState:
-        return GLMTSState(prior, _history_init(history_size, d), laplace.prior_mean)
+    def init(key: jax.Array, params: GLMTSParams | None = None) -> GLMTSState:
+        params = defaults if params is None else params
+        return GLMTSState(params.prior, _history_init(history_size, d), params.laplace.mean, params)
 
     def act(state: GLMTSState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
         theta = jax.vmap(gaussian_sample)(state.posterior, jax.random.split(key, num_arms))
@@ -173,11 +198,12 @@ def glm_ts(prior_mean, prior_cov, *, history_size: int, num_actions: int | None 
 
     def update(state: GLMTSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> GLMTSState:
         history = _append(state.history, context, action, reward)
-        mode, gram, moment = laplace.refit(history, action, state.mode[action])
-        arm = gaussian_condition(take_arm(prior, action), gram, moment)
-        return GLMTSState(put_arm(state.posterior, action, arm), history, state.mode.at[action].set(mode))
+        mode, gram, moment = _refit(state.params.laplace, newton_steps, history, action, state.mode[action])
+        arm = gaussian_condition(take_arm(state.params.prior, action), gram, moment)
+        return GLMTSState(put_arm(state.posterior, action, arm), history, state.mode.at[action].set(mode),
+                          state.params)
 
     def posterior_draws(state: GLMTSState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
         return arm_posterior_draws(state.posterior, key, num_draws)
 
-    return Policy(init, act, update, posterior_draws)
+    return Policy(init, act, update, posterior_draws, defaults)

@@ -34,8 +34,29 @@ from structbandits.inference.conjugate import (
     gaussian_sample,
 )
 
-__all__ = ["METSCore", "METSState", "average_effect_prior", "check_effect_prior", "hier_ts", "mets", "mets_core",
-           "validate_mixed_effect_prior"]
+__all__ = ["METSCore", "METSParams", "METSState", "average_effect_prior", "check_effect_prior", "hier_ts", "mets", "mets_core",
+           "mets_params", "validate_mixed_effect_prior"]
+
+
+class METSParams(NamedTuple):
+    """The meTS prior as data. K arms, L effects, d features.
+
+    Attributes
+    ----------
+    mixing : (K, L) mixing weights b.
+    action_precision_chol : (K, d, d) Cholesky factor of Σ0_i⁻¹.
+    action_precision : (K, d, d) Σ0_i⁻¹.
+    effect_precision : (L d, L d) prior precision of vec Ψ, or (L, d, d) blocks when factored.
+    effect_info : (L d,) or (L, d) prior information Σ_Ψ⁻¹ μ_Ψ.
+    noise_var : scalar σ² (linear rewards; 1 and unused for logistic rewards).
+    """
+
+    mixing: jax.Array
+    action_precision_chol: jax.Array
+    action_precision: jax.Array
+    effect_precision: jax.Array
+    effect_info: jax.Array
+    noise_var: jax.Array
 
 
 class METSState(NamedTuple):
@@ -50,6 +71,7 @@ class METSState(NamedTuple):
     evidence_precision, evidence_info : (K, d, d), (K, d) per-arm P_i, u_i (``effect_evidence``).
     effect_precision : (L d, L d) dense, or (L, d, d) blocks when factored.
     effect_info : (L d,) or (L, d).
+    params : METSParams, the prior the posterior started from.
     """
 
     gram: jax.Array
@@ -60,6 +82,7 @@ class METSState(NamedTuple):
     evidence_info: jax.Array
     effect_precision: jax.Array
     effect_info: jax.Array
+    params: METSParams
 
 
 def check_effect_prior(effect_mean, effect_cov) -> tuple[np.ndarray, np.ndarray]:
@@ -89,27 +112,25 @@ def validate_mixed_effect_prior(mixing, effect_mean, effect_cov, action_cov):
 class METSCore(NamedTuple):
     """The meTS posterior machinery shared by the linear and GLM agents (built by ``mets_core``).
 
-    init : () -> METSState with no data.
+    params : METSParams, the validated prior (the defaults of ``init``).
+    init : (params) -> METSState with no data.
     sample_actions : (state, key) -> θ̃ (K, d), one hierarchical draw Ψ̃ ~ Q_t, θ̃_i ~ N(μ̃_i, Σ̃_i).
     posterior_draws : (state, key, n) -> {"psi": (n, L, d), "theta": (n, K, d)}.
     set_arm : (state, arm, gram, moment, conditional_chol) -> state with arm's statistics replaced
         and the effect posterior refreshed by the change in its evidence.
-    action_precision : (K, d, d) Σ0_i⁻¹.
     """
 
-    init: Callable[[], METSState]
+    params: METSParams
+    init: Callable[[METSParams], METSState]
     sample_actions: Callable[[METSState, jax.Array], jax.Array]
     posterior_draws: Callable[[METSState, jax.Array, int], dict[str, jax.Array]]
     set_arm: Callable[..., METSState]
-    action_precision: jax.Array
 
 
-def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarray, action_cov: np.ndarray,
-              factored: bool) -> METSCore:
-    """The meTS posterior over validated inputs: ``mixing`` (K, L), ``effect_mean`` (L, d),
-    ``effect_cov`` (L·d, L·d), ``action_cov`` (K, d, d); ``factored`` keeps only the per-effect blocks."""
-    (k, num_effects), d = mixing.shape, effect_mean.shape[1]
-    mixing = jnp.asarray(mixing)
+def mets_params(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarray, action_cov: np.ndarray,
+                factored: bool, noise_var: float = 1.0) -> METSParams:
+    """The meTS prior in information form from validated moments (``validate_mixed_effect_prior``)."""
+    num_effects, d = effect_mean.shape
     action_precision_chol = jax.vmap(lambda c: gaussian_from_moments(jnp.zeros(d), c).precision_chol)(jnp.asarray(action_cov))
     action_precision = action_precision_chol @ jnp.swapaxes(action_precision_chol, 1, 2)
     if factored:
@@ -118,11 +139,23 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
     else:
         effect_prior = gaussian_from_moments(jnp.asarray(effect_mean).reshape(-1), jnp.asarray(effect_cov))
     prior_precision = effect_prior.precision_chol @ jnp.swapaxes(effect_prior.precision_chol, -1, -2)
+    return METSParams(jnp.asarray(mixing), action_precision_chol, action_precision, prior_precision,
+                      effect_prior.info, jnp.asarray(noise_var, dtype=prior_precision.dtype))
 
-    def init() -> METSState:
+
+def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarray, action_cov: np.ndarray,
+              factored: bool, noise_var: float = 1.0) -> METSCore:
+    """The meTS posterior over validated inputs: ``mixing`` (K, L), ``effect_mean`` (L, d),
+    ``effect_cov`` (L·d, L·d), ``action_cov`` (K, d, d); ``factored`` keeps only the per-effect blocks.
+    The functions read the prior from ``state.params``; only the shapes and ``factored`` are fixed."""
+    (k, num_effects), d = mixing.shape, effect_mean.shape[1]
+    defaults = mets_params(mixing, effect_mean, effect_cov, action_cov, factored, noise_var)
+
+    def init(params: METSParams) -> METSState:
         zeros = jnp.zeros((k, d, d))
-        return METSState(zeros, jnp.zeros((k, d)), action_precision_chol, jax.vmap(triangular_inverse)(action_precision_chol),
-                         zeros, jnp.zeros((k, d)), prior_precision, effect_prior.info)
+        return METSState(zeros, jnp.zeros((k, d)), params.action_precision_chol,
+                         jax.vmap(triangular_inverse)(params.action_precision_chol),
+                         zeros, jnp.zeros((k, d)), params.effect_precision, params.effect_info, params)
 
     def sample_effects(state: METSState, key: jax.Array) -> jax.Array:
         """Ψ̃ ~ Q_t as (L, d)."""
@@ -134,8 +167,8 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
     def sample_hierarchically(state: METSState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         effect_key, action_key = jax.random.split(key)
         effects = sample_effects(state, effect_key)
-        mixed_means = mixing @ effects  # (K, d): Σ_l b_il ψ̃_l
-        info = jnp.einsum("kab,kb->ka", action_precision, mixed_means) + state.moment
+        mixed_means = state.params.mixing @ effects  # (K, d): Σ_l b_il ψ̃_l
+        info = jnp.einsum("kab,kb->ka", state.params.action_precision, mixed_means) + state.moment
         # θ̃_i = C_i⁻¹ h_i + L_i⁻ᵀ z_i = L_i⁻ᵀ (L_i⁻¹ h_i + z_i): two batched mat-vecs with the stored
         # L_i⁻¹ and one (K, d) normal draw, the per-arm sampling being the hot path of a round.
         noise = jax.random.normal(action_key, (k, d), dtype=info.dtype)
@@ -154,7 +187,7 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
         evidence_precision, evidence_info = effect_evidence_from_conditional(conditional_chol, gram, moment)
         delta_precision = evidence_precision - state.evidence_precision[arm]
         delta_info = evidence_info - state.evidence_info[arm]
-        b = mixing[arm]
+        b = state.params.mixing[arm]
         if factored:
             effect_precision = state.effect_precision + (b**2)[:, None, None] * delta_precision
             effect_info = state.effect_info + b[:, None] * delta_info
@@ -170,9 +203,10 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
             evidence_info=state.evidence_info.at[arm].set(evidence_info),
             effect_precision=0.5 * (effect_precision + jnp.swapaxes(effect_precision, -1, -2)),
             effect_info=effect_info,
+            params=state.params,
         )
 
-    return METSCore(init, sample_actions, posterior_draws, set_arm, action_precision)
+    return METSCore(defaults, init, sample_actions, posterior_draws, set_arm)
 
 
 def triangular_inverse(chol: jax.Array) -> jax.Array:
@@ -195,10 +229,10 @@ def mets(mixing, effect_mean, effect_cov, action_cov, noise_scale: float, *, fac
     """
     mixing, effect_mean, effect_cov, action_cov = validate_mixed_effect_prior(mixing, effect_mean, effect_cov, action_cov)
     noise_var = float(check_positive("noise_scale", noise_scale)) ** 2
-    core = mets_core(mixing, effect_mean, effect_cov, action_cov, factored)
+    core = mets_core(mixing, effect_mean, effect_cov, action_cov, factored, noise_var)
 
-    def init(key: jax.Array) -> METSState:
-        return core.init()
+    def init(key: jax.Array, params: METSParams | None = None) -> METSState:
+        return core.init(core.params if params is None else params)
 
     def act(state: METSState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
         theta = core.sample_actions(state, key)
@@ -206,12 +240,13 @@ def mets(mixing, effect_mean, effect_cov, action_cov, noise_scale: float, *, fac
 
     def update(state: METSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> METSState:
         x = arm_features(context, action)
+        noise_var = state.params.noise_var
         gram = state.gram[action] + jnp.outer(x, x) / noise_var
         moment = state.moment[action] + x * reward / noise_var
         conditional_chol = cholesky_rank_one_update(state.conditional_chol[action], x / jnp.sqrt(noise_var))
         return core.set_arm(state, action, gram, moment, conditional_chol)
 
-    return Policy(init, act, update, core.posterior_draws)
+    return Policy(init, act, update, core.posterior_draws, core.params)
 
 
 def average_effect_prior(effect_mean: np.ndarray, effect_cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

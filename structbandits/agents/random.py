@@ -14,14 +14,19 @@ __all__ = ["uniform_random"]
 
 
 class UniformRandomState(NamedTuple):
-    """The baseline keeps no statistics; the state is empty."""
+    """The baseline keeps no statistics; ``params`` is None (no hyperparameters)."""
+
+    params: None = None
 
 
 def uniform_random(num_actions: int) -> Policy:
-    """A policy that picks one of ``num_actions`` arms uniformly at random (propensity 1/K)."""
+    """A policy that picks one of ``num_actions`` arms uniformly at random (propensity 1/K).
+
+    It has no numeric hyperparameters: ``Policy.params`` is None and ``init(key, params=None)`` ignores ``params``.
+    """
     num_actions = check_integer("num_actions", num_actions, minimum=1)
 
-    def init(key: jax.Array) -> UniformRandomState:
+    def init(key: jax.Array, params: None = None) -> UniformRandomState:
         return UniformRandomState()
 
     def act(state: UniformRandomState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:

@@ -29,12 +29,18 @@ Planners recompute indices every round with T = min(rounds left, ``max_planning_
 ``PlannerSettings()`` holds the reference's settings (clipped index search on [-1, 1], tolerance
 0.01, γ = 0.9999, T <= 20, tie tolerance 1e-4); ``EXACT_SETTINGS`` brackets indices exactly and
 clips Lagrange charges at 0.
+
+Hyperparameters are data (``agents.protocol``): the numeric settings (γ, the index search's
+interval and tolerance, the tie tolerance; HR-RR / HR-Rand's risk set) are ``Policy.params``
+(``PlannerParams`` / ``HighRiskParams``), held in the state and read by ``act``; loop counts, the
+planning horizon cap, ``bracket``, ``nonnegative_charges`` and ``relative_tolerance`` (whose sign
+``planning.whittle`` branches on) stay static. Everything else is in the context already.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache, partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -62,8 +68,11 @@ from structbandits.planning.whittle import REFERENCE_SEARCH, WhittleSearch, batc
 
 __all__ = [
     "EXACT_SETTINGS",
+    "HighRiskParams",
     "POLICY_NAMES",
+    "PlannerParams",
     "PlannerSettings",
+    "PlannerState",
     "RestlessContext",
     "RoundRobinState",
     "restless_policy",
@@ -111,8 +120,33 @@ EXACT_SETTINGS = PlannerSettings(search=WhittleSearch(), nonnegative_charges=Tru
 """Bracketed (unclipped) indices to 1e-7 and Lagrange charges clipped at 0."""
 
 
+class PlannerParams(NamedTuple):
+    """The index planners' numeric settings, scalars: the discount ``gamma``, the Whittle search's
+    initial interval ``lower`` / ``upper`` and width ``tolerance``, and the within-group
+    ``tie_tolerance`` (``PlannerSettings``' values)."""
+
+    gamma: jax.Array
+    lower: jax.Array
+    upper: jax.Array
+    tolerance: jax.Array
+    tie_tolerance: jax.Array
+
+
+class HighRiskParams(NamedTuple):
+    """HR-RR / HR-Rand's risk set: ``high_risk_states`` (S,) bool."""
+
+    high_risk_states: jax.Array
+
+
+class PlannerState(NamedTuple):
+    """State of a policy without memory (NoAct, Random, the planners, HR-Rand): its ``params``
+    (``PlannerParams``, ``HighRiskParams``, or None for NoAct and Random)."""
+
+    params: Any
+
+
 class RoundRobinState(NamedTuple):
-    """HR-RR state: ``queue`` (N,) int keys, smaller = earlier in the round-robin queue.
+    """HR-RR state: ``queue`` (N,) int keys, smaller = earlier in the round-robin queue; and the params.
 
     An arm acted on in round t gets key t·N + (its position among the arms acted on in t), so
     keys order arms by the round they were last acted on, then by their previous queue order:
@@ -120,6 +154,7 @@ class RoundRobinState(NamedTuple):
     initial order)."""
 
     queue: jax.Array
+    params: HighRiskParams
 
 
 def _top_scores(scores: jax.Array, budget) -> jax.Array:
@@ -127,23 +162,39 @@ def _top_scores(scores: jax.Array, budget) -> jax.Array:
     return rank < budget
 
 
-def _stateless(act) -> Policy:
-    return Policy(init=lambda key: (), act=act, update=lambda state, context, action, reward: state)
+def _params(name: str, settings: PlannerSettings, high_risk_states: tuple[bool, ...] | None):
+    """The params of policy ``name``, made when asked: the cached functions hold no arrays (their
+    dtype follows the configuration at call time)."""
+    if name in ("NoAct", "Random"):
+        return None
+    if name in ("HR-RR", "HR-Rand"):
+        return HighRiskParams(jnp.asarray(high_risk_states))
+    return PlannerParams(*(jnp.asarray(float(v)) for v in (
+        settings.gamma, settings.search.lower, settings.search.upper, settings.search.tolerance,
+        settings.tie_tolerance)))
+
+
+def _stateless(act, defaults=lambda: None) -> Policy:
+    def init(key, params=None) -> PlannerState:
+        return PlannerState(defaults() if params is None else params)
+
+    return Policy(init=init, act=act, update=lambda state, context, action, reward: state)
 
 
 def _planner(name: str, num_groups: int, max_group_size: int, max_budget: int, settings: PlannerSettings) -> Policy:
     num_budgets = max_budget + 1
 
-    def act(state, key, ctx: RestlessContext):
+    def act(state: PlannerState, key, ctx: RestlessContext):
+        params = state.params
         horizon = jnp.minimum(ctx.remaining, settings.max_planning_horizon)
-        indices = batched_whittle_indices(ctx.transitions, ctx.rewards, ctx.states, horizon, settings.gamma,
-                                          settings.search)
+        search = settings.search._replace(lower=params.lower, upper=params.upper, tolerance=params.tolerance)
+        indices = batched_whittle_indices(ctx.transitions, ctx.rewards, ctx.states, horizon, params.gamma, search)
         tie_key, upsample_key, round_key = jax.random.split(key, 3)
         if name == "Opt":
             everyone = jnp.zeros_like(ctx.groups)
             ranked = -jnp.sort(-indices)[None, :]
             mask = select_within_groups_core(indices, everyone, ctx.budget[None], tie_key, ranked,
-                                             settings.tie_tolerance)
+                                             params.tie_tolerance)
             return mask, no_propensity()
         slots = member_table(ctx.groups, num_groups, max_group_size)
         sizes = jnp.bincount(ctx.groups, length=num_groups)
@@ -157,7 +208,7 @@ def _planner(name: str, num_groups: int, max_group_size: int, max_budget: int, s
             charges = whittle_to_lagrange_charges(sorted_slot_values(indices, eg_slots), counts, num_budgets,
                                                   settings.nonnegative_charges)
             curves = lagrangian_curves(ctx.transitions, ctx.rewards, ctx.states, ctx.groups, weights, charges,
-                                       horizon, settings.gamma)
+                                       horizon, params.gamma)
             equal = mnw_greedy_core(curves, counts, ctx.budget)
             budgets = rescale_equal_groups_core(equal.astype(jnp.float64), sizes, float(max_group_size),
                                                 ctx.budget, round_key)
@@ -166,38 +217,39 @@ def _planner(name: str, num_groups: int, max_group_size: int, max_budget: int, s
                                                   settings.nonnegative_charges)
             weights = jnp.ones(indices.shape[0])
             curves = lagrangian_curves(ctx.transitions, ctx.rewards, ctx.states, ctx.groups, weights, charges,
-                                       horizon, settings.gamma)
+                                       horizon, params.gamma)
             allocate = water_filling_core if name == "MMR" else mnw_greedy_core
             if name in _EXACT_ALLOCATORS:  # same curves as MMR / MNW, the optimal split of them
                 allocate = partial(_EXACT_ALLOCATORS[name], max_budget=max_budget)
             budgets = allocate(curves, sizes, ctx.budget)
         mask = select_within_groups_core(indices, ctx.groups, budgets, tie_key,
-                                         sorted_slot_values(indices, slots), settings.tie_tolerance)
+                                         sorted_slot_values(indices, slots), params.tie_tolerance)
         return mask, no_propensity()
 
-    return _stateless(act)
+    return _stateless(act, partial(_params, name, settings, None))
 
 
 def _high_risk(name: str, num_arms: int, high_risk_states: tuple[bool, ...]) -> Policy:
-    risky_table = jnp.asarray(high_risk_states)
+    defaults = partial(_params, name, None, high_risk_states)
 
-    def scores(key, ctx):
-        risky = risky_table[ctx.states].astype(jnp.float64)
+    def scores(state, key, ctx):
+        risky = state.params.high_risk_states[ctx.states].astype(jnp.float64)
         return risky, jax.random.uniform(key, (num_arms,))
 
     if name == "HR-Rand":
         def act_random(state, key, ctx):
-            risky, noise = scores(key, ctx)
+            risky, noise = scores(state, key, ctx)
             return _top_scores(2.0 * risky + noise, ctx.budget), no_propensity()
 
-        return _stateless(act_random)
+        return _stateless(act_random, defaults)
 
-    def init(key):
+    def init(key, params=None):
         # A random initial queue order; keys below 0 mark "never acted".
-        return RoundRobinState(jax.random.permutation(key, num_arms).astype(jnp.int64) - num_arms)
+        return RoundRobinState(jax.random.permutation(key, num_arms).astype(jnp.int64) - num_arms,
+                               defaults() if params is None else params)
 
     def act(state: RoundRobinState, key, ctx):
-        risky = risky_table[ctx.states]
+        risky = state.params.high_risk_states[ctx.states]
         # Front of the queue first (least recently acted, then earlier in the queue), high risk first.
         order = jnp.lexsort((state.queue, ~risky))
         return jnp.zeros(num_arms, dtype=bool).at[order].set(jnp.arange(num_arms) < ctx.budget), no_propensity()
@@ -206,7 +258,7 @@ def _high_risk(name: str, num_arms: int, high_risk_states: tuple[bool, ...]) -> 
         # Acted arms go to the back of the queue, keeping their relative order.
         order = jnp.argsort(jnp.where(action, state.queue, jnp.iinfo(state.queue.dtype).max))
         rank = jnp.zeros(num_arms, dtype=jnp.int64).at[order].set(jnp.arange(num_arms))
-        return RoundRobinState(jnp.where(action, ctx.round * num_arms + rank, state.queue))
+        return RoundRobinState(jnp.where(action, ctx.round * num_arms + rank, state.queue), state.params)
 
     return Policy(init, act, update)
 
@@ -240,8 +292,12 @@ def restless_policy(name: str, num_arms: int, group_sizes, max_budget: int | Non
 
     Returns
     -------
-    A ``Policy`` over ``RestlessContext``; identical arguments return the same (cached) object, so
-    jitted simulations compile once.
+    A ``Policy`` over ``RestlessContext``; identical arguments return the same (cached) functions,
+    so jitted simulations (given ``without_params(policy)``) compile once. Its ``params`` are
+    ``PlannerParams`` (Opt, MMR, MNW, MNW-EG, MMR-exact, MNW-exact), ``HighRiskParams`` (HR-RR,
+    HR-Rand) or None (NoAct, Random); the state is ``PlannerState(params)``, or ``RoundRobinState``
+    for HR-RR. Policies that differ only in those values share compiled programs when one's
+    functions are given the other's params (``simulate_restless(..., params=...)``).
     """
     if name not in POLICY_NAMES:
         raise ValidationError(f"name: expected one of {list(POLICY_NAMES)}, got {name!r}")
@@ -264,4 +320,5 @@ def restless_policy(name: str, num_arms: int, group_sizes, max_budget: int | Non
         if high_risk_states is None:
             raise ValidationError(f"high_risk_states: {name} needs the (S,) bool risk set, got None")
         risk = tuple(bool(v) for v in np.asarray(high_risk_states).ravel())
-    return _cached_policy(name, num_arms, int(sizes.size), max_size, max_budget, settings, risk)
+    return _cached_policy(name, num_arms, int(sizes.size), max_size, max_budget, settings, risk)._replace(
+        params=_params(name, settings, risk))

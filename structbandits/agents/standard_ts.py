@@ -25,13 +25,20 @@ from structbandits.agents.protocol import ActInfo, Policy
 from structbandits.errors import check_finite, check_integer, check_positive
 from structbandits.inference.nig import NIG, nig_observe, nig_prior, nig_sample, nig_sample_mean
 
-__all__ = ["StandardTSState", "standard_ts"]
+__all__ = ["StandardTSParams", "StandardTSState", "standard_ts"]
+
+
+class StandardTSParams(NamedTuple):
+    """Standard TS hyperparameters: ``prior``, the NIG(m, κ, α, β) of every arm, fields (C, K)."""
+
+    prior: NIG
 
 
 class StandardTSState(NamedTuple):
-    """``arms``: NIG posteriors with fields of shape (C, K) (C = 1 without context cells)."""
+    """``arms``: NIG posteriors with fields of shape (C, K) (C = 1 without context cells); ``params``."""
 
     arms: NIG
+    params: StandardTSParams
 
 
 def _context_cell(context) -> jax.Array:
@@ -61,7 +68,8 @@ def standard_ts(
 
     Returns
     -------
-    Policy with state ``StandardTSState``; rewards are scalars. Per round O(M K).
+    Policy with state ``StandardTSState`` and params ``StandardTSParams`` (the prior, as data; a
+    per-arm prior of the same shapes may be passed to ``init``); rewards are scalars. Per round O(M K).
     """
     k = check_integer("num_actions", num_actions, minimum=2)
     c = 1 if num_cells is None else check_integer("num_cells", num_cells, minimum=1)
@@ -69,26 +77,28 @@ def standard_ts(
     for name, value in (("prior_kappa", prior_kappa), ("prior_alpha", prior_alpha), ("prior_beta", prior_beta)):
         check_positive(name, value)
     m = check_integer("propensity_draws", propensity_draws, minimum=0)
-    prior = nig_prior(prior_mean, prior_kappa, prior_alpha, prior_beta, (c, k))
+    defaults = StandardTSParams(nig_prior(prior_mean, prior_kappa, prior_alpha, prior_beta, (c, k)))
 
     def cell(context) -> jax.Array:
         return jnp.asarray(0) if num_cells is None else cell_of(context)
 
-    def init(key: jax.Array) -> StandardTSState:
-        return StandardTSState(prior)
+    def init(key: jax.Array, params: StandardTSParams | None = None) -> StandardTSState:
+        params = defaults if params is None else params
+        return StandardTSState(params.prior, params)
 
     def act(state: StandardTSState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
         arms = jax.tree.map(lambda leaf: leaf[cell(context)], state.arms)  # fields (K,)
-        return thompson_choice(lambda k_, shape: nig_sample_mean(arms, k_, shape), key, m, prior.mean.dtype)
+        return thompson_choice(lambda k_, shape: nig_sample_mean(arms, k_, shape), key, m, arms.mean.dtype)
 
     def update(state: StandardTSState, context, action: jax.Array, reward: jax.Array) -> StandardTSState:
         x = cell(context)
         arm = jax.tree.map(lambda leaf: leaf[x, action], state.arms)
         new = nig_observe(arm, reward)
-        return StandardTSState(jax.tree.map(lambda leaf, value: leaf.at[x, action].set(value), state.arms, new))
+        return StandardTSState(jax.tree.map(lambda leaf, value: leaf.at[x, action].set(value), state.arms, new),
+                               state.params)
 
     def posterior_draws(state: StandardTSState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
         mean, var = nig_sample(state.arms, key, (num_draws,))
         return {"mean_reward": mean, "noise_var": var}
 
-    return Policy(init, act, update, posterior_draws)
+    return Policy(init, act, update, posterior_draws, defaults)

@@ -31,6 +31,7 @@ from structbandits.inference.conjugate import (
 )
 
 __all__ = [
+    "LinTSParams",
     "LinTSState",
     "arm_features",
     "arm_posterior_draws",
@@ -77,10 +78,19 @@ def arm_posterior_draws(posteriors: GaussianInfo, key: jax.Array, num_draws: int
     return {"theta": jnp.swapaxes(theta, 0, 1)}
 
 
+class LinTSParams(NamedTuple):
+    """LinTS hyperparameters: the per-arm prior in information form (``precision_chol`` (K, d, d),
+    ``info`` (K, d)) and the noise variance σ² (scalar)."""
+
+    prior: GaussianInfo
+    noise_var: jax.Array
+
+
 class LinTSState(NamedTuple):
-    """Per-arm posteriors, stacked: ``precision_chol`` (K, d, d), ``info`` (K, d)."""
+    """Per-arm posteriors, stacked: ``precision_chol`` (K, d, d), ``info`` (K, d); and the params."""
 
     posterior: GaussianInfo
+    params: LinTSParams
 
 
 def broadcast_arm_prior(prior_mean, prior_cov, num_actions: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +145,8 @@ def lin_ts(
     mean, cov = broadcast_arm_prior(prior_mean, prior_cov, num_actions)
     noise_var = float(check_positive("noise_scale", noise_scale)) ** 2
     propensity_draws = check_integer("propensity_draws", propensity_draws, minimum=0)
-    prior = jax.vmap(gaussian_from_moments)(jnp.asarray(mean), jnp.asarray(cov))
+    defaults = LinTSParams(jax.vmap(gaussian_from_moments)(jnp.asarray(mean), jnp.asarray(cov)),
+                           jnp.asarray(noise_var))
     num_arms = mean.shape[0]
 
     def draw_scores(posterior: GaussianInfo, key: jax.Array, context: jax.Array, shape: tuple[int, ...]):
@@ -143,17 +154,18 @@ def lin_ts(
         theta = jax.vmap(gaussian_sample, (0, 0, None))(posterior, keys, shape)  # (K, *shape, d)
         return arm_scores(jnp.moveaxis(theta, 0, -2), context)  # (*shape, K)
 
-    def init(key: jax.Array) -> LinTSState:
-        return LinTSState(prior)
+    def init(key: jax.Array, params: LinTSParams | None = None) -> LinTSState:
+        params = defaults if params is None else params
+        return LinTSState(params.prior, params)
 
     def act(state: LinTSState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
         return thompson_choice(lambda k, shape: draw_scores(state.posterior, k, context, shape), key,
                                propensity_draws, context.dtype)
 
     def update(state: LinTSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> LinTSState:
-        return LinTSState(observe_arm(state.posterior, context, action, reward, noise_var))
+        return LinTSState(observe_arm(state.posterior, context, action, reward, state.params.noise_var), state.params)
 
     def posterior_draws(state: LinTSState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
         return arm_posterior_draws(state.posterior, key, num_draws)
 
-    return Policy(init, act, update, posterior_draws)
+    return Policy(init, act, update, posterior_draws, defaults)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from structbandits.agents.protocol import init_state, without_params
 from structbandits.errors import ValidationError, check_integer
 from structbandits.seeding import seed_keys
 
@@ -47,7 +48,7 @@ class PosteriorTrajectory(NamedTuple):
 
 
 @partial(jax.jit, static_argnums=(0, 1, 3, 4, 5, 6))
-def _play(policy, env, key, num_blocks: int, every: int, num_draws: int, sites: tuple[str, ...], draw_key):
+def _play(policy, env, key, num_blocks: int, every: int, num_draws: int, sites: tuple[str, ...], draw_key, params):
     # Keys exactly as experiments.runner.simulate_seed derives them, so the run is that seed's run.
     env_key, agent_key = jax.random.split(key)
     truth_key, round_key = jax.random.split(env_key)
@@ -72,7 +73,7 @@ def _play(policy, env, key, num_blocks: int, every: int, num_draws: int, sites: 
         state, records = jax.lax.scan(step, state, b * every + jnp.arange(every))
         return state, (records, summary(state, b + 1))
 
-    state = policy.init(agent_init_key)
+    state = init_state(policy, agent_init_key, params)
     _, (records, summaries) = jax.lax.scan(block, state, jnp.arange(num_blocks))
     prior = summary(state, 0)
     summaries = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), prior, summaries)
@@ -133,15 +134,15 @@ def posterior_trajectory(
     num_draws = check_integer("num_draws", num_draws, minimum=2)
     seed = check_integer("seed", seed, minimum=0)
     probe = jax.eval_shape(lambda state, k: policy.posterior_draws(state, k, num_draws),
-                           jax.eval_shape(policy.init, jax.random.PRNGKey(0)), jax.random.PRNGKey(0))
+                           jax.eval_shape(lambda k: policy.init(k), jax.random.PRNGKey(0)), jax.random.PRNGKey(0))
     available = list(probe)
     sites = tuple(available if sites is None else sites)
     unknown = [site for site in sites if site not in probe]
     if unknown or not sites:
         raise ValidationError(f"sites: expected some of the policy's posterior sites {available}, got {list(sites)}")
     key = jax.random.PRNGKey(0) if key is None else key
-    summaries, history, env_state = _play(policy, env, seed_keys(seed, 1)[0], horizon // every, every, num_draws,
-                                          sites, key)
+    summaries, history, env_state = _play(without_params(policy), env, seed_keys(seed, 1)[0], horizon // every, every,
+                                          num_draws, sites, key, policy.params)
     rounds = np.arange(horizon // every + 1) * every
     frames = []
     for site in sites:

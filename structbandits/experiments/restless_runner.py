@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from structbandits.agents.bayes_restless import RestlessOutcome
-from structbandits.agents.protocol import Policy
+from structbandits.agents.protocol import Policy, init_state, without_params
 from structbandits.agents.restless import RestlessContext
 from structbandits.envs.rmab.instance import RestlessInstance
 from structbandits.errors import ValidationError, check_integer
@@ -100,16 +100,16 @@ def _episode(policy: Policy, horizon: int, num_groups: int, transitions, rewards
 
 
 def _simulate_one(policy: Policy, horizon: int, num_groups: int, transitions, rewards, components, groups,
-                  initial_probs, budget, key):
+                  initial_probs, budget, params, key):
     env_key, agent_key = jax.random.split(key)
     agent_init_key, agent_round_key = jax.random.split(agent_key)
     _, trajectory = _episode(policy, horizon, num_groups, transitions, rewards, components, groups, initial_probs,
-                             budget, policy.init(agent_init_key), env_key, agent_round_key)
+                             budget, init_state(policy, agent_init_key, params), env_key, agent_round_key)
     return trajectory
 
 
 def _learn_one(policy: Policy, horizon: int, num_groups: int, num_episodes: int, transitions, rewards, components,
-               groups, initial_probs, budget, key):
+               groups, initial_probs, budget, params, key):
     env_key, agent_key = jax.random.split(key)
     agent_init_key, agent_round_key = jax.random.split(agent_key)
 
@@ -117,23 +117,25 @@ def _learn_one(policy: Policy, horizon: int, num_groups: int, num_episodes: int,
         return _episode(policy, horizon, num_groups, transitions, rewards, components, groups, initial_probs, budget,
                         agent_state, jax.random.fold_in(env_key, e), jax.random.fold_in(agent_round_key, e))
 
-    final_state, trajectory = jax.lax.scan(episode, policy.init(agent_init_key), jnp.arange(num_episodes))
+    final_state, trajectory = jax.lax.scan(episode, init_state(policy, agent_init_key, params), jnp.arange(num_episodes))
     return trajectory, final_state
 
 
+# The policy is static without its params (``without_params``); the params are traced, so policies
+# that differ only in hyperparameter values share the program (give one's functions the other's params).
 @partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def _learn_batch(policy, horizon, num_groups, num_episodes, transitions, rewards, components, groups, initial_probs,
-                 budget, keys):
+                 budget, params, keys):
     one = partial(_learn_one, policy, horizon, num_groups, num_episodes, transitions, rewards, components, groups,
-                  initial_probs, budget)
+                  initial_probs, budget, params)
     return jax.vmap(one)(keys)
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
 def _simulate_batch(policy, horizon, num_groups, transitions, rewards, components, groups, initial_probs, budget,
-                    keys):
+                    params, keys):
     one = partial(_simulate_one, policy, horizon, num_groups, transitions, rewards, components, groups,
-                  initial_probs, budget)
+                  initial_probs, budget, params)
     return jax.vmap(one)(keys)
 
 
@@ -156,7 +158,7 @@ def _batch_inputs(instance, policy, key, num_seeds, budget, first_seed) -> tuple
 
 
 def simulate_restless(instance: RestlessInstance, policy: Policy, key: jax.Array, num_seeds: int, *,
-                      budget: int | None = None, first_seed: int = 0) -> RestlessTrajectory:
+                      budget: int | None = None, first_seed: int = 0, params=None) -> RestlessTrajectory:
     """Run ``policy`` on ``instance`` for ``instance.horizon`` rounds in ``num_seeds`` simulations.
 
     Parameters
@@ -169,18 +171,22 @@ def simulate_restless(instance: RestlessInstance, policy: Policy, key: jax.Array
     budget : arms per round (default ``instance.budget``); a traced value, so budgets share one
         compilation.
     first_seed : offset of the seed numbers (to extend a study in batches).
+    params : the policy's hyperparameters (default ``policy.params``), traced: a policy built with
+        other values of them (same constructor and shapes) gives its params here to reuse this
+        policy's compiled program.
 
     Returns
     -------
     ``RestlessTrajectory`` with leading axis num_seeds.
     """
-    inputs = _batch_inputs(instance, policy, key, num_seeds, budget, first_seed)
-    return _simulate_batch(policy, instance.horizon, instance.num_groups, *inputs)
+    *inputs, keys = _batch_inputs(instance, policy, key, num_seeds, budget, first_seed)
+    return _simulate_batch(without_params(policy), instance.horizon, instance.num_groups, *inputs,
+                           policy.params if params is None else params, keys)
 
 
 def simulate_restless_learning(instance: RestlessInstance, policy: Policy, key: jax.Array, num_seeds: int,
-                               num_episodes: int, *, budget: int | None = None,
-                               first_seed: int = 0) -> tuple[RestlessTrajectory, object]:
+                               num_episodes: int, *, budget: int | None = None, first_seed: int = 0,
+                               params=None) -> tuple[RestlessTrajectory, object]:
     """Run ``policy`` for ``num_episodes`` episodes of ``instance.horizon`` rounds, learning across them.
 
     Every episode restarts the arms from ``instance.initial_probs`` (a new cohort of the same
@@ -190,7 +196,7 @@ def simulate_restless_learning(instance: RestlessInstance, policy: Policy, key: 
 
     Parameters
     ----------
-    instance, policy, key, num_seeds, budget, first_seed : as in ``simulate_restless``.
+    instance, policy, key, num_seeds, budget, first_seed, params : as in ``simulate_restless``.
     num_episodes : E >= 1 episodes per seed (scanned; the agent state is carried).
 
     Returns
@@ -199,8 +205,9 @@ def simulate_restless_learning(instance: RestlessInstance, policy: Policy, key: 
     (num_seeds, E), and the agent states after the last episode (leading axis num_seeds).
     """
     num_episodes = check_integer("num_episodes", num_episodes, minimum=1)
-    inputs = _batch_inputs(instance, policy, key, num_seeds, budget, first_seed)
-    return _learn_batch(policy, instance.horizon, instance.num_groups, num_episodes, *inputs)
+    *inputs, keys = _batch_inputs(instance, policy, key, num_seeds, budget, first_seed)
+    return _learn_batch(without_params(policy), instance.horizon, instance.num_groups, num_episodes, *inputs,
+                        policy.params if params is None else params, keys)
 
 
 def restless_frame(trajectory: RestlessTrajectory, instance: RestlessInstance, policy_name: str, *,

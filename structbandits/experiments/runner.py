@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from structbandits.agents.protocol import Policy
+from structbandits.agents.protocol import Policy, init_state, without_params
 from structbandits.compiled_memory import release_compiled_programs
 from structbandits.envs.protocol import Environment
 from structbandits.errors import MAX_ELEMENTS, ValidationError, check_integer, check_num_elements
@@ -48,8 +48,9 @@ class Trajectory(NamedTuple):
     propensity: jax.Array
 
 
-def simulate_seed(policy: Policy, env: Environment, key: jax.Array, horizon: int) -> Trajectory:
-    """Play ``policy`` against ``env`` for ``horizon`` rounds from one simulation key."""
+def simulate_seed(policy: Policy, env: Environment, key: jax.Array, horizon: int, params=None) -> Trajectory:
+    """Play ``policy`` against ``env`` for ``horizon`` rounds from one simulation key; ``params`` are
+    the policy's hyperparameters (None: ``policy.params``)."""
     env_key, agent_key = jax.random.split(key)
     truth_key, round_key = jax.random.split(env_key)
     agent_init_key, agent_round_key = jax.random.split(agent_key)
@@ -77,22 +78,30 @@ def simulate_seed(policy: Policy, env: Environment, key: jax.Array, horizon: int
         )
         return agent_state, record
 
-    _, trajectory = jax.lax.scan(step, policy.init(agent_init_key), jnp.arange(horizon))
+    _, trajectory = jax.lax.scan(step, init_state(policy, agent_init_key, params), jnp.arange(horizon))
     return trajectory
 
 
-@partial(jax.jit, static_argnums=(0, 1, 3))
-def _simulate_batch(policy: Policy, env: Environment, keys: jax.Array, horizon: int) -> Trajectory:
-    return jax.vmap(lambda key: simulate_seed(policy, env, key, horizon))(keys)
+@partial(jax.jit, static_argnums=(0, 1, 3, 5))
+def _simulate_batch(policy: Policy, env: Environment, keys: jax.Array, horizon: int, params,
+                    params_batched: bool) -> Trajectory:
+    # The hyperparameters are a traced argument: one program per (policy functions, env, shapes).
+    return jax.vmap(lambda key, p: simulate_seed(policy, env, key, horizon, p),
+                    (0, 0 if params_batched else None))(keys, params)
 
 
-def batched_simulator(policy: Policy, env: Environment, horizon: int) -> Callable[[jax.Array], Trajectory]:
+def batched_simulator(policy: Policy, env: Environment, horizon: int) -> Callable[..., Trajectory]:
     """``simulate_seed`` jitted and vmapped over a batch of keys (S, key); records are (S, T).
 
-    Compiled code is cached per (policy, env, horizon, batch size): reusing the same Policy and
-    Environment objects across runs compiles once.
+    The returned function takes ``keys`` and optionally ``params``: the policy's hyperparameters
+    (default ``policy.params``) shared by all keys, or, with ``params_batched=True``, one per key
+    (leading axis S, e.g. from ``agents.stack_params``) so that one batch runs several grid cells.
+    Compiled code is cached per (policy functions, env, horizon, batch size, params shapes): the
+    hyperparameters are traced, so new values of them do not recompile.
     """
-    return lambda keys: _simulate_batch(policy, env, keys, horizon)
+    static = without_params(policy)
+    return lambda keys, params=policy.params, params_batched=False: _simulate_batch(
+        static, env, keys, horizon, params, params_batched)
 
 
 def _tidy(trajectory: Trajectory, env_name: str, agent_name: str, first_seed: int) -> pd.DataFrame:
@@ -119,7 +128,7 @@ def _policy_for(agent_name: str, agent, env_name: str, env: Environment) -> Poli
     env_state = jax.eval_shape(env.init, key)
     context = jax.eval_shape(env.context, env_state, key)
     try:
-        actions, (action, _) = action_range(policy.act, jax.eval_shape(policy.init, key), key, context)
+        actions, (action, _) = action_range(policy.act, jax.eval_shape(lambda k: policy.init(k), key), key, context)
     except (TypeError, ValueError, IndexError) as err:
         raise ValidationError(
             f"agents[{agent_name!r}]: cannot act on the contexts of env {env_name!r} "

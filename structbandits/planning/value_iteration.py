@@ -67,7 +67,9 @@ def discounted_horizon(horizon, gamma):
     """Σ_{t<T} γ^t, the discounted number of rounds (jittable; T may be traced)."""
     gamma = jnp.asarray(gamma, dtype=jnp.float64)
     t = jnp.asarray(horizon, dtype=jnp.float64)
-    return jnp.where(gamma == 1.0, t, (1.0 - gamma**t) / (1.0 - jnp.where(gamma == 1.0, 0.5, gamma)))
+    # Times the reciprocal rather than a division: what XLA makes of the division when γ is a constant,
+    # so a traced γ (hyperparameters as data) gives the same bits as the constant did.
+    return jnp.where(gamma == 1.0, t, (1.0 - gamma**t) * (1.0 / (1.0 - jnp.where(gamma == 1.0, 0.5, gamma))))
 
 
 def _backward_induction(transitions: jax.Array, rewards: jax.Array, charge, gamma):
