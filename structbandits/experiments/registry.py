@@ -6,7 +6,10 @@ defaults. Agent builders receive the environment first, so that arm counts and c
 from the environment instead of being repeated in every agent table; builders with a keyword-only
 ``horizon`` argument (no default) also receive the experiment's horizon.
 
-Adding a kind: write a builder here and add it to ``ENVIRONMENTS`` or ``AGENTS``.
+Adding a kind: write a builder here and add it to ``ENVIRONMENTS`` or ``AGENTS``, and list in
+``VALUE_KEYS`` the keys of an agent kind that change only the values of its ``Policy.params`` (never
+a shape or a code path): a sweep over those keys runs every cell through one compiled program
+(``tests/test_value_keys.py`` checks each declared key against a policy built from scratch).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from structbandits.envs.movielens import movielens_bandit
 from structbandits.errors import ValidationError, check_positive
 from structbandits.models import marginal_action_prior
 
-__all__ = ["AGENTS", "ENVIRONMENTS", "EnvironmentMismatch"]
+__all__ = ["AGENTS", "ENVIRONMENTS", "VALUE_KEYS", "EnvironmentMismatch"]
 
 # Programs whose rewards are linear-Gaussian: what the Gaussian-posterior agents assume.
 _LINEAR_GAUSSIAN = ("linear_bandit", "mixed_effect_linear")
@@ -138,29 +141,56 @@ def glmts_matched_agent(env: Environment, *, horizon: int, newton_steps: int = 3
     return glm_ts(*prior, history_size=horizon, newton_steps=newton_steps)
 
 
-def mets_agent(env: Environment, factored: bool = False) -> Policy:
-    """meTS given the environment's mixed-effect structure (mixing weights, effect and action priors)."""
-    params = _model_params(env, "mets", ("mixed_effect_linear",))
+def _agent_prior(env: Environment, kind: str, models: tuple[str, ...], effect_scale: float, action_scale: float,
+                 noise_scale: float | None = None) -> dict[str, Any]:
+    """The environment's mixed-effect prior, with the agent's own scales where given (0 keeps the
+    environment's): Σ_Ψ = effect_scale² I, Σ0 = action_scale² I, σ = noise_scale. A scale other than the
+    environment's is a misspecified prior, what a prior-sensitivity sweep varies."""
+    params = dict(_model_params(env, kind, models))
+    for name, value in (("effect_scale", effect_scale), ("action_scale", action_scale), ("noise_scale", noise_scale)):
+        if value is not None and value != 0.0:
+            check_positive(name, value)
+    if effect_scale != 0.0:
+        params["effect_cov"] = effect_scale**2 * jnp.eye(jnp.shape(params["effect_cov"])[0])
+    if action_scale != 0.0:
+        params["action_cov"] = action_scale**2 * jnp.eye(jnp.shape(params["action_cov"])[-1])
+    if noise_scale:
+        params["noise_scale"] = noise_scale
+    return params
+
+
+def mets_agent(env: Environment, factored: bool = False, effect_scale: float = 0.0, action_scale: float = 0.0,
+               noise_scale: float = 0.0) -> Policy:
+    """meTS given the environment's mixed-effect structure (mixing weights, effect and action priors);
+    ``effect_scale`` / ``action_scale`` / ``noise_scale`` > 0 replace the prior's Σ_Ψ = effect_scale² I,
+    Σ0 = action_scale² I and σ (0: the environment's own)."""
+    params = _agent_prior(env, "mets", ("mixed_effect_linear",), effect_scale, action_scale, noise_scale)
     return mets(*(params[name] for name in _MIXED_EFFECT_PRIOR), params["noise_scale"], factored=factored)
 
 
-def mets_glm_agent(env: Environment, *, horizon: int, factored: bool = False, newton_steps: int = 3) -> Policy:
-    """meTS-GLM (Laplace pseudo-observations) given the logistic environment's mixed-effect structure."""
-    params = _model_params(env, "mets-glm", ("mixed_effect_logistic",))
+def mets_glm_agent(env: Environment, *, horizon: int, factored: bool = False, newton_steps: int = 3,
+                   effect_scale: float = 0.0, action_scale: float = 0.0) -> Policy:
+    """meTS-GLM (Laplace pseudo-observations) given the logistic environment's mixed-effect structure;
+    ``effect_scale`` / ``action_scale`` > 0 replace Σ_Ψ and Σ0 as for ``mets``."""
+    params = _agent_prior(env, "mets-glm", ("mixed_effect_logistic",), effect_scale, action_scale)
     return mets_glm(*(params[name] for name in _MIXED_EFFECT_PRIOR), history_size=horizon, factored=factored,
                     newton_steps=newton_steps)
 
 
-def hierts_agent(env: Environment) -> Policy:
-    """HierTS: one shared hyper-parameter with the prior of the average effect; mixing weights ignored."""
-    params = _model_params(env, "hierts", ("mixed_effect_linear",))
+def hierts_agent(env: Environment, effect_scale: float = 0.0, action_scale: float = 0.0,
+                 noise_scale: float = 0.0) -> Policy:
+    """HierTS: one shared hyper-parameter with the prior of the average effect; mixing weights ignored;
+    the scales replace the prior's as for ``mets``."""
+    params = _agent_prior(env, "hierts", ("mixed_effect_linear",), effect_scale, action_scale, noise_scale)
     return hier_ts(params["effect_mean"], params["effect_cov"], params["action_cov"], params["noise_scale"],
                    num_actions=env.num_actions)
 
 
-def hierts_glm_agent(env: Environment, *, horizon: int, newton_steps: int = 3) -> Policy:
-    """HierTS for logistic rewards (Laplace pseudo-observations); mixing weights ignored."""
-    params = _model_params(env, "hierts-glm", ("mixed_effect_logistic",))
+def hierts_glm_agent(env: Environment, *, horizon: int, newton_steps: int = 3, effect_scale: float = 0.0,
+                     action_scale: float = 0.0) -> Policy:
+    """HierTS for logistic rewards (Laplace pseudo-observations); mixing weights ignored; the scales
+    replace the prior's as for ``mets``."""
+    params = _agent_prior(env, "hierts-glm", ("mixed_effect_logistic",), effect_scale, action_scale)
     return hier_ts_glm(params["effect_mean"], params["effect_cov"], params["action_cov"], num_actions=env.num_actions,
                        history_size=horizon, newton_steps=newton_steps)
 
@@ -185,4 +215,19 @@ AGENTS: dict[str, Callable[..., Policy]] = {
     "mets": mets_agent,
     "mets-glm": mets_glm_agent,
     "random": random_agent,
+}
+
+# The keys of each agent kind that change only the values of its Policy.params, never a shape or a
+# code path (see the module docstring): a sweep over them compiles once. Every other key, and every
+# environment key, builds a new program.
+VALUE_KEYS: dict[str, frozenset[str]] = {
+    "glmts-matched": frozenset(),
+    "hierts": frozenset({"effect_scale", "action_scale", "noise_scale"}),
+    "hierts-glm": frozenset({"effect_scale", "action_scale"}),
+    "lints": frozenset({"sigma0", "prior_mean", "noise_scale"}),
+    "lints-matched": frozenset(),
+    "linucb-matched": frozenset({"delta"}),
+    "mets": frozenset({"effect_scale", "action_scale", "noise_scale"}),
+    "mets-glm": frozenset({"effect_scale", "action_scale"}),
+    "random": frozenset(),
 }

@@ -6,10 +6,15 @@ A sweep is an experiment config plus a grid, from a ``[sweep]`` table in the TOM
     "agents.lints.sigma0" = [0.3, 1.0, 3.0]
     "envs.linear.noise_scale" = [0.5, 1.0]
 
-Each grid point (a *cell*) is the config with those keys set; it runs through ``run_experiment``
-(seeds vmapped, rounds scanned) and its metrics at the round checkpoints are written at once to
-``cells/cell-NNNNN.parquet`` (atomically: a temporary file, then a rename). ``resume=True`` skips
-the cells already on disk, so a killed sweep loses at most the cells in flight. Every cell uses
+Each grid point (a *cell*) is the config with those keys set. Cells whose configs differ only in
+the agents' value keys (``registry.VALUE_KEYS``: prior scales, noise scales, δ — numbers that enter
+``Policy.params``) form a *program group*: every agent of the group is compiled once, and its
+cells × seeds run as one vmapped batch (rounds scanned), each cell with its own params, in chunks of
+at most ``max_cells_per_call`` cells sized to bound memory. Any other key (an environment setting, the
+horizon, a structural agent option) starts a new group and so a new program. Each cell's metrics at
+the round checkpoints are written as soon as its chunk finishes to ``cells/cell-NNNNN.parquet``
+(atomically: a temporary file, then a rename). ``resume=True`` skips the cells already on disk, so a
+killed sweep loses at most the cells in flight. Every cell uses
 the config's root seed, so simulation i of every cell sees the same ground truth and noise draws
 where the environment is unchanged (common random numbers across the grid), and a cell's results
 do not depend on which other cells ran, where, or in what order.
@@ -34,6 +39,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
@@ -49,13 +56,17 @@ from structbandits.experiments.config import (
     resolve_config,
 )
 from structbandits.experiments.executors import check_executor, run_tasks
+from structbandits.agents.protocol import stack_params
+from structbandits.experiments.registry import VALUE_KEYS
 from structbandits.experiments.results import library_versions
-from structbandits.experiments.runner import run_experiment
+from structbandits.experiments.runner import _check_actions, _policy_for, _tidy, batched_simulator
+from structbandits.seeding import seed_keys
 from structbandits.experiments.sweep_outputs import METRICS, write_sweep_outputs
+from structbandits.compiled_memory import release_compiled_programs
 from structbandits.runtime import ensure_configured
 
 __all__ = ["METRICS", "SweepResult", "SweepSpec", "builtin_sweeps", "checkpoint_metrics", "checkpoint_rounds",
-           "load_sweep", "run_cell", "run_sweep"]
+           "load_sweep", "program_groups", "run_cells", "run_sweep"]
 
 MANIFEST = "sweep.json"
 CELLS = "cells"
@@ -239,18 +250,117 @@ def checkpoint_metrics(results: pd.DataFrame, rounds: np.ndarray) -> pd.DataFram
     return frame[frame["round"].isin(rounds)].reset_index(drop=True)
 
 
-def run_cell(base: dict[str, Any], overrides: list[str], checkpoints: int) -> pd.DataFrame:
-    """Run one grid point: the base config with ``overrides``, every env × agent × seed; its checkpoint metrics."""
-    ensure_configured()
-    config = resolve_config(apply_overrides(base, overrides))
+# Bytes one call of a group's compiled program may hold for its per-simulation arrays (states and
+# per-round records), which bounds how many cells × seeds are vmapped together.
+CALL_BYTES = 1 << 29
+
+
+def program_key(config) -> str:
+    """The cell's resolved config without its agents' value keys: cells with the same key share programs."""
+    record = config.to_dict()
+    for name, spec in config.agents.items():
+        for key in VALUE_KEYS.get(spec.kind, ()):
+            record["agents"][name].pop(key, None)
+    return json.dumps(record, sort_keys=True, default=str)
+
+
+def program_groups(spec: SweepSpec, indices: Sequence[int]) -> list[list[int]]:
+    """``indices`` of cells grouped by ``program_key``, in grid order (first key slowest)."""
+    groups: dict[str, list[int]] = {}
+    cells = spec.cells()
+    for index in indices:
+        config = resolve_config(apply_overrides(spec.base, spec.overrides(cells[index])))
+        groups.setdefault(program_key(config), []).append(index)
+    return list(groups.values())
+
+
+def _bytes_per_simulation(config, envs, policies) -> int:
+    """The largest per-simulation footprint over the cell's (env, agent) pairs: state, env state, records."""
+    key = jax.random.PRNGKey(0)
+    largest = 0
+    for (agent, name), policy in policies.items():
+        shapes = [jax.eval_shape(lambda k: policy.init(k), key), jax.eval_shape(envs[name].init, key)]
+        state = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes))
+        largest = max(largest, 4 * state + 8 * 8 * config.horizon)
+    return largest
+
+
+def max_cells_per_call(spec: SweepSpec, index: int) -> int:
+    """How many cells of cell ``index``'s group one vmapped call may hold under ``CALL_BYTES`` (>= 1)."""
+    config = resolve_config(apply_overrides(spec.base, spec.overrides(spec.cells()[index])))
     envs, policies = _cell_components(config)
-    frames = [
-        run_experiment({agent: policies[agent, name] for agent in config.agents}, {name: env},
-                       horizon=config.horizon, num_seeds=config.seeds, seed=config.seed,
-                       seed_batch=config.seed_batch, progress=False)
-        for name, env in envs.items()
-    ]
-    return checkpoint_metrics(pd.concat(frames, ignore_index=True), checkpoint_rounds(config.horizon, checkpoints))
+    return max(1, CALL_BYTES // (config.seeds * _bytes_per_simulation(config, envs, policies)))
+
+
+def run_cells(base: dict[str, Any], overrides: list[list[str]], checkpoints: int, pad_to: int = 0) -> list[pd.DataFrame]:
+    """Run the cells ``overrides`` (one list of ``key=value`` per cell) of one program group in one vmapped
+    call per (env, agent); their checkpoint metrics, one frame per cell.
+
+    ``pad_to`` repeats the last cell up to that many cells (their results dropped), so the chunks of a
+    group all have one shape and share one compiled program.
+    """
+    ensure_configured()
+    configs = [resolve_config(apply_overrides(base, cell)) for cell in overrides]
+    keys = {program_key(config) for config in configs}
+    if len(keys) != 1:
+        raise ValidationError("overrides: expected cells that differ only in value keys (one program group), "
+                              f"got {len(keys)} groups")
+    components = [_cell_components(config) for config in configs]
+    padded = components + [components[-1]] * max(0, pad_to - len(components))
+    first, group = configs[0], keys.pop()
+    rounds = checkpoint_rounds(first.horizon, checkpoints)
+    simulation_keys = seed_keys(first.seed, first.seeds)
+    frames: list[list[pd.DataFrame]] = [[] for _ in configs]
+    for name, env in components[0][0].items():
+        for agent in first.agents:
+            # One policy's functions per program group and process, whichever cells come first, so later
+            # chunks and later sweeps of the same group reuse its compiled program.
+            representative = _COMPONENTS.setdefault(("program", group, agent, name), components[0][1][agent, name])
+            policy = _policy_for(agent, representative, name, env)
+            cell_params = stack_params([policies[agent, name].params for _, policies in padded])
+            params = jax.tree.map(lambda leaf: jnp.repeat(leaf, first.seeds, axis=0), cell_params)
+            keys_all = jnp.tile(simulation_keys, (len(padded), 1))
+            trajectory = batched_simulator(policy, env, first.horizon)(keys_all, params, params_batched=True)
+            trajectory = jax.tree.map(lambda leaf: np.asarray(leaf).reshape(len(padded), first.seeds, -1), trajectory)
+            for cell in range(len(configs)):
+                records = jax.tree.map(lambda leaf: leaf[cell], trajectory)
+                _check_actions(records.action, agent, name, env.num_actions)
+                metrics = checkpoint_metrics(_tidy(records, name, agent, 0), rounds)
+                frames[cell].append(_with_decisions(metrics, records, rounds, env.num_actions))
+        release_compiled_programs()
+    return [pd.concat(cell, ignore_index=True) for cell in frames]
+
+
+def _with_decisions(metrics: pd.DataFrame, records, rounds: np.ndarray, num_actions: int) -> pd.DataFrame:
+    """``metrics`` (one env and agent; rows seed-major, then checkpoint) with what the decisions were in
+    each window (previous checkpoint, checkpoint]: ``window_propensity``, the mean logged probability of
+    the chosen actions (NaN where the agent reports none), and ``action_counts``, how often each action
+    0..K-1 was chosen (a list of K counts)."""
+    actions, propensity = np.asarray(records.action), np.asarray(records.propensity, dtype=float)
+    window = np.searchsorted(rounds, np.arange(1, actions.shape[1] + 1))  # round t -> its checkpoint window
+    counts = np.zeros((actions.shape[0], len(rounds), num_actions), dtype=np.int64)
+    np.add.at(counts, (np.arange(actions.shape[0])[:, None], window[None, :], actions), 1)
+    reported = ~np.isnan(propensity)
+    sums, numbers = np.zeros(counts.shape[:2]), np.zeros(counts.shape[:2])
+    np.add.at(sums, (np.arange(actions.shape[0])[:, None], window[None, :]), np.where(reported, propensity, 0.0))
+    np.add.at(numbers, (np.arange(actions.shape[0])[:, None], window[None, :]), reported)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_propensity = np.where(numbers > 0, sums / numbers, np.nan)
+    metrics = metrics.copy()
+    metrics["window_propensity"] = mean_propensity.reshape(-1)
+    metrics["action_counts"] = list(counts.reshape(-1, num_actions))
+    return metrics
+
+
+def _chunks(spec: SweepSpec, todo: list[int], workers: int) -> list[tuple[list[int], int]]:
+    """The cells to run as (cells of one program group, cells to pad the call to): each group split into
+    calls of at most ``max_cells_per_call`` cells, and into at least ``workers`` calls when it can be."""
+    chunks = []
+    for group in program_groups(spec, todo):
+        size = min(max_cells_per_call(spec, group[0]), -(-len(group) // workers))
+        pieces = [group[i:i + size] for i in range(0, len(group), size)]
+        chunks.extend((piece, size if len(pieces) > 1 else len(piece)) for piece in pieces)
+    return chunks
 
 
 def _cell_path(folder: Path, index: int) -> Path:
@@ -306,14 +416,16 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, resume: bool = False, exe
     _open_folder(spec, folder, resume)
     todo = [index for index in range(len(cells)) if not _cell_path(folder, index).exists()]
     start = time.perf_counter()
-    tasks = [(spec.base, spec.overrides(cells[index]), spec.checkpoints) for index in todo]
+    chunks = _chunks(spec, todo, 1 if executor == "inprocess" else workers or 1)
+    tasks = [(spec.base, [spec.overrides(cells[index]) for index in chunk], spec.checkpoints, pad_to)
+             for chunk, pad_to in chunks]
     with tqdm(total=len(cells), initial=len(cells) - len(todo), desc="sweep", unit="cell",
               disable=not progress) as bar:
-        for position, frame in run_tasks(run_cell, tasks, executor=executor, workers=workers, address=address):
-            index = todo[position]
-            frame = pd.concat([pd.DataFrame(dict(zip(spec.keys, cells[index])), index=frame.index), frame], axis=1)
-            _write_atomically(frame, _cell_path(folder, index))
-            bar.update()
+        for position, cell_frames in run_tasks(run_cells, tasks, executor=executor, workers=workers, address=address):
+            for index, frame in zip(chunks[position][0], cell_frames):
+                frame = pd.concat([pd.DataFrame(dict(zip(spec.keys, cells[index])), index=frame.index), frame], axis=1)
+                _write_atomically(frame, _cell_path(folder, index))
+                bar.update()
     wall = time.perf_counter() - start
     frame = pd.concat([pd.read_parquet(_cell_path(folder, index)) for index in range(len(cells))], ignore_index=True)
     dataset, summary, plots = write_sweep_outputs(frame, spec.keys, folder, wall_s=wall)
