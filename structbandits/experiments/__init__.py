@@ -5,6 +5,7 @@ Does not belong here: the agents, environments or posteriors themselves; this pa
 them together and records what happened.
 """
 
+from structbandits.experiments.decision_sensitivity import decision_sensitivity
 from structbandits.experiments.config import (
     ExperimentConfig,
     apply_overrides,
@@ -28,6 +29,7 @@ __all__ = [
     "apply_overrides",
     "batched_simulator",
     "build_components",
+    "decision_sensitivity",
     "builtin_configs",
     "load_config",
     "load_sweep",

@@ -5,8 +5,9 @@
 The report reads what the folder holds: the run record (``config.json`` of ``run``/``demo``,
 ``sweep.json`` of a sweep, ``reproduction.json`` of a reproduction) for the config, the seeds, the
 wall time and the library versions; every ``*summary*.csv`` as a table; every PNG embedded as a
-base64 data URI (so the one file can be mailed or archived); and a list of the other files. It uses
-only the standard library and pandas' ``to_html``.
+base64 data URI (so the one file can be mailed or archived); for a sweep, a "Decision sensitivity"
+section (``decision_sensitivity.csv`` and the ``decisions_<key>.png`` plots); and a list of the other
+files. It uses only the standard library and pandas' ``to_html``.
 """
 
 from __future__ import annotations
@@ -107,6 +108,40 @@ def _figure(path: Path) -> str:
             f"<figcaption>{name}</figcaption></figure>")
 
 
+DECISIONS_CSV = "decision_sensitivity.csv"
+_DECISION_SUMMARY = ["key", "env", "agent", "reference", "max_tv_distance", "max_tv_value",
+                     "final_cumulative_regret_range", "window_propensity_range"]
+_DECISION_VALUES = ["key", "env", "agent", "value", "cells", "seeds", "round", "top_action", "top_share",
+                    "tv_distance", "window_propensity", "window_propensity_se", "final_cumulative_regret",
+                    "final_cumulative_regret_se"]
+
+
+def _decision_section(folder: Path, records: dict[str, dict[str, Any]], plots: list[Path]) -> str:
+    """The sweep's decision sensitivity: its tables and plots, or a note where the sweep has none."""
+    path = folder / DECISIONS_CSV
+    if not path.exists():
+        if "sweep.json" not in records and not plots:
+            return ""
+        return ("<h2>Decision sensitivity</h2><p class='meta'>Not available: this sweep's results record no "
+                "decisions (no window_propensity / action_counts columns, as written by an older version); "
+                "re-run the sweep to see how the actions and their propensities move with each grid key.</p>"
+                + "".join(_figure(plot) for plot in plots))
+    table = pd.read_csv(path)
+    text = ("<h2>Decision sensitivity</h2><p>How the decisions in each simulation's final checkpoint window move "
+            "with each grid key, pooling the cells over the other keys' values and the seeds: the total-variation "
+            "distance of the pooled action shares from those at the key's reference value (the middle of its grid "
+            "list), the mean propensity of the chosen actions (empty where the agent reports none) and the final "
+            "cumulative regret, with standard errors over seeds. The ranges are max − min of the means across the "
+            "key's values. Full table, with the action shares: "
+            f"<code>{DECISIONS_CSV}</code>. For the posterior-level check (ArviZ power-scaling of the prior and the "
+            "likelihood of a NumPyro program given data) see "
+            "<code>structbandits.diagnostics.sensitivity.power_scaling_sensitivity</code>.</p>")
+    summary = table[table["row"] == "summary"][[c for c in _DECISION_SUMMARY if c in table.columns]]
+    values = table[table["row"] == "value"][[c for c in _DECISION_VALUES if c in table.columns]]
+    return (text + "<h3>Per key, environment and agent</h3>" + _table(summary)
+            + "<h3>Per value</h3>" + _table(values) + "".join(_figure(plot) for plot in plots))
+
+
 def render_report(results_dir: str | Path, *, title: str | None = None) -> Path:
     """Write ``report.html`` into ``results_dir`` and return its path.
 
@@ -122,7 +157,9 @@ def render_report(results_dir: str | Path, *, title: str | None = None) -> Path:
     records = _read_records(folder)
     tables = sorted(path for path in folder.glob("*.csv") if "summary" in path.name)
     plots = sorted(folder.glob("*.png"))
-    if not (records or tables or plots):
+    decision_plots = [plot for plot in plots if plot.name.startswith("decisions_")]
+    plots = [plot for plot in plots if plot not in decision_plots]
+    if not (records or tables or plots or decision_plots):
         raise ValidationError(f"results_dir: expected a results folder (with {', '.join(RECORDS)}, summary CSVs "
                               f"or PNG plots), got {str(folder)!r} with none")
     if title is None:
@@ -147,6 +184,7 @@ def render_report(results_dir: str | Path, *, title: str | None = None) -> Path:
     for path in tables:
         body.append(f"<h2>{html.escape(path.name)}</h2>" + _table(pd.read_csv(path)))
     body.extend(f"<h2>{html.escape(path.stem)}</h2>" + _figure(path) for path in plots)
+    body.append(_decision_section(folder, records, decision_plots))
     body.extend(_config_sections(records))
     if versions:
         body.append("<h2>Library versions</h2>" + _mapping_table(versions, ("library", "version")))

@@ -1,6 +1,7 @@
 """What a finished sweep leaves in its folder: the tidy parquet, the netCDF Dataset, the summary,
 the sensitivity plots (final metric against each grid key, mean ± 1.96 s.e. over seeds, one line per
-agent) and the HTML report."""
+agent), the decision sensitivity (``decision_sensitivity``: how the final window's actions and
+propensities move with each key) and the HTML report."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from matplotlib.figure import Figure
 
 from structbandits.experiments.results import standard_error
 
-__all__ = ["METRICS", "plot_sensitivity", "sweep_dataset", "sweep_summary", "write_sweep_outputs"]
+__all__ = ["METRICS", "file_name", "log_axis", "numeric_values", "plot_sensitivity", "sweep_dataset", "sweep_summary",
+           "write_sweep_outputs"]
 
 METRICS = ("cumulative_regret", "cumulative_realized_regret", "mean_reward")
 _LABELS = {
@@ -30,14 +32,17 @@ def sweep_dataset(frame: pd.DataFrame, keys: Sequence[str]):
 
     Dims: (*keys, env, agent, seed, round) for the checkpoint metrics ``cumulative_regret``,
     ``cumulative_realized_regret``, ``mean_reward``; (*keys, env, agent, seed) for
-    ``final_<metric>`` (each simulation's last checkpoint). Missing combinations are NaN.
+    ``final_<metric>`` (each simulation's last checkpoint) and, when the frame has the column,
+    ``final_window_propensity`` (the mean propensity of the chosen actions in the final checkpoint
+    window; NaN where the agent reports none). Missing combinations are NaN.
     """
     import xarray as xr
 
     index = [*keys, "env", "agent", "seed"]
     curves = frame.set_index([*index, "round"])[list(METRICS)].to_xarray()
     last = frame["round"] == frame.groupby(index, sort=False)["round"].transform("max")
-    final = frame[last].set_index(index)[list(METRICS)].rename(columns=lambda m: f"final_{m}").to_xarray()
+    finals = [*METRICS, *(["window_propensity"] if "window_propensity" in frame.columns else [])]
+    final = frame[last].set_index(index)[finals].rename(columns=lambda m: f"final_{m}").to_xarray()
     return xr.merge([curves, final])
 
 
@@ -72,7 +77,7 @@ def plot_sensitivity(summary: pd.DataFrame, key: str, path: str | Path, *, keys:
     """
     others = [other for other in (keys or [key]) if other != key]
     values = list(dict.fromkeys(summary[key]))
-    numeric = all(isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) for v in values)
+    numeric = numeric_values(values)
     position = {v: v for v in values} if numeric else {v: i for i, v in enumerate(values)}
     env_names = list(dict.fromkeys(summary["env"]))
     fig = Figure(figsize=(5.5 * len(env_names), 4.2), layout="constrained")
@@ -88,7 +93,7 @@ def plot_sensitivity(summary: pd.DataFrame, key: str, path: str | Path, *, keys:
             half = 1.96 * np.nan_to_num(line_rows[f"{metric}_se"].to_numpy(float))
             line, = ax.plot(x, mean, marker="o", label=name)
             ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
-        if numeric and min(values) > 0 and max(values) / min(values) >= 10:
+        if numeric and log_axis(values):
             ax.set_xscale("log")
         if not numeric:
             ax.set_xticks(range(len(values)), [str(v) for v in values])
@@ -102,14 +107,28 @@ def plot_sensitivity(summary: pd.DataFrame, key: str, path: str | Path, *, keys:
     return path
 
 
-def _file_name(key: str) -> str:
+def numeric_values(values: Sequence[Any]) -> bool:
+    """Whether grid values are numbers (not booleans) and so sit on a numeric axis."""
+    return all(isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) for v in values)
+
+
+def log_axis(values: Sequence[float]) -> bool:
+    """Whether numeric grid values get a log axis: all positive, spanning a factor of 10 or more."""
+    return min(values) > 0 and max(values) / min(values) >= 10
+
+
+def file_name(key: str) -> str:
+    """A grid key as a file-name part: ``agents.lints.sigma0`` -> ``agents_lints_sigma0``."""
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in key)
 
 
 def write_sweep_outputs(frame: pd.DataFrame, keys: Sequence[str], folder: Path, *,
                         wall_s: float) -> tuple[Any, pd.DataFrame, list[Path]]:
-    """Write sweep.parquet, sweep.nc (h5netcdf), sweep_summary.csv, sensitivity_<key>.png and
-    report.html into ``folder``; record the wall time in sweep.json. Returns (Dataset, summary, plots)."""
+    """Write sweep.parquet, sweep.nc (h5netcdf), sweep_summary.csv, sensitivity_<key>.png,
+    decision_sensitivity.csv and decisions_<key>.png (skipped for a frame without the decision
+    columns, as from an older sweep) and report.html into ``folder``; record the wall time in
+    sweep.json. Returns (Dataset, summary, plots), the plots the sensitivity and decision ones."""
+    from structbandits.experiments.decision_sensitivity import write_decision_sensitivity
     from structbandits.experiments.report import render_report
 
     frame.to_parquet(folder / "sweep.parquet", index=False)
@@ -117,7 +136,8 @@ def write_sweep_outputs(frame: pd.DataFrame, keys: Sequence[str], folder: Path, 
     dataset.to_netcdf(folder / "sweep.nc", engine="h5netcdf")
     summary = sweep_summary(frame, keys)
     summary.to_csv(folder / "sweep_summary.csv", index=False)
-    plots = [plot_sensitivity(summary, key, folder / f"sensitivity_{_file_name(key)}.png", keys=keys) for key in keys]
+    plots = [plot_sensitivity(summary, key, folder / f"sensitivity_{file_name(key)}.png", keys=keys) for key in keys]
+    plots += write_decision_sensitivity(frame, keys, folder)[1]
     manifest = folder / "sweep.json"
     record = json.loads(manifest.read_text())
     record["wall_time_s"] = round(wall_s, 2)

@@ -1,0 +1,252 @@
+"""Prior sensitivity of decisions: how what a sweep's agents chose, and what it cost, moves with each grid key.
+
+ArviZ's power-scaling diagnostics (``structbandits.diagnostics.sensitivity.power_scaling_sensitivity``)
+ask whether a *posterior* is sensitive to its prior; they need a NumPyro program and data, so a sweep
+does not run them. This module asks whether the *decisions* are: for each grid key, each value of it,
+each environment and agent, how the actions chosen in the final checkpoint window, their logged
+probabilities (propensities) and the final regret change, pooling the cells over the other keys'
+values. Grid cells share common random numbers, so a difference between two values is the prior's
+doing, not the noise's.
+
+It reads the tidy sweep frame's ``window_propensity`` and ``action_counts`` columns (written by
+``structbandits.experiments.sweep``); a frame from an older sweep without them has no decision
+sensitivity (``has_decisions`` says so).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from structbandits.errors import ValidationError
+from structbandits.experiments.sweep_outputs import file_name, log_axis, numeric_values
+
+__all__ = ["COLUMNS", "DECISION_COLUMNS", "decision_sensitivity", "has_decisions", "plot_decision_sensitivity",
+           "write_decision_sensitivity"]
+
+DECISION_COLUMNS = ("window_propensity", "action_counts")
+# The CSV spells out the pooled shares for up to this many actions (top_action/top_share always).
+SHARES_IN_CSV = 100
+
+COLUMNS: dict[str, str] = {
+    "key": "the grid key",
+    "env": "the environment",
+    "agent": "the agent",
+    "row": "'value': one value of the key, pooled over the other keys' values and the seeds; "
+           "'summary': the key's effect across its values",
+    "value": "the key's value (empty on summary rows)",
+    "reference": "the key's reference value: the middle of its grid list (the lower middle for an even length)",
+    "cells": "grid cells pooled (one per combination of the other keys' values)",
+    "seeds": "simulations (seeds) per cell",
+    "round": "the final checkpoint round; the final window is (previous checkpoint, round]",
+    "decisions": "decisions pooled in the final windows (the sum of action_counts)",
+    "action_shares": "pooled share of each action 0..K-1 in the final windows (a list; in the CSV a JSON "
+                     f"list, empty when K > {SHARES_IN_CSV})",
+    "top_action": "the action with the largest pooled share",
+    "top_share": "its share",
+    "tv_distance": "total-variation distance ½ Σ_a |p_a − q_a| of action_shares from those at the reference value",
+    "window_propensity": "mean logged probability of the chosen actions in the final window: per seed averaged "
+                         "over the pooled cells, then over seeds (NaN when the agent reports none)",
+    "window_propensity_se": "its standard error over seeds (sd / √n; NaN for one seed or none reported)",
+    "final_cumulative_regret": "final cumulative expected regret, averaged like window_propensity",
+    "final_cumulative_regret_se": "its standard error over seeds",
+    "max_tv_distance": "summary rows: the largest tv_distance over the key's values",
+    "max_tv_value": "summary rows: the value where it is reached",
+    "window_propensity_range": "summary rows: max − min of window_propensity over the key's values "
+                               "(NaN when none reported)",
+    "final_cumulative_regret_range": "summary rows: max − min of final_cumulative_regret over the key's values",
+}
+
+
+def has_decisions(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` records decisions: both ``DECISION_COLUMNS``, and action counts on every row
+    (a sweep resumed across versions can mix cells with and without them)."""
+    if any(column not in frame.columns for column in DECISION_COLUMNS):
+        return False
+    return bool(frame["action_counts"].map(lambda counts: isinstance(counts, (list, tuple, np.ndarray))).all())
+
+
+def _key_values(frame: pd.DataFrame, key: str, grid: Mapping[str, Sequence[Any]] | None) -> list[Any]:
+    present = list(dict.fromkeys(frame[key]))
+    if grid is None or key not in grid:
+        return present
+    values = list(grid[key])
+    stray = [value for value in present if value not in values]
+    if stray:
+        raise ValidationError(f"grid: expected every value of {key} in the frame among {values!r}, got {stray!r}")
+    return values
+
+
+def _mean_and_se(values: pd.Series) -> tuple[float, float]:
+    values = values.dropna().to_numpy(float)
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+    return float(values.mean()), se
+
+
+def _spread(values: Sequence[float]) -> float:
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    return float(values.max() - values.min()) if len(values) else float("nan")
+
+
+def decision_sensitivity(frame: pd.DataFrame, keys: Sequence[str], *,
+                         grid: Mapping[str, Sequence[Any]] | None = None) -> pd.DataFrame:
+    """How the final window's decisions and the final regret move with each grid key.
+
+    For each grid key, environment, agent and value of the key, the cells with that value are pooled
+    over the other keys' values and the seeds, and each simulation's final window (its last
+    checkpoint) is read. The action shares pool the action counts; the propensity and the regret are
+    averaged per seed over the pooled cells, then over seeds, with standard errors over seeds (the
+    seeds are the independent simulations: under common random numbers the cells of one seed are not).
+
+    The reference value of a key, against which ``tv_distance`` is measured, is the middle value of
+    the key's grid list: index ``(n - 1) // 2``, the lower middle for an even length n.
+
+    Parameters
+    ----------
+    frame : the tidy sweep frame: columns *keys, env, agent, seed, round, cumulative_regret,
+        window_propensity, action_counts (a length-K sequence of counts per row).
+    keys : the grid keys.
+    grid : each key's grid list in order (default: its values in order of first appearance in
+        ``frame``, which is the grid order for a frame ``run_sweep`` wrote).
+
+    Returns
+    -------
+    One row per (key, env, agent, value) (``row == "value"``), then one per (key, env, agent)
+    (``row == "summary"``), with the columns of ``COLUMNS`` (name -> meaning); the value rows leave
+    the summary columns NaN and the summary rows the value columns.
+    """
+    missing = [column for column in [*keys, "env", "agent", "seed", "round", "cumulative_regret", *DECISION_COLUMNS]
+               if column not in frame.columns]
+    if missing:
+        raise ValidationError(f"frame: expected the columns {', '.join(missing)} (a sweep frame with decisions), "
+                              "got a frame without them")
+    if not has_decisions(frame):
+        raise ValidationError("frame: expected action_counts on every row, got rows without them "
+                              "(cells from an older sweep)")
+    simulation = [*keys, "env", "agent", "seed"]
+    final = frame[frame["round"] == frame.groupby(simulation, sort=False)["round"].transform("max")]
+    rows: list[dict[str, Any]] = []
+    for key in keys:
+        values = _key_values(frame, key, grid)
+        reference = values[(len(values) - 1) // 2]
+        others = [other for other in keys if other != key]
+        for (env, agent), group in final.groupby(["env", "agent"], sort=False):
+            per_value = []
+            for value in values:
+                cells = group[group[key] == value]
+                if cells.empty:
+                    continue
+                counts = np.stack([np.asarray(c, dtype=float) for c in cells["action_counts"]]).sum(axis=0)
+                shares = counts / counts.sum() if counts.sum() > 0 else np.full_like(counts, np.nan)
+                per_seed = cells.groupby("seed", sort=True)[["window_propensity", "cumulative_regret"]].mean()
+                propensity, propensity_se = _mean_and_se(per_seed["window_propensity"])
+                regret, regret_se = _mean_and_se(per_seed["cumulative_regret"])
+                top = int(np.nanargmax(shares)) if counts.sum() > 0 else -1
+                per_value.append({
+                    "key": key, "env": env, "agent": agent, "row": "value", "value": value, "reference": reference,
+                    "cells": len(cells[others].drop_duplicates()) if others else 1,
+                    "seeds": int(cells["seed"].nunique()), "round": int(cells["round"].max()),
+                    "decisions": int(counts.sum()), "action_shares": [float(s) for s in shares],
+                    "top_action": top, "top_share": float(shares[top]) if top >= 0 else float("nan"),
+                    "window_propensity": propensity, "window_propensity_se": propensity_se,
+                    "final_cumulative_regret": regret, "final_cumulative_regret_se": regret_se,
+                })
+            base = next((row["action_shares"] for row in per_value if row["value"] == reference), None)
+            for row in per_value:
+                row["tv_distance"] = (float("nan") if base is None
+                                      else 0.5 * float(np.abs(np.subtract(row["action_shares"], base)).sum()))
+            rows.extend(per_value)
+            distances = [row["tv_distance"] for row in per_value]
+            largest = int(np.nanargmax(distances)) if not np.all(np.isnan(distances)) else None
+            rows.append({
+                "key": key, "env": env, "agent": agent, "row": "summary", "reference": reference,
+                "max_tv_distance": distances[largest] if largest is not None else float("nan"),
+                "max_tv_value": per_value[largest]["value"] if largest is not None else None,
+                "window_propensity_range": _spread([row["window_propensity"] for row in per_value]),
+                "final_cumulative_regret_range": _spread([row["final_cumulative_regret"] for row in per_value]),
+            })
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    for column in ("cells", "seeds", "round", "decisions", "top_action"):
+        table[column] = table[column].astype("Int64")
+    return table
+
+
+def plot_decision_sensitivity(table: pd.DataFrame, key: str, path: str | Path) -> Path:
+    """TV distance of the final window's action shares from the reference value's, and the mean
+    propensity (± 1.96 s.e. over seeds), against the grid key ``key``: one row of two panels per
+    environment, one line per agent. ``table`` is ``decision_sensitivity``'s. Numeric keys use a log
+    axis when their positive values span a factor of 10 or more; other values are categories."""
+    rows = table[(table["key"] == key) & (table["row"] == "value")]
+    values = list(dict.fromkeys(rows["value"]))
+    numeric = numeric_values(values)
+    position = {v: v for v in values} if numeric else {v: i for i, v in enumerate(values)}
+    reference = table.loc[table["key"] == key, "reference"].iloc[0]
+    env_names = list(dict.fromkeys(rows["env"]))
+    fig = Figure(figsize=(11, 3.8 * len(env_names)), layout="constrained")
+    axes = fig.subplots(len(env_names), 2, squeeze=False)
+    for (tv_ax, prop_ax), env_name in zip(axes, env_names):
+        env_rows = rows[rows["env"] == env_name]
+        reported = False
+        for agent, line_rows in env_rows.groupby("agent", sort=False):
+            line_rows = line_rows.sort_values("value") if numeric else line_rows
+            x = np.array([position[v] for v in line_rows["value"]], dtype=float)
+            line, = tv_ax.plot(x, line_rows["tv_distance"].to_numpy(float), marker="o", label=agent)
+            mean = line_rows["window_propensity"].to_numpy(float)
+            if np.isnan(mean).all():
+                continue
+            reported = True
+            half = 1.96 * np.nan_to_num(line_rows["window_propensity_se"].to_numpy(float))
+            prop_ax.plot(x, mean, marker="o", color=line.get_color(), label=agent)
+            prop_ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
+        if not reported:
+            prop_ax.text(0.5, 0.5, "no agent reports propensities", ha="center", va="center",
+                         transform=prop_ax.transAxes, color="0.4")
+        seeds = int(env_rows["seeds"].max())
+        for ax in (tv_ax, prop_ax):
+            ax.axvline(position[reference], color="0.5", linestyle=":", linewidth=1)
+            if numeric and log_axis(values):
+                ax.set_xscale("log")
+            if not numeric:
+                ax.set_xticks(range(len(values)), [str(v) for v in values])
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize="small")
+        tv_ax.set(xlabel=key, ylabel="TV distance of action shares", ylim=(-0.02, 1.02),
+                  title=f"{env_name}: final window vs {key}={reference} (dotted)")
+        prop_ax.set(xlabel=key, ylabel="mean propensity of chosen actions",
+                    title=f"{env_name}: mean ± 1.96 s.e. over {seeds} seeds")
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _csv_shares(shares: Any) -> str:
+    if not isinstance(shares, list) or len(shares) > SHARES_IN_CSV:
+        return ""
+    return json.dumps([round(share, 6) for share in shares])
+
+
+def write_decision_sensitivity(
+    frame: pd.DataFrame, keys: Sequence[str], folder: str | Path, *, grid: Mapping[str, Sequence[Any]] | None = None,
+) -> tuple[pd.DataFrame | None, list[Path]]:
+    """Write ``decision_sensitivity.csv`` and ``decisions_<key>.png`` per key into ``folder``.
+
+    Returns (the table, the plots), or (None, []) for a frame without decisions (an older sweep).
+    """
+    if not has_decisions(frame):
+        return None, []
+    folder = Path(folder)
+    table = decision_sensitivity(frame, keys, grid=grid)
+    table.assign(action_shares=table["action_shares"].map(_csv_shares)).to_csv(
+        folder / "decision_sensitivity.csv", index=False)
+    plots = [plot_decision_sensitivity(table, key, folder / f"decisions_{file_name(key)}.png") for key in keys]
+    return table, plots
