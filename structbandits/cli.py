@@ -45,9 +45,9 @@ ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="
 def _process_settings(
     compilation_cache: Annotated[Optional[bool], typer.Option(
         "--compilation-cache/--no-compilation-cache",
-        help="Keep compiled programs on disk and reuse them in later runs (default: off, or as "
-             "STRUCTBANDITS_COMPILATION_CACHE=on|PATH says; folder ~/.cache/structbandits/jax). On the CPU "
-             "jaxlib 0.9 logs two long SIGILL warnings per program loaded from it (a known JAX bug).",
+        help="Keep compiled programs on disk and reuse them in later runs (default: on, unless "
+             "STRUCTBANDITS_COMPILATION_CACHE=off; folder ~/.cache/structbandits/jax, or "
+             "STRUCTBANDITS_COMPILATION_CACHE=PATH).",
         show_default=False)] = None,
 ) -> None:
     # Every command runs with the package's tested settings (float64, one LAPACK thread).

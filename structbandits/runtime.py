@@ -15,17 +15,20 @@ Why these two:
   keep their dtype, so call it first.
 * ``lapack_threads``: JAX's CPU factorisations call the BLAS library that SciPy ships, whose threads
   thrash on small vmapped matrices when the cores are busy (``structbandits.lapack_threads``).
-* ``compilation_cache`` (off unless asked for): compiling dominates short jobs on the CPU (seconds per
+* ``compilation_cache`` (on unless turned off): compiling dominates short jobs on the CPU (seconds per
   agent), and JAX's persistent compilation cache keeps compiled programs on disk so that a repeated run
-  of the same shapes loads them. It is opt-in because on the CPU, with jaxlib 0.9, every program loaded
-  from it makes XLA log two long "Target machine feature +prefer-no-gather is not supported on the host
-  machine ... could lead to execution errors such as SIGILL" errors (jax-ml/jax#38445,
-  openxla/xla#44565: tuning flags counted as CPU features; the program still loads and runs), and
-  because a folder shared by machines with different CPUs could hand one a program built for another.
-  ``STRUCTBANDITS_COMPILATION_CACHE=on`` (``~/.cache/structbandits/jax``, or under
-  ``$XDG_CACHE_HOME``) or ``=PATH`` turns it on; each machine type gets its own subfolder (a
-  fingerprint of the CPU's architecture and feature flags). A cached program is the same program, so
-  results do not change; JAX keys each entry by the program, the JAX/XLA versions and the XLA flags.
+  of the same shapes loads them. The folder is ``~/.cache/structbandits/jax`` (or under
+  ``$XDG_CACHE_HOME``); ``STRUCTBANDITS_COMPILATION_CACHE=off`` turns it off and ``=PATH`` moves it.
+  Each machine type gets its own subfolder (a fingerprint of the CPU's architecture and feature flags),
+  so a folder shared by machines with different CPUs never hands one a program built for another. A
+  cached program is the same program, so results do not change; JAX keys each entry by the program,
+  the JAX/XLA versions and the XLA flags. On the CPU, jaxlib 0.9 logs two long "Target machine feature
+  +prefer-no-gather is not supported on the host machine ... could lead to execution errors such as
+  SIGILL" errors for every program it loads from the cache (jax-ml/jax#38445, openxla/xla#44565:
+  tuning flags counted as CPU features; the program loads and runs). While the cache is on,
+  ``configure`` therefore raises the threshold of XLA's C++ log to FATAL (what
+  ``TF_CPP_MIN_LOG_LEVEL=3`` does); turning the cache off restores ``TF_CPP_MIN_LOG_LEVEL``'s level.
+  Python-side JAX warnings and every error JAX raises are unaffected.
 """
 
 from __future__ import annotations
@@ -57,14 +60,34 @@ def default_compilation_cache() -> Path:
 
 
 def compilation_cache_dir() -> Path | None:
-    """The cache folder ``STRUCTBANDITS_COMPILATION_CACHE`` asks for: None (unset, ``off``: no cache),
-    ``default_compilation_cache()`` (``on``) or the path it holds; see the module docstring."""
-    raw = os.environ.get(CACHE_VARIABLE, "").strip()
+    """The cache folder ``STRUCTBANDITS_COMPILATION_CACHE`` asks for: ``default_compilation_cache()``
+    (unset, ``on``), None (``off``, ``0``, ``false``, ``no``, ``none``, empty: no cache) or the path it
+    holds; see the module docstring."""
+    if CACHE_VARIABLE not in os.environ:
+        return default_compilation_cache()
+    raw = os.environ[CACHE_VARIABLE].strip()
     if raw.lower() in _OFF:
         return None
     if raw.lower() in _ON:
         return default_compilation_cache()
     return Path(raw).expanduser()
+
+
+def _quiet_cpu_loader(quiet: bool) -> None:
+    """XLA's C++ log threshold: FATAL while the cache is on (the CPU loader's false SIGILL errors), and
+    back to ``TF_CPP_MIN_LOG_LEVEL`` (default 0) when it is off. A JAX without the hook is left alone."""
+    try:
+        from jax._src.lib import utils
+    except ImportError:
+        return
+    if not hasattr(utils, "absl_set_min_log_level"):
+        return
+    try:
+        default = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        default = 0
+    jax.devices()  # starting the backend resets the threshold, so start it first
+    utils.absl_set_min_log_level(3 if quiet else default)
 
 
 def machine_fingerprint() -> str:
@@ -94,6 +117,7 @@ def _set_compilation_cache(folder: Path | None) -> str | None:
         compilation_cache.reset_cache()  # the next compile opens the new folder (or none)
     if wanted is not None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", _MIN_COMPILE_SECONDS)
+    _quiet_cpu_loader(wanted is not None)
     return wanted
 
 
@@ -109,7 +133,8 @@ def configure(x64: bool = True, lapack_threads: int | str | None = _FROM_ENVIRON
         ``STRUCTBANDITS_LAPACK_THREADS`` (default 1; ``0`` leaves them alone).
     compilation_cache : a folder for JAX's persistent compilation cache (entries go to a subfolder
         per machine type), ``None`` for no cache, or ``"environment"`` (default):
-        ``compilation_cache_dir()``, which is None unless ``STRUCTBANDITS_COMPILATION_CACHE`` is set.
+        ``compilation_cache_dir()``: the default folder unless ``STRUCTBANDITS_COMPILATION_CACHE`` says
+        otherwise. While a cache is on, XLA's C++ log threshold is FATAL (module docstring).
 
     Returns
     -------

@@ -102,9 +102,13 @@ def test_a_second_run_loads_its_programs_from_the_persistent_cache(tmp_path):
     cache = tmp_path / "cache"
     env = {**os.environ, "STRUCTBANDITS_COMPILATION_CACHE": str(cache)}
 
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    stderr = {}
+
     def run(name):
         done = subprocess.run([sys.executable, "-c", CACHE_SCRIPT, str(tmp_path / name)], env=env,
                               capture_output=True, text=True, check=True, timeout=300)
+        stderr[name] = done.stderr
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     cold = run("cold")
@@ -116,21 +120,23 @@ def test_a_second_run_loads_its_programs_from_the_persistent_cache(tmp_path):
     warm = run("warm")
     assert warm["misses"] == 0 and warm["hits"] >= cold["misses"]  # every program comes from disk
     assert warm["regret"] == cold["regret"]  # the same programs: the same numbers
+    # jaxlib 0.9's CPU loader logs false "SIGILL" errors per loaded program; configure quiets them.
+    assert "SIGILL" not in stderr["warm"], stderr["warm"][-1000:]
     env["STRUCTBANDITS_COMPILATION_CACHE"] = "off"
     assert run("off")["cache"] is None
 
 
-def test_the_cache_is_off_unless_the_environment_asks_for_it(monkeypatch, tmp_path):
+def test_the_cache_is_on_unless_the_environment_turns_it_off(monkeypatch, tmp_path):
     from structbandits.runtime import CACHE_VARIABLE, compilation_cache_dir
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv(CACHE_VARIABLE, raising=False)
-    assert compilation_cache_dir() is None  # off by default (module docstring: the CPU loader's log noise)
+    assert compilation_cache_dir() == tmp_path / "xdg" / "structbandits" / "jax"  # on by default
     monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path / "c"))
     assert compilation_cache_dir() == tmp_path / "c"
     for off in ("off", "0", "OFF", "none", ""):
         monkeypatch.setenv(CACHE_VARIABLE, off)
         assert compilation_cache_dir() is None
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     for on in ("on", "1", "ON"):
         monkeypatch.setenv(CACHE_VARIABLE, on)
         assert compilation_cache_dir() == tmp_path / "xdg" / "structbandits" / "jax"
