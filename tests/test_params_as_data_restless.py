@@ -171,3 +171,19 @@ def test_the_restless_runner_compiles_once_for_budgets_and_hyperparameter_values
     assert restless_runner._simulate_batch._cache_size() == compiled  # a new budget and new values: no new program
     own = restless_runner.simulate_restless(instance, build(0.05), key, 2, budget=3)
     assert _equal(borrowed, own) and not _equal(borrowed, other_budget)
+
+
+def test_policies_share_functions_across_what_they_ignore():
+    # NoAct / Random / HR-* ignore groups and budgets, Opt ignores groups and curves: their functions
+    # (and so their compiled programs) are shared; the equitable planners' are not (the curve length
+    # and group layout are shapes).
+    from structbandits.agents.protocol import without_params
+    from structbandits.agents.restless import restless_policy
+
+    risk = np.array([True, False, False])
+    for name, extra in (("NoAct", {}), ("Random", {}), ("HR-RR", {"high_risk_states": risk}), ("Opt", {})):
+        a = restless_policy(name, 6, [2, 4], 3, **extra)
+        b = restless_policy(name, 6, [3, 3], 5, **extra)
+        assert without_params(a) == without_params(b), name
+    assert without_params(restless_policy("MMR", 6, [2, 4], 3)) != without_params(restless_policy("MMR", 6, [2, 4], 5))
+    assert without_params(restless_policy("NoAct", 6, [2, 4], 3)) != without_params(restless_policy("NoAct", 7, [3, 4], 3))

@@ -320,5 +320,12 @@ def restless_policy(name: str, num_arms: int, group_sizes, max_budget: int | Non
         if high_risk_states is None:
             raise ValidationError(f"high_risk_states: {name} needs the (S,) bool risk set, got None")
         risk = tuple(bool(v) for v in np.asarray(high_risk_states).ravel())
-    return _cached_policy(name, num_arms, int(sizes.size), max_size, max_budget, settings, risk)._replace(
-        params=_params(name, settings, risk))
+    # The cache key keeps only what the policy's functions use, so that policies differing in the rest
+    # (budgets, group layouts they ignore) share functions and so compiled programs.
+    if name in ("NoAct", "Random", "HR-RR", "HR-Rand"):
+        key = (name, num_arms, 0, 0, 0, None, risk)
+    elif name == "Opt":  # ranks all arms: no groups, no curves
+        key = (name, 0, 0, 0, 0, settings, None)
+    else:
+        key = (name, 0, int(sizes.size), max_size, max_budget, settings, None)
+    return _cached_policy(*key)._replace(params=_params(name, settings, risk))
