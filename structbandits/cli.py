@@ -169,6 +169,9 @@ def sweep(
     workers: Annotated[Optional[int], typer.Option(help="Worker processes for processes / a local Dask cluster (default min(4, CPUs)).")] = None,
     address: Annotated[Optional[str], typer.Option(help="A Dask scheduler, tcp://host:port (default: start a LocalCluster).")] = None,
     checkpoints: Annotated[int, typer.Option(help="Evenly spaced rounds recorded per simulation (the last is the horizon).")] = 20,
+    cells_per_call: Annotated[Optional[int], typer.Option(
+        help="At most this many cells in one vmapped call (default: as many as 512 MiB of per-simulation "
+             "arrays allow); fewer means smaller memory and a finer resume.")] = None,
     out: OutOption = None,
     progress: ProgressOption = True,
 ) -> None:
@@ -183,7 +186,7 @@ def sweep(
         folder = Path(out) if out is not None else default_output_dir(spec.base.get("name", "sweep") + "-sweep")
         try:
             result = run_sweep(spec, folder, resume=resume, executor=executor, workers=workers, address=address,
-                               progress=progress)
+                               progress=progress, cells_per_call=cells_per_call)
         except BaseException:
             if out is None:
                 remove_if_empty(folder)

@@ -44,7 +44,8 @@ def play(policy, params, key: jax.Array, context: Callable, reward: Callable, ro
     return actions, propensities, inner
 
 
-def _equal(a, b) -> bool:
+def same_leaves(a, b) -> bool:
+    """Whether two pytrees have equal leaves (NaN equal to NaN)."""
     leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
     return len(leaves_a) == len(leaves_b) and all(
         np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True) for x, y in zip(leaves_a, leaves_b))
@@ -72,7 +73,7 @@ def check_params_are_data(build: Callable[[Any], Any], value_a: Any, value_b: An
     shapes = [jax.tree.map(lambda leaf: (jnp.shape(leaf), jnp.result_type(leaf)), p.params)
               for p in (policy_a, policy_b)]
     assert shapes[0] == shapes[1], f"params shapes differ: {shapes}"
-    assert not _equal(policy_a.params, policy_b.params), "the two values give identical params"
+    assert not same_leaves(policy_a.params, policy_b.params), "the two values give identical params"
     assert same_program(program(policy_a, context, reward, rounds, seed), program(policy_b, context, reward, rounds, seed)), \
         "policy A's functions and policy B's differ beyond the params: a value is baked into a closure"
     if not run:
@@ -90,8 +91,8 @@ def check_params_are_data(build: Callable[[Any], Any], value_a: Any, value_b: An
     a_with_b = jitted(policy_b.params, key)
     assert len(traces) == 1, f"the program was traced {len(traces)} times for two values of the params"
     b_with_b = jax.jit(lambda params, k: play(policy_b, params, k, context, reward, rounds))(policy_b.params, key)
-    assert _equal(a_with_b, b_with_b), "policy A's functions with B's params do not reproduce policy B"
-    assert not _equal(a_with_a, a_with_b), "the two hyperparameter values give the same run: the check is vacuous"
+    assert same_leaves(a_with_b, b_with_b), "policy A's functions with B's params do not reproduce policy B"
+    assert not same_leaves(a_with_a, a_with_b), "the two hyperparameter values give the same run: the check is vacuous"
     # init(key) without params uses the constructor's own
     default_b = jax.jit(lambda k: play(policy_b, None, k, context, reward, rounds))(key)
     np.testing.assert_array_equal(np.asarray(default_b[0]), np.asarray(b_with_b[0]))

@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from params_as_data import same_leaves
+
 from structbandits.agents.bayes_restless import RestlessOutcome, bayes_restless_policy
 from structbandits.agents.restless import PlannerSettings, RestlessContext, restless_policy
 from structbandits.planning.whittle import REFERENCE_SEARCH
@@ -66,12 +68,6 @@ def _play(policy, params, key):
     return actions, state._replace(params=None)
 
 
-def _equal(a, b) -> bool:
-    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
-    return len(leaves_a) == len(leaves_b) and all(
-        np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True) for x, y in zip(leaves_a, leaves_b))
-
-
 def check_restless_params_are_data(build, value_a, value_b, seed: int = 0) -> None:
     policy_a, policy_b = build(value_a), build(value_b)
     assert policy_a.params is not None and policy_b.params is not None, "the constructor sets no params"
@@ -79,7 +75,7 @@ def check_restless_params_are_data(build, value_a, value_b, seed: int = 0) -> No
     shapes = [jax.tree.map(lambda leaf: (jnp.shape(leaf), jnp.result_type(leaf)), p.params)
               for p in (policy_a, policy_b)]
     assert shapes[0] == shapes[1], f"params shapes differ: {shapes}"
-    assert not _equal(policy_a.params, policy_b.params), "the two values give identical params"
+    assert not same_leaves(policy_a.params, policy_b.params), "the two values give identical params"
 
     traces = []
 
@@ -93,9 +89,9 @@ def check_restless_params_are_data(build, value_a, value_b, seed: int = 0) -> No
     a_with_b = program(policy_b.params, key)
     assert len(traces) == 1, f"the program was traced {len(traces)} times for two values of the params"
     b_with_b = jax.jit(lambda params, k: _play(policy_b, params, k))(policy_b.params, key)
-    assert _equal(a_with_b, b_with_b), "policy A's functions with B's params do not reproduce policy B"
-    assert not _equal(a_with_a, a_with_b), "the two hyperparameter values give the same run: the check is vacuous"
-    assert _equal(policy_b.init(key).params, policy_b.params), "init(key) does not use the constructor's params"
+    assert same_leaves(a_with_b, b_with_b), "policy A's functions with B's params do not reproduce policy B"
+    assert not same_leaves(a_with_a, a_with_b), "the two hyperparameter values give the same run: the check is vacuous"
+    assert same_leaves(policy_b.init(key).params, policy_b.params), "init(key) does not use the constructor's params"
 
 
 def _known(name, settings=PlannerSettings(), risk=None):
@@ -170,7 +166,7 @@ def test_the_restless_runner_compiles_once_for_budgets_and_hyperparameter_values
     borrowed = restless_runner.simulate_restless(instance, build(0.9999), key, 2, budget=3, params=build(0.05).params)
     assert restless_runner._simulate_batch._cache_size() == compiled  # a new budget and new values: no new program
     own = restless_runner.simulate_restless(instance, build(0.05), key, 2, budget=3)
-    assert _equal(borrowed, own) and not _equal(borrowed, other_budget)
+    assert same_leaves(borrowed, own) and not same_leaves(borrowed, other_budget)
 
 
 def test_policies_share_functions_across_what_they_ignore():

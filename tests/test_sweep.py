@@ -115,8 +115,10 @@ def test_a_cell_does_not_depend_on_the_other_cells(config_path, reference, tmp_p
 @pytest.mark.slow  # starts fresh Python processes, each importing JAX and compiling
 def test_resume_after_sigkill_equals_the_uninterrupted_run(config_path, reference, tmp_path):
     out = tmp_path / "killed"
+    # One cell per vmapped call, so cells are written one by one (the reference ran all four in one
+    # call: the resumed result must not depend on how cells were chunked either).
     command = [sys.executable, "-m", "structbandits", "sweep", str(config_path), "--checkpoints", "4",
-               "--out", str(out), "--no-progress"]
+               "--cells-per-call", "1", "--out", str(out), "--no-progress"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240

@@ -352,12 +352,14 @@ def _with_decisions(metrics: pd.DataFrame, records, rounds: np.ndarray, num_acti
     return metrics
 
 
-def _chunks(spec: SweepSpec, todo: list[int], workers: int) -> list[tuple[list[int], int]]:
+def _chunks(spec: SweepSpec, todo: list[int], workers: int, cells_per_call: int | None = None
+            ) -> list[tuple[list[int], int]]:
     """The cells to run as (cells of one program group, cells to pad the call to): each group split into
-    calls of at most ``max_cells_per_call`` cells, and into at least ``workers`` calls when it can be."""
+    calls of at most ``max_cells_per_call`` (and ``cells_per_call``) cells, and into at least ``workers``
+    calls when it can be."""
     chunks = []
     for group in program_groups(spec, todo):
-        size = min(max_cells_per_call(spec, group[0]), -(-len(group) // workers))
+        size = min(max_cells_per_call(spec, group[0]), -(-len(group) // workers), cells_per_call or len(group))
         pieces = [group[i:i + size] for i in range(0, len(group), size)]
         chunks.extend((piece, size if len(pieces) > 1 else len(piece)) for piece in pieces)
     return chunks
@@ -392,7 +394,8 @@ def _open_folder(spec: SweepSpec, folder: Path, resume: bool) -> None:
 
 
 def run_sweep(spec: SweepSpec, out_dir: str | Path, *, resume: bool = False, executor: str = "inprocess",
-              workers: int | None = None, address: str | None = None, progress: bool = True) -> SweepResult:
+              workers: int | None = None, address: str | None = None, progress: bool = True,
+              cells_per_call: int | None = None) -> SweepResult:
     """Run every cell of ``spec`` not yet on disk in ``out_dir``, then write the sweep's outputs there.
 
     Parameters
@@ -402,6 +405,9 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, resume: bool = False, exe
     resume : continue a sweep already in ``out_dir`` (the same spec); without it such a folder is an error.
     executor, workers, address : where cells run (``executors.run_tasks``): "inprocess", "processes", "dask".
     progress : a tqdm bar over cells (done / total, ETA).
+    cells_per_call : at most this many cells in one vmapped call (>= 1; default: as many as
+        ``CALL_BYTES`` of per-simulation arrays allow). Results do not depend on it; fewer cells per
+        call means less memory and a finer resume (cells are written as their call ends).
 
     Returns
     -------
@@ -409,6 +415,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, resume: bool = False, exe
     Dataset, the summary, and how many cells ran now and how many were already on disk.
     """
     check_executor(executor, workers, address)
+    if cells_per_call is not None:
+        cells_per_call = check_integer("cells_per_call", cells_per_call, minimum=1)
     folder = Path(out_dir)
     cells = spec.cells()
     for values in cells:  # build (and so validate) every cell before anything is written; the cache keeps them
@@ -416,7 +424,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, resume: bool = False, exe
     _open_folder(spec, folder, resume)
     todo = [index for index in range(len(cells)) if not _cell_path(folder, index).exists()]
     start = time.perf_counter()
-    chunks = _chunks(spec, todo, 1 if executor == "inprocess" else workers or 1)
+    chunks = _chunks(spec, todo, 1 if executor == "inprocess" else workers or 1, cells_per_call)
     tasks = [(spec.base, [spec.overrides(cells[index]) for index in chunk], spec.checkpoints, pad_to)
              for chunk, pad_to in chunks]
     with tqdm(total=len(cells), initial=len(cells) - len(todo), desc="sweep", unit="cell",
