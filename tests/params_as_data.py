@@ -65,15 +65,20 @@ def same_program(a, b) -> bool:
         for x, y in zip(consts_a, consts_b))
 
 
-def check_params_are_data(build: Callable[[Any], Any], value_a: Any, value_b: Any, context: Callable,
-                          reward: Callable, *, rounds: int = 8, seed: int = 0, run: bool = False) -> None:
-    policy_a, policy_b = build(value_a), build(value_b)
+def check_comparable_params(policy_a, policy_b) -> None:
+    """Both policies have params, of one structure and one set of shapes and dtypes, differing in value."""
     assert policy_a.params is not None and policy_b.params is not None, "the constructor sets no params"
     assert jax.tree.structure(policy_a.params) == jax.tree.structure(policy_b.params)
     shapes = [jax.tree.map(lambda leaf: (jnp.shape(leaf), jnp.result_type(leaf)), p.params)
               for p in (policy_a, policy_b)]
     assert shapes[0] == shapes[1], f"params shapes differ: {shapes}"
     assert not same_leaves(policy_a.params, policy_b.params), "the two values give identical params"
+
+
+def check_params_are_data(build: Callable[[Any], Any], value_a: Any, value_b: Any, context: Callable,
+                          reward: Callable, *, rounds: int = 8, seed: int = 0, run: bool = False) -> None:
+    policy_a, policy_b = build(value_a), build(value_b)
+    check_comparable_params(policy_a, policy_b)
     assert same_program(program(policy_a, context, reward, rounds, seed), program(policy_b, context, reward, rounds, seed)), \
         "policy A's functions and policy B's differ beyond the params: a value is baked into a closure"
     if not run:

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from params_as_data import same_leaves, same_program
+from params_as_data import check_comparable_params, same_leaves, same_program
 
 from structbandits.agents.bayes_restless import RestlessOutcome, bayes_restless_policy
 from structbandits.agents.restless import PlannerSettings, RestlessContext, restless_policy
@@ -78,12 +78,7 @@ def _program(policy, seed: int):
 
 def check_restless_params_are_data(build, value_a, value_b, seed: int = 0, run: bool = False) -> None:
     policy_a, policy_b = build(value_a), build(value_b)
-    assert policy_a.params is not None and policy_b.params is not None, "the constructor sets no params"
-    assert jax.tree.structure(policy_a.params) == jax.tree.structure(policy_b.params)
-    shapes = [jax.tree.map(lambda leaf: (jnp.shape(leaf), jnp.result_type(leaf)), p.params)
-              for p in (policy_a, policy_b)]
-    assert shapes[0] == shapes[1], f"params shapes differ: {shapes}"
-    assert not same_leaves(policy_a.params, policy_b.params), "the two values give identical params"
+    check_comparable_params(policy_a, policy_b)
     assert same_program(_program(policy_a, seed), _program(policy_b, seed)), \
         "policy A's functions and policy B's differ beyond the params: a value is baked into a closure"
     if not run:  # equal programs give equal runs; the end-to-end run is checked for a few cases
