@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "ConvergenceWarning",
     "ValidationError",
     "check_finite",
     "check_positive",
@@ -34,6 +35,11 @@ class ValidationError(ValueError):
 
     The message names the argument, what was expected and what was received.
     """
+
+
+class ConvergenceWarning(UserWarning):
+    """An approximation or sampler did not meet its convergence criteria; the message says which
+    and by how much (a result is still returned, so nothing is lost, but it is not trusted)."""
 
 
 def _as_float_array(name: str, value) -> np.ndarray:

@@ -12,7 +12,7 @@ from structbandits.agents import glm_ts, hier_ts_glm, mets, mets_glm
 from structbandits.errors import ValidationError
 from structbandits.inference import posterior
 from structbandits.inference.conjugate import gaussian_covariance, gaussian_mean
-from structbandits.inference.laplace import (
+from structbandits.inference.pseudo_observations import (
     logistic_derivatives,
     logistic_log_posterior,
     logistic_mode,

@@ -9,8 +9,11 @@ model hyperparameter means a new program). Every ``refit_every`` rounds the post
 refitted on all data so far (``inference.program``):
 
 - ``method="laplace"`` (default): a Gaussian at the MAP with the Hessian's covariance, in the
-  program's unconstrained space (``AutoLaplaceApproximation``'s approximation), warm-started from
-  the previous MAP; each round draws afresh from it.
+  program's unconstrained space (``inference.laplace``, the same engine as
+  ``posterior(..., method="laplace")``), L-BFGS warm-started from the previous MAP; each round
+  draws afresh from it. The state keeps the last fit's convergence report (``state.laplace
+  .diagnostics``) and counts the refits that did not converge (``state.failed_refits``): such a
+  refit is still used (its curvature floored), never silently — check the count after a run.
 - ``method="nuts"``: NUTS warm-started from the previous run's position, step size and mass
   matrix; each round uses one of the refit's ``num_draws`` draws, chosen at random.
 
@@ -31,13 +34,13 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
 from numpyro.handlers import seed, substitute, trace
 
 from structbandits.agents.propensity import keyed_draws, thompson_choice
 from structbandits.agents.protocol import ActInfo, Policy
 from structbandits.errors import ValidationError, check_integer
-from structbandits.inference.program import NUTSFit, latent_space, laplace_refit, nuts_refit
+from structbandits.inference.laplace import LaplaceFit, laplace_sample, laplace_unfitted
+from structbandits.inference.program import NUTSFit, latent_space, laplace_refit, masked_program, nuts_refit
 from structbandits.inference.ring_buffer import RingBuffer, ring_append, ring_filled, ring_init
 
 __all__ = ["NumPyroTSState", "numpyro_ts", "program_data"]
@@ -49,15 +52,17 @@ class NumPyroTSState(NamedTuple):
     """Generic TS state.
 
     history : RingBuffer of rows ``contexts`` (pytree), ``actions`` (), ``rewards`` (), the last T rounds.
-    mode, precision_chol : (P,), (P, P) the Laplace fit (method "laplace").
+    laplace : LaplaceFit, the last Laplace refit (method "laplace"): mode (P,), precision_chol (P, P),
+        diagnostics (its convergence report).
+    failed_refits : () int, Laplace refits so far that did not converge (``inference.laplace``).
     nuts : NUTSFit, the last NUTS refit (method "nuts").
     key : PRNG key for the refits (the protocol's update takes no key).
     params : None; the program's hyperparameters are bound inside ``model`` (module docstring).
     """
 
     history: RingBuffer
-    mode: jax.Array
-    precision_chol: jax.Array
+    laplace: LaplaceFit
+    failed_refits: jax.Array
     nuts: NUTSFit
     key: jax.Array
     params: None = None
@@ -90,7 +95,7 @@ def numpyro_ts(
     refit_every : m >= 1, refit after every m-th observation.
     method : "laplace" or "nuts".
     reward_site : name of the observed reward site.
-    laplace_steps : L-BFGS steps per Laplace refit. num_warmup, num_draws : NUTS per refit.
+    laplace_steps : at most this many L-BFGS steps per Laplace refit (it stops earlier at the mode). num_warmup, num_draws : NUTS per refit.
     propensity_draws : Monte-Carlo draws for the reported selection probability (0: NaN).
 
     The refit settings are structural (static); the policy has no params (``Policy.params`` None).
@@ -115,7 +120,7 @@ def numpyro_ts(
     empty = ring_init({"contexts": row_example, "actions": jnp.zeros((), jnp.int32), "rewards": jnp.zeros(())},
                       history_size)
     try:
-        space = latent_space(model, reward_site, program_data(empty), jax.random.PRNGKey(0))
+        space = latent_space(masked_program(model, reward_site), program_data(empty), jax.random.PRNGKey(0))
         _ = _arm_means(model, reward_site, space.constrain(space.init, program_data(empty)),
                        _all_arms(example_context, k, per_arm_context), k)
     except Exception as err:  # a program that does not fit the calling convention
@@ -127,20 +132,19 @@ def numpyro_ts(
         key, refit_key = jax.random.split(state.key)
         state = state._replace(key=key)
         if method == "laplace":
-            mode, precision_chol = laplace_refit(space, state.mode, program_data(state.history), laplace_steps)
-            return state._replace(mode=mode, precision_chol=precision_chol)
+            fit = laplace_refit(space, state.laplace.mode, program_data(state.history), laplace_steps)
+            return state._replace(laplace=fit, failed_refits=state.failed_refits + ~fit.diagnostics.converged)
         return state._replace(nuts=nuts_refit(space, state.nuts, program_data(state.history), refit_key, num_warmup,
                                               num_draws))
 
     def draw_latent(state: NumPyroTSState, key: jax.Array) -> jax.Array:
         if method == "laplace":
-            noise = jax.random.normal(key, (size,), dtype=state.mode.dtype)
-            return state.mode + solve_triangular(state.precision_chol, noise, lower=True, trans="T")
+            return laplace_sample(state.laplace, key)
         return state.nuts.draws[jax.random.randint(key, (), 0, num_draws)]
 
     def init(key: jax.Array, params: None = None) -> NumPyroTSState:
         warm = NUTSFit(jnp.zeros((num_draws, size)), space.init, jnp.asarray(1.0), jnp.ones(size))
-        state = NumPyroTSState(empty, space.init, jnp.eye(size), warm, key)
+        state = NumPyroTSState(empty, laplace_unfitted(space.init), jnp.asarray(0), warm, key)
         return refit(state)  # the prior's approximation, before any data
 
     def scores(state: NumPyroTSState, key: jax.Array, context: Any) -> jax.Array:

@@ -3,7 +3,7 @@
 meTS-GLM, its factored variant, HierTS-GLM and GLM-TS keep every observation in a history buffer
 and, after each round, refit only the pulled arm: a few warm-started Newton (IRLS) steps for the
 mode of its log-likelihood under its marginal prior, then the Gaussian pseudo-observations
-G = Hessian, B = G θ̂ + ∇ℓ(θ̂) at that mode (``inference.laplace``). meTS-GLM feeds (G, B) to the same
+G = Hessian, B = G θ̂ + ∇ℓ(θ̂) at that mode (``inference.pseudo_observations``). meTS-GLM feeds (G, B) to the same
 effect and action posteriors as linear meTS (``mets_core``); GLM-TS conditions each arm's marginal
 prior on them, which is the usual per-arm Laplace posterior N(θ̂, (Λ + G)⁻¹).
 
@@ -40,7 +40,7 @@ from structbandits.agents.thompson import (
 )
 from structbandits.errors import check_integer
 from structbandits.inference.conjugate import GaussianInfo, gaussian_condition, gaussian_from_moments, gaussian_sample
-from structbandits.inference.laplace import logistic_mode, logistic_pseudo_observations
+from structbandits.inference.pseudo_observations import logistic_mode, logistic_pseudo_observations
 from structbandits.inference.ring_buffer import RingBuffer, ring_append, ring_filled, ring_init
 from structbandits.models.mixed_effect import marginal_action_prior
 

@@ -104,7 +104,8 @@ def check_posterior(
     fast_key, nuts_key = jax.random.split(key)
     fast = posterior(model, data, method, key=fast_key, num_draws=num_draws * num_chains)
     if fast.method == "nuts":
-        raise ValidationError("method: check_posterior compares a closed form or Laplace with NUTS; got 'nuts'")
+        why = f" ({fast.fallback_reason})" if fast.fallback_reason else ""
+        raise ValidationError(f"method: check_posterior compares a closed form or Laplace with NUTS; got 'nuts'{why}")
     exact = fast.method == "conjugate"
     if mean_tolerance is None:
         mean_tolerance = EXACT_MEAN_MCSE if exact else APPROXIMATE_MEAN_SD

@@ -14,7 +14,33 @@ import numpy as np
 
 from structbandits.errors import ValidationError, check_finite, check_positive, check_positive_definite, check_shape
 
-__all__ = ["check_linear_bandit_data", "check_mixed_effect_data"]
+__all__ = ["check_linear_bandit_data", "check_mixed_effect_data", "check_round_lengths"]
+
+
+ROUND_ARGUMENTS = ("contexts", "actions", "rewards")
+
+
+def check_round_lengths(data: Mapping[str, Any]) -> None:
+    """The per-round arguments present (``contexts`` — every leaf of a dict —, ``actions``,
+    ``rewards``) have one leading length; a mismatch names the argument(s) that differ from the rest."""
+    lengths: dict[str, int] = {}
+    for name in ROUND_ARGUMENTS:
+        value = data.get(name)
+        leaves = value.items() if isinstance(value, Mapping) else [(None, value)] if value is not None else []
+        for key, leaf in leaves:
+            label = f"data[{name!r}]" + (f"[{key!r}]" if key is not None else "")
+            shape = np.shape(leaf)
+            if not shape:
+                raise ValidationError(f"{label}: expected one entry per round (a leading round axis), got a scalar")
+            lengths[label] = shape[0]
+    if len(set(lengths.values())) > 1:
+        values = list(lengths.values())
+        common = max(set(values), key=values.count)
+        odd = [label for label, n in lengths.items() if n != common] if values.count(common) > 1 else list(lengths)
+        others = ", ".join(f"{label} has {n}" for label, n in lengths.items() if label not in odd)
+        blamed = ", ".join(f"{label} has {lengths[label]}" for label in odd)
+        raise ValidationError(f"{odd[0]}: expected the same number of rounds as the other per-round arguments; "
+                              f"{blamed}" + (f", while {others}" if others else ""))
 
 
 def _check_rounds(data: Mapping[str, Any], num_arms: int, d: int, *, binary: bool = False) -> None:

@@ -5,11 +5,21 @@
 
 Methods: "conjugate" (a closed form registered for the program), "laplace" and "nuts" (always
 available). "laplace" is the meTS paper's per-arm pseudo-observation Laplace for
-``mixed_effect_logistic`` (``inference.laplace``, then the closed-form meTS posterior) and, for any
-other program, a Gaussian at the joint MAP with the Hessian's covariance
-(``numpyro.infer.autoguide.AutoLaplaceApproximation``). "auto" picks the closed form when the
-program has one, Laplace otherwise.
-``data`` holds the program's keyword arguments (hyperparameters and observations) by name.
+``mixed_effect_logistic`` (``inference.pseudo_observations``, then the closed-form meTS posterior)
+and, for any other program, ``inference.laplace``: a Gaussian at the joint MAP (L-BFGS in the
+unconstrained space) with the exact Hessian's covariance, and a convergence report.
+
+"auto" is honest about what it used: the closed form when one is registered for the program (and
+applies to the data) → Laplace when it converged (small Newton decrement, positive definite
+Hessian) and fits (Pareto k̂ ≤ 0.7 of its importance ratios: the Gaussian covers the posterior)
+→ NUTS otherwise. ``result.method`` says which ran; ``result.fallback_reason`` says in
+words why a cheaper method was not used; ``result.diagnostics`` holds the Laplace convergence
+report or NUTS's R-hat, ESS and divergences. ``method="laplace"`` on a fit that did not converge
+returns it with a ``ConvergenceWarning`` naming what failed; NUTS with poor R-hat / ESS /
+divergences warns too. Never silent.
+
+``data`` holds the program's keyword arguments (hyperparameters and observations) by name. A
+``functools.partial`` of a program works: its bound arguments join ``data``.
 
 Results are plain arrays; their ArviZ form (named dimensions, NUTS sample statistics, posterior
 predictive groups) is diagnostics' job: ``diagnostics.posterior_to_arviz(result)`` and
@@ -18,16 +28,18 @@ predictive groups) is diagnostics' job: ``diagnostics.posterior_to_arviz(result)
 
 from __future__ import annotations
 
+import functools
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from structbandits.errors import ValidationError, check_finite, check_integer
+from structbandits.errors import ConvergenceWarning, ValidationError, check_finite, check_integer
 from structbandits.inference.conjugate import (
     action_conditional,
     action_marginal,
@@ -40,7 +52,7 @@ from structbandits.inference.conjugate import (
     linear_regression_observe_batch,
     linear_regression_stats,
 )
-from structbandits.inference.bandit_data import check_linear_bandit_data, check_mixed_effect_data
+from structbandits.inference.bandit_data import check_linear_bandit_data, check_mixed_effect_data, check_round_lengths
 from structbandits.models.linear import linear_bandit
 from structbandits.models.restless import restless_dirichlet
 from structbandits.inference.dirichlet import (
@@ -50,7 +62,11 @@ from structbandits.inference.dirichlet import (
     dirichlet_sample,
     transition_counts,
 )
-from structbandits.inference.laplace import logistic_mode, logistic_pseudo_observations
+from structbandits.inference.importance import KHAT_USABLE, pareto_khat
+from structbandits.inference.laplace import (DECREMENT_TOLERANCE, laplace_failure, laplace_fit, laplace_log_ratios,
+                                             laplace_sample)
+from structbandits.inference.program import latent_space
+from structbandits.inference.pseudo_observations import logistic_mode, logistic_pseudo_observations
 from structbandits.models.mixed_effect import marginal_action_prior, mixed_effect_linear, mixed_effect_logistic
 
 __all__ = ["PosteriorResult", "posterior"]
@@ -64,17 +80,27 @@ class PosteriorResult:
 
     Attributes
     ----------
-    method : "conjugate", "laplace" or "nuts".
+    method : the method that produced the draws: "conjugate", "laplace" or "nuts".
     draws : site name -> array (chains, draws, *site shape).
     moments : site name -> (mean, covariance) for closed forms (covariance per arm for ``theta``);
         empty for sampling methods.
     mcmc : the ``numpyro.infer.MCMC`` object for NUTS (carries the sample statistics), else None.
+    model : the program (a ``functools.partial`` unwrapped to its function), or None.
+    fallback_reason : why "auto" did not use a cheaper method, in words (None when it did not fall back).
+    diagnostics : the method's convergence report: for Laplace ``converged``, ``gradient_norm``,
+        ``iterations``, ``positive_definite``, ``min_eigenvalue``, ``newton_decrement`` (posterior
+        sds from the mode), ``potential`` and ``pareto_k`` (the Pareto k̂ of the importance ratios
+        p/q at the Laplace draws, ``inference.importance``: > 0.7 means a poor fit); for NUTS ``r_hat_max``, ``ess_bulk_min``, ``divergences``,
+        ``converged``; empty for closed forms (exact).
     """
 
     method: str
     draws: dict[str, np.ndarray]
     moments: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     mcmc: Any = None
+    model: Callable | None = None
+    fallback_reason: str | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
     def mean(self, site: str) -> np.ndarray:
         """Posterior mean of ``site``: exact for closed forms, the draws' mean otherwise."""
@@ -100,10 +126,11 @@ class PosteriorResult:
         """
         from numpyro.infer import Predictive
 
+        model, data = _unwrap(model, data)
         parameters = inspect.signature(model).parameters
         unknown = sorted(set(data) - set(parameters))
         if unknown:
-            raise ValidationError(f"data[{unknown[0]!r}]: not an argument of {getattr(model, '__name__', 'model')}; "
+            raise ValidationError(f"data[{unknown[0]!r}]: not an argument of {_name(model)}; "
                                   f"expected some of: {', '.join(parameters)}")
         inputs = {name: value for name, value in data.items() if name != "rewards"}
         chains, draws = next(iter(self.draws.values())).shape[:2]
@@ -174,17 +201,30 @@ LAPLACE_NEWTON_STEPS = 50
 
 def _mixed_effect_logistic_laplace(data, key, num_draws) -> PosteriorResult:
     """The seed's Laplace: per-arm pseudo-observations (G = Hessian, B = G θ̂ + ∇ℓ) at each arm's mode
-    under its marginal prior, then the closed-form meTS posterior (``inference.laplace``)."""
+    under its marginal prior, then the closed-form meTS posterior (``inference.pseudo_observations``)."""
     contexts, rewards = _arrays(data, ("contexts", "rewards"))
     prior_mean, prior_cov = marginal_action_prior(*_arrays(data, ("mixing", "effect_mean", "effect_cov", "action_cov")))
     prior_precision = jnp.linalg.inv(prior_cov)  # once per call, (K, d, d), not a hot path
 
     def pseudo_observations(weights, mean, precision):
         mode = logistic_mode(mean, contexts, rewards, weights, precision, mean, LAPLACE_NEWTON_STEPS)
-        return logistic_pseudo_observations(mode, contexts, rewards, weights)
+        gram, moment = logistic_pseudo_observations(mode, contexts, rewards, weights)
+        # Convergence of the arm's Newton: the gradient of its log posterior at the mode and the
+        # Newton decrement √(gᵀ(G + Λ)⁻¹g), in sds of the arm's Laplace Gaussian.
+        gradient = moment - gram @ mode - precision @ (mode - mean)
+        decrement = jnp.sqrt(gradient @ jnp.linalg.solve(gram + precision, gradient))
+        return gram, moment, jnp.max(jnp.abs(gradient)), decrement
 
-    grams, moments = jax.vmap(pseudo_observations)(_arm_masks(data), prior_mean, prior_precision)
-    return _mixed_effect_from_statistics(data, grams, moments, "laplace", key, num_draws)
+    grams, moments, gradient_norms, decrements = jax.vmap(pseudo_observations)(_arm_masks(data), prior_mean,
+                                                                               prior_precision)
+    result = _mixed_effect_from_statistics(data, grams, moments, "laplace", key, num_draws)
+    decrement = float(jnp.max(decrements))
+    converged = bool(np.isfinite(decrement) and decrement <= DECREMENT_TOLERANCE)
+    diagnostics = {"converged": converged, "gradient_norm": float(jnp.max(gradient_norms)),
+                   "iterations": LAPLACE_NEWTON_STEPS, "positive_definite": True, "newton_decrement": decrement}
+    reason = None if converged else (f"the per-arm Newton stopped after {LAPLACE_NEWTON_STEPS} steps "
+                                     f"{decrement:.3g} posterior sds from an arm's mode (tolerance {DECREMENT_TOLERANCE:g})")
+    return replace(result, diagnostics=diagnostics), reason
 
 
 def _restless_dirichlet_conjugate(data, key, num_draws) -> PosteriorResult:
@@ -226,24 +266,62 @@ LAPLACE_FORMS: dict[Callable, Callable[..., PosteriorResult]] = {
 }
 
 
-def _laplace(model, data, key, num_draws, num_steps) -> PosteriorResult:
-    from numpyro.infer import SVI, Trace_ELBO
-    from numpyro.infer.autoguide import AutoLaplaceApproximation
-    from numpyro.optim import Adam
+def _laplace(model, data, key, num_draws, max_steps) -> tuple[PosteriorResult, str | None]:
+    """``inference.laplace`` on the whole program: the result, and what failed (None if it converged)."""
+    init_key, draw_key = jax.random.split(key)
+    model, arrays = _split_static(model, data)
+    space = latent_space(model, arrays, init_key)
 
-    guide = AutoLaplaceApproximation(model)
-    fit_key, draw_key = jax.random.split(key)
-    fit = SVI(model, guide, Adam(0.02), Trace_ELBO()).run(fit_key, num_steps, progress_bar=False, **data)
-    draws = guide.sample_posterior(draw_key, fit.params, sample_shape=(num_draws,))
-    return PosteriorResult("laplace", {name: np.asarray(value)[None] for name, value in draws.items()})
+    @jax.jit
+    def fit_and_draw(data, key):
+        potential = lambda z: space.potential(z, data)
+        fit = laplace_fit(potential, space.init, max_steps=max_steps)
+        latents = laplace_sample(fit, key, (max(num_draws, KHAT_DRAWS),))
+        draws = jax.vmap(lambda z: space.constrain(z, data))(latents[:num_draws])
+        return fit.diagnostics, draws, laplace_log_ratios(fit, potential, latents)
+
+    diagnostics, draws, log_ratios = fit_and_draw(arrays, draw_key)
+    report = {name: np.asarray(value).item() for name, value in diagnostics._asdict().items()}
+    report["pareto_k"] = khat = pareto_khat(np.asarray(log_ratios))
+    result = PosteriorResult("laplace", {name: np.asarray(value)[None] for name, value in draws.items()},
+                             diagnostics=report)
+    failure = laplace_failure(diagnostics, max_steps=max_steps)
+    if failure is None and not khat <= KHAT_USABLE:
+        failure = (f"the Laplace Gaussian is a poor fit to the posterior: the Pareto k̂ of its importance ratios "
+                   f"is {khat:.2f} > {KHAT_USABLE} (the mode is not where the mass is, e.g. the variance of a "
+                   f"hierarchy, or the posterior is skewed)")
+    report["converged"] = failure is None
+    return result, failure
 
 
-def _nuts(model, data, key, num_draws, num_warmup, num_chains) -> PosteriorResult:
+KHAT_DRAWS = 1000  # draws for the Pareto k̂ check (at least; all of num_draws when more)
+R_HAT_MAX = 1.05
+ESS_PER_CHAIN = 100
+
+
+def _nuts(model, data, key, num_draws, num_warmup, num_chains) -> tuple[PosteriorResult, str | None]:
+    """NUTS, with R-hat, bulk ESS and divergences: the result, and what looks poor (None if nothing)."""
+    from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+
     from structbandits.inference.mcmc import nuts_sampler, run_nuts
 
+    model, arrays = _split_static(model, data)
     sampler = nuts_sampler(model, num_warmup=num_warmup, num_samples=num_draws, num_chains=num_chains)
-    draws = run_nuts(sampler, key, **data)
-    return PosteriorResult("nuts", {name: np.asarray(value) for name, value in draws.items()}, mcmc=sampler)
+    draws = {name: np.asarray(value) for name, value in run_nuts(sampler, key, **arrays).items()}
+    flat = [value.reshape(value.shape[0], value.shape[1], -1) for value in draws.values()]
+    r_hat = max((float(np.nanmax(split_gelman_rubin(x))) for x in flat if x.shape[1] >= 4), default=float("nan"))
+    ess = min(float(np.nanmin(effective_sample_size(x))) for x in flat)
+    divergences = int(np.asarray(sampler.get_extra_fields()["diverging"]).sum())
+    problems = []
+    if not r_hat <= R_HAT_MAX:
+        problems.append(f"R-hat {r_hat:.3f} > {R_HAT_MAX}")
+    if not ess >= ESS_PER_CHAIN * num_chains:
+        problems.append(f"bulk ESS {ess:.0f} < {ESS_PER_CHAIN * num_chains}")
+    if divergences:
+        problems.append(f"{divergences} divergent transitions")
+    report = {"converged": not problems, "r_hat_max": r_hat, "ess_bulk_min": ess, "divergences": divergences}
+    result = PosteriorResult("nuts", draws, mcmc=sampler, diagnostics=report)
+    return result, ("NUTS: " + ", ".join(problems) + " (more warmup or draws, or reparameterise)") if problems else None
 
 
 def _check_finite_tree(name: str, value: Any) -> Any:
@@ -254,16 +332,51 @@ def _check_finite_tree(name: str, value: Any) -> Any:
     return np.asarray(value) if np.issubdtype(np.asarray(value).dtype, np.integer) else checked
 
 
+def _name(model: Callable) -> str:
+    return getattr(model, "__name__", None) or type(model).__name__
+
+
+def _unwrap(model: Callable, data: Mapping[str, Any]) -> tuple[Callable, dict[str, Any]]:
+    """A ``functools.partial`` of a program as the program and data: its bound arguments join ``data``."""
+    data = dict(data)
+    while isinstance(model, functools.partial):
+        names = list(inspect.signature(model.func).parameters)
+        bound = dict(zip(names, model.args)) | dict(model.keywords)
+        clash = sorted(set(bound) & set(data))
+        if len(model.args) > len(names):
+            raise ValidationError(f"model: the partial binds {len(model.args)} positional arguments, "
+                                  f"{_name(model.func)} takes {len(names)}")
+        if clash and any(name in dict(zip(names, model.args)) for name in clash):
+            raise ValidationError(f"data[{clash[0]!r}]: already bound by the functools.partial passed as model")
+        model, data = model.func, bound | data  # keywords given at call time win, as in Python
+    return model, data
+
+
+def _split_static(model: Callable, data: Mapping[str, Any]) -> tuple[Callable, dict[str, Any]]:
+    """Bind the arguments that are not floating-point data (integers, booleans, strings, None: sizes
+    such as a plate's ``num_users``) into the program, so the rest alone is traced by ``jit``."""
+
+    def traced(value):
+        if isinstance(value, Mapping) or np.ndim(value) > 0:
+            return True
+        return isinstance(value, (np.ndarray, np.generic, jax.Array, float)) and np.issubdtype(np.asarray(value).dtype, np.floating)
+
+    static = {name: value for name, value in data.items() if not traced(value)}
+    return (functools.partial(model, **static) if static else model), {
+        name: value for name, value in data.items() if name not in static}
+
+
 def _validate_data(model: Callable, data: Mapping[str, Any]) -> dict[str, Any]:
     parameters = inspect.signature(model).parameters
     unknown = sorted(set(data) - set(parameters))
     if unknown:
-        raise ValidationError(f"data[{unknown[0]!r}]: not an argument of {model.__name__}; expected some of: {', '.join(parameters)}")
+        raise ValidationError(f"data[{unknown[0]!r}]: not an argument of {_name(model)}; expected some of: {', '.join(parameters)}")
     required = [name for name, p in parameters.items() if p.default is inspect.Parameter.empty]
     required += [name for name in OBSERVATIONS.get(model, ("contexts", "actions", "rewards")) if name in parameters]
     missing = [name for name in required if data.get(name) is None]
     if missing:
-        raise ValidationError(f"data[{missing[0]!r}]: required by {model.__name__} to condition on, missing")
+        raise ValidationError(f"data[{missing[0]!r}]: required by {_name(model)} to condition on, missing")
+    check_round_lengths(data)
     checked = {name: value if name == "actions" else _check_finite_tree(f"data[{name!r}]", value) for name, value in data.items()}
     if "actions" in checked:
         actions = np.asarray(checked["actions"])
@@ -281,38 +394,71 @@ def posterior(
     num_draws: int = 1000,
     num_warmup: int = 500,
     num_chains: int = 2,
-    laplace_steps: int = 3000,
+    laplace_steps: int = 1000,
 ) -> PosteriorResult:
     """Posterior of ``model`` given ``data`` by a closed form, Laplace or NUTS.
 
     Parameters
     ----------
-    model : a program from ``structbandits.models`` (or any NumPyro program, for "laplace" / "nuts").
+    model : a program from ``structbandits.models`` or any NumPyro program (a ``functools.partial``
+        of one too: its bound arguments join ``data``).
     data : the program's keyword arguments by name, including the observed ``rewards``.
-    method : "auto" (closed form if registered for ``model``, else Laplace), "conjugate", "laplace" or "nuts".
+    method : "auto" (closed form if registered for ``model`` → Laplace if it converged → NUTS),
+        "conjugate", "laplace" or "nuts".
     key : PRNG key for the draws (default ``PRNGKey(0)``).
-    num_draws : draws per chain; num_warmup, num_chains : NUTS settings; laplace_steps : MAP optimiser steps.
+    num_draws : draws per chain; num_warmup, num_chains : NUTS settings; laplace_steps : at most this
+        many L-BFGS steps to the mode (it stops at the mode).
+
+    Returns
+    -------
+    PosteriorResult: ``method`` (what ran), ``fallback_reason`` (why "auto" used a slower method),
+    ``diagnostics`` (the convergence report).
+
+    Warns
+    -----
+    ConvergenceWarning when the returned result did not converge (a Laplace fit asked for by
+    ``method="laplace"``, or NUTS with R-hat > 1.05, bulk ESS < 100 per chain or divergences).
     """
     if method not in METHODS:
         raise ValidationError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
     num_draws = check_integer("num_draws", num_draws, minimum=1)
+    laplace_steps = check_integer("laplace_steps", laplace_steps, minimum=1)
+    model, data = _unwrap(model, data)
     data = _validate_data(model, data)
     if model in DATA_CHECKS:
         DATA_CHECKS[model](data)
     key = jax.random.PRNGKey(0) if key is None else key
     applies, otherwise = CONDITIONAL_FORMS.get(model, (lambda data: True, "laplace"))
+    requested, fallback_reason = method, None
     if method == "auto":
-        method = "conjugate" if model in CLOSED_FORMS and applies(data) else otherwise
+        if model in CLOSED_FORMS and applies(data):
+            method = "conjugate"
+        elif model in CLOSED_FORMS:
+            method, fallback_reason = otherwise, f"the closed form of {_name(model)} does not apply to these data"
+        else:
+            method = otherwise
     if method == "conjugate":
         if model not in CLOSED_FORMS:
             known = ", ".join(m.__name__ for m in CLOSED_FORMS)
-            raise ValidationError(f"method: no closed form is registered for {model.__name__} (only for {known}); use 'laplace' or 'nuts'")
+            raise ValidationError(f"method: no closed form is registered for {_name(model)} (only for {known}); use 'laplace' or 'nuts'")
         if not applies(data):
-            raise ValidationError(f"method: the closed form of {model.__name__} does not apply to these data "
+            raise ValidationError(f"method: the closed form of {_name(model)} does not apply to these data "
                                   f"(a hierarchical prior); use 'auto' or '{otherwise}'")
-        return CLOSED_FORMS[model](data, key, num_draws)
+        return replace(CLOSED_FORMS[model](data, key, num_draws), model=model)
     if method == "laplace":
         if model in LAPLACE_FORMS:
-            return LAPLACE_FORMS[model](data, key, num_draws)
-        return _laplace(model, data, key, num_draws, check_integer("laplace_steps", laplace_steps, minimum=1))
-    return _nuts(model, data, key, num_draws, num_warmup, num_chains)
+            result, failure = LAPLACE_FORMS[model](data, key, num_draws)
+        else:
+            result, failure = _laplace(model, data, key, num_draws, laplace_steps)
+        if failure is None or requested == "laplace":
+            if failure is not None:
+                warnings.warn(f"posterior: the Laplace approximation of {_name(model)} did not converge: {failure}. "
+                              f"The draws are not trustworthy; use method='auto' (falls back to NUTS) or 'nuts'.",
+                              ConvergenceWarning, stacklevel=2)
+            return replace(result, model=model)
+        fallback_reason = f"Laplace did not converge: {failure}"
+    result, problems = _nuts(model, data, key, num_draws, num_warmup, num_chains)
+    if problems is not None:
+        warnings.warn(f"posterior: NUTS on {_name(model)} looks unreliable: {problems}", ConvergenceWarning,
+                      stacklevel=2)
+    return replace(result, model=model, fallback_reason=fallback_reason)

@@ -1,19 +1,19 @@
-"""Posteriors of an arbitrary NumPyro reward program on a fixed-size, masked data buffer, inside ``jit``.
+"""Latent spaces of NumPyro programs, and refits of a program on a fixed-size masked data buffer inside ``jit``.
+
+``latent_space(model, data, key)`` binds any program to its unconstrained latent vector z (P,) as
+``numpyro.infer.util.initialize_model`` defines it: the potential −log p(z, data) and the map back to
+constrained site values, with the data as a traced argument, so one compiled function serves new
+data of the same shapes. ``inference.posterior`` (Laplace) and the generic Thompson sampler use it.
 
 The generic Thompson sampler (``agents.numpyro_ts``) refits a user's program every few rounds while
 its data grow. To keep shapes static, the data live in a buffer of T rounds and the observed reward
-site is masked to the rounds filled so far (``observed_mask``), so one compiled refit serves every
+site is masked to the rounds filled so far (``masked_program``), so one compiled refit serves every
 round. The program is called as ``model(contexts=..., actions=..., rewards=...)`` with a leading
-round axis on each.
+round axis on each. Two refits:
 
-Two refits, both over the unconstrained latent vector z (P,) that ``numpyro.infer.util.initialize_model``
-defines, so they are the same approximations NumPyro's own tools compute:
-
-- ``laplace_refit``: the MAP by L-BFGS (optax, warm-started from the previous MAP), then the Hessian
-  of the negative log joint at it as the precision, i.e. ``AutoLaplaceApproximation`` evaluated on
-  the current data. Directions of non-positive curvature (possible away from the optimum) are floored
-  at a small positive eigenvalue (1e-6) rather than producing NaN draws. A Laplace approximation
-  needs the joint mode to exist: write hierarchical scales non-centred (see
+- ``laplace_refit``: ``inference.laplace.laplace_fit`` (L-BFGS to the MAP, warm-started from the
+  previous one, the exact Hessian, and its convergence report) on the current data. A Laplace
+  approximation needs the joint mode to exist: write hierarchical scales non-centred (see
   ``models.random_effects``).
 - ``nuts_refit``: NUTS through ``numpyro.infer.hmc.hmc``'s functional kernels, warm-started from the
   previous position, step size and diagonal inverse mass matrix, keeping the last ``num_draws`` draws.
@@ -25,16 +25,14 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
-import optax
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import initialize_model
 from numpyro.primitives import Messenger
 
-__all__ = ["LatentSpace", "NUTSFit", "latent_space", "laplace_refit", "nuts_refit", "observed_mask"]
+from structbandits.inference.laplace import LaplaceFit, laplace_fit
 
-CURVATURE_FLOOR = 1e-6
+__all__ = ["LatentSpace", "NUTSFit", "latent_space", "laplace_refit", "masked_program", "nuts_refit", "observed_mask"]
 
 
 class observed_mask(Messenger):
@@ -53,7 +51,7 @@ class LatentSpace(NamedTuple):
     """A program's unconstrained latent space.
 
     init : (P,) an initial point. potential : (z, data) -> −log p(z, data) (with Jacobians).
-    constrain : (z, data) -> dict of the latent sites' constrained values.
+    constrain : (z, data) -> dict of the latent sites' constrained values (and the deterministic sites').
     """
 
     init: jax.Array
@@ -61,16 +59,24 @@ class LatentSpace(NamedTuple):
     constrain: Callable[[jax.Array, dict], dict[str, jax.Array]]
 
 
-def latent_space(model: Callable, reward_site: str, data: dict[str, Any], key: jax.Array) -> LatentSpace:
-    """Bind ``model`` to masked buffers. ``data`` has contexts, actions, rewards and a boolean ``mask``."""
+def masked_program(model: Callable, reward_site: str) -> Callable:
+    """``model(contexts, actions, rewards)`` as a program of (contexts, actions, rewards, mask) whose
+    observed ``reward_site`` counts only the rounds where ``mask`` (T,) is True."""
 
     def masked_model(contexts, actions, rewards, mask):
         observed_mask(model, reward_site, mask)(contexts=contexts, actions=actions, rewards=rewards)
 
-    info = initialize_model(key, masked_model, model_kwargs=data, dynamic_args=True)
+    return masked_model
+
+
+def latent_space(model: Callable, data: dict[str, Any], key: jax.Array) -> LatentSpace:
+    """Bind ``model`` (called with the keyword arguments ``data``) to its unconstrained latent space.
+
+    ``key`` draws the initial point (NumPyro's default: uniform in (−2, 2) unconstrained)."""
+    info = initialize_model(key, model, model_kwargs=data, dynamic_args=True)
     init, unravel = ravel_pytree(info.param_info.z)
     latent_names = [name for name, site in info.model_trace.items()
-                    if site["type"] == "sample" and not site["is_observed"]]
+                    if (site["type"] == "sample" and not site["is_observed"]) or site["type"] == "deterministic"]
 
     def potential(z: jax.Array, data: dict) -> jax.Array:
         return info.potential_fn(**data)(unravel(z))
@@ -82,24 +88,10 @@ def latent_space(model: Callable, reward_site: str, data: dict[str, Any], key: j
     return LatentSpace(init, potential, constrain)
 
 
-def laplace_refit(space: LatentSpace, start: jax.Array, data: dict, num_steps: int) -> tuple[jax.Array, jax.Array]:
-    """MAP (P,) after ``num_steps`` L-BFGS steps from ``start``, and the Cholesky factor (P, P) of
-    the precision (the Hessian of the potential at the MAP, curvature floored)."""
-    objective = lambda z: space.potential(z, data)
-    optimizer = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(objective)
-
-    def step(carry, _):
-        z, opt_state = carry
-        value, grad = value_and_grad(z, state=opt_state)
-        updates, opt_state = optimizer.update(grad, opt_state, z, value=value, grad=grad, value_fn=objective)
-        return (optax.apply_updates(z, updates), opt_state), None
-
-    (mode, _), _ = jax.lax.scan(step, (start, optimizer.init(start)), None, length=num_steps)
-    hessian = jax.hessian(objective)(mode)
-    values, vectors = jnp.linalg.eigh(0.5 * (hessian + hessian.T))
-    precision = (vectors * jnp.maximum(values, CURVATURE_FLOOR)) @ vectors.T
-    return mode, jnp.linalg.cholesky(0.5 * (precision + precision.T))
+def laplace_refit(space: LatentSpace, start: jax.Array, data: dict, max_steps: int) -> LaplaceFit:
+    """The Laplace fit (``inference.laplace``) of the potential at ``data``, L-BFGS from ``start`` (P,)
+    for at most ``max_steps`` steps."""
+    return laplace_fit(lambda z: space.potential(z, data), start, max_steps=max_steps)
 
 
 class NUTSFit(NamedTuple):
