@@ -1,16 +1,16 @@
-"""The meTS agents: incremental state equals the batch closed form; act samples the joint posterior."""
+"""The meTS agents against independent answers: the incremental state is the dense joint Gaussian posterior of
+(Ψ, θ_1..θ_K) computed in NumPy; act and posterior_draws sample that joint."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
-from mixed_effect_oracles import D, K, L, N, NOISE, closed_form, dense_joint_posterior, make_problem
+from mixed_effect_oracles import D, K, L, N, NOISE, dense_joint_posterior, make_problem
 from numpyro.infer import Predictive
 
 from structbandits.agents import hier_ts, lin_ts, mets
 from structbandits.errors import ValidationError
-from structbandits.inference.conjugate import effect_evidence, gaussian_from_moments
 from structbandits.models import marginal_action_prior, mixed_effect_linear
 
 
@@ -22,8 +22,63 @@ def feed(policy, contexts, actions, rewards):
     return state
 
 
+def dense_joint(problem):
+    """The exact posterior of z = (vec Ψ, θ_1, ..., θ_K) as one dense Gaussian, written from the model alone.
+
+    z = T u with independent u = (vec Ψ, η_1..η_K), Ψ ~ N(μ_Ψ, Σ_Ψ), η_i ~ N(0, Σ0_i), θ_i = Σ_l b_il ψ_l + η_i;
+    y_t = h_tᵀ z + ε_t with h_t holding x_t in arm a_t's slot. Precision = Cov(z)⁻¹ + HᵀH/σ², by np.linalg.solve.
+    """
+    (mixing, effect_mean, effect_cov, action_cov), contexts, actions, rewards = problem
+    mixing, effect_mean, effect_cov, action_cov = (np.asarray(v) for v in (mixing, effect_mean, effect_cov, action_cov))
+    contexts, actions, rewards = np.asarray(contexts), np.asarray(actions), np.asarray(rewards)
+    k, (num_effects, d) = len(mixing), effect_mean.shape
+    size = (num_effects + k) * d
+    transform = np.eye(size)
+    for i in range(k):
+        for l in range(num_effects):
+            transform[num_effects * d + i * d:num_effects * d + (i + 1) * d, l * d:(l + 1) * d] = mixing[i, l] * np.eye(d)
+    latent_cov = np.zeros((size, size))
+    latent_cov[:num_effects * d, :num_effects * d] = effect_cov
+    for i in range(k):
+        start = num_effects * d + i * d
+        latent_cov[start:start + d, start:start + d] = action_cov[i]
+    prior_mean = transform @ np.concatenate([effect_mean.reshape(-1), np.zeros(k * d)])
+    prior_cov = transform @ latent_cov @ transform.T
+    design = np.zeros((len(rewards), size))
+    for t, (x, i) in enumerate(zip(contexts, actions)):
+        design[t, num_effects * d + i * d:num_effects * d + (i + 1) * d] = x
+    precision = np.linalg.solve(prior_cov, np.eye(size)) + design.T @ design / NOISE**2
+    mean = np.linalg.solve(precision, np.linalg.solve(prior_cov, prior_mean) + design.T @ rewards / NOISE**2)
+    return mean, np.linalg.solve(precision, np.eye(size))
+
+
+def agent_joint(state):
+    """The joint law of (vec Ψ, θ_1..θ_K) that a dense meTS state describes (what its hierarchical draw samples):
+    Ψ ~ N(P⁻¹h, P⁻¹) from (effect_precision P, effect_info h), and θ_i | Ψ ~ N(C_i⁻¹(Σ0_i⁻¹ Σ_l b_il ψ_l + B_i), C_i⁻¹)
+    with C_i = L_i L_iᵀ (conditional_chol), B_i = moment, Σ0_i⁻¹ = params.action_precision."""
+    mixing = np.asarray(state.params.mixing)
+    k, num_effects = mixing.shape
+    d = state.moment.shape[1]
+    effect_cov = np.linalg.inv(np.asarray(state.effect_precision))
+    effect_mean = effect_cov @ np.asarray(state.effect_info)
+    chol = np.asarray(state.conditional_chol)
+    conditional_cov = np.linalg.inv(chol @ np.swapaxes(chol, 1, 2))
+    # θ = M vec Ψ + c + η, η ~ N(0, blockdiag C_i⁻¹)
+    m = np.concatenate([conditional_cov[i] @ np.asarray(state.params.action_precision[i]) @ np.kron(mixing[i], np.eye(d))
+                        for i in range(k)])
+    c = np.concatenate([conditional_cov[i] @ np.asarray(state.moment[i]) for i in range(k)])
+    noise_cov = np.zeros((k * d, k * d))
+    for i in range(k):
+        noise_cov[i * d:(i + 1) * d, i * d:(i + 1) * d] = conditional_cov[i]
+    mean = np.concatenate([effect_mean, m @ effect_mean + c])
+    cov = np.block([[effect_cov, effect_cov @ m.T], [m @ effect_cov, m @ effect_cov @ m.T + noise_cov]])
+    return mean, cov
+
+
 @pytest.mark.parametrize("per_arm_contexts", [False, True])
-def test_incremental_effect_posterior_equals_batch_closed_form(per_arm_contexts):
+def test_incremental_state_is_the_dense_joint_posterior(per_arm_contexts):
+    """After N updates the state's posterior of (Ψ, θ_1..θ_K) — means and the full covariance, cross-arm and
+    arm-effect blocks included — equals the dense joint Gaussian posterior computed with NumPy."""
     problem = make_problem(0, empty_arm=2)
     (mixing, effect_mean, effect_cov, action_cov), contexts, actions, rewards = problem
     policy = mets(mixing, effect_mean, effect_cov, action_cov, NOISE)
@@ -33,26 +88,46 @@ def test_incremental_effect_posterior_equals_batch_closed_form(per_arm_contexts)
     else:
         contexts_in = contexts
     state = feed(policy, contexts_in, actions, rewards)
-    effects, _, action_chol, grams, moments = closed_form(problem)
-    np.testing.assert_allclose(state.effect_precision, effects.precision_chol @ effects.precision_chol.T, rtol=1e-9, atol=1e-10)
-    np.testing.assert_allclose(state.effect_info, effects.info, rtol=1e-9, atol=1e-10)
-    np.testing.assert_allclose(state.gram, grams, atol=1e-10)
-    conditional = action_chol @ np.swapaxes(action_chol, 1, 2) + grams
-    np.testing.assert_allclose(state.conditional_chol @ np.swapaxes(state.conditional_chol, 1, 2), conditional, rtol=1e-9)
+    expected_mean, expected_cov = dense_joint(problem)
+    mean, cov = agent_joint(state)
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(cov, expected_cov, rtol=1e-8, atol=1e-8)
+    x, i = np.asarray(contexts), np.asarray(actions)
+    for arm in range(K):
+        rows = x[i == arm]
+        np.testing.assert_allclose(state.gram[arm], rows.T @ rows / NOISE**2, atol=1e-10)
+        np.testing.assert_allclose(state.moment[arm], rows.T @ np.asarray(rewards)[i == arm] / NOISE**2, atol=1e-10)
+    if per_arm_contexts:
+        return
+    # posterior_draws samples that joint: moments of 4000 draws within Monte-Carlo error.
+    draws = jax.jit(policy.posterior_draws, static_argnums=2)(state, jax.random.PRNGKey(5), 4000)
+    assert draws["psi"].shape == (4000, L, D) and draws["theta"].shape == (4000, K, D)
+    flat = np.concatenate([np.asarray(draws["psi"]).reshape(4000, -1), np.asarray(draws["theta"]).reshape(4000, -1)], 1)
+    sd = np.sqrt(np.diag(expected_cov))
+    assert np.all(np.abs(flat.mean(0) - expected_mean) < 5 * sd / np.sqrt(4000))
+    correlation = np.corrcoef(flat.T) - expected_cov / np.outer(sd, sd)
+    assert np.abs(correlation).max() < 0.1 and np.all(np.abs(flat.std(0) / sd - 1) < 0.1)
 
 
 def test_factored_state_is_the_block_diagonal_posterior():
+    """Factored meTS keeps, per effect l, the prior block Σ_Ψ[l,l] plus Σ_i b_il² P_i (information Σ_i b_il u_i),
+    where P_i, u_i are arm i's evidence about its mean A_i ψ with θ_i integrated out:
+    y_i ~ N(X_i A_i ψ, X_i Σ0_i X_iᵀ + σ² I), so P_i = X_iᵀ S_i⁻¹ X_i and u_i = X_iᵀ S_i⁻¹ y_i (NumPy)."""
     problem = make_problem(1)
     (mixing, effect_mean, effect_cov, action_cov), contexts, actions, rewards = problem
     state = feed(mets(mixing, effect_mean, effect_cov, action_cov, NOISE, factored=True), contexts, actions, rewards)
-    _, _, action_chol, grams, moments = closed_form(problem)
-    evidence_precision, evidence_info = jax.vmap(effect_evidence)(action_chol, grams, moments)
+    x, i, y = np.asarray(contexts), np.asarray(actions), np.asarray(rewards)
+    evidence = []
+    for arm in range(K):
+        rows = x[i == arm]
+        marginal_cov = rows @ np.asarray(action_cov[arm]) @ rows.T + NOISE**2 * np.eye(len(rows))
+        evidence.append((rows.T @ np.linalg.solve(marginal_cov, rows), rows.T @ np.linalg.solve(marginal_cov, y[i == arm])))
     for l in range(L):
-        block = slice(l * D, (l + 1) * D)
-        prior = gaussian_from_moments(effect_mean[l], effect_cov[block, block])
-        expected = prior.precision_chol @ prior.precision_chol.T + jnp.einsum("k,kab->ab", mixing[:, l] ** 2, evidence_precision)
+        block = np.asarray(effect_cov)[l * D:(l + 1) * D, l * D:(l + 1) * D]
+        expected = np.linalg.inv(block) + sum(float(mixing[arm, l]) ** 2 * evidence[arm][0] for arm in range(K))
+        info = np.linalg.solve(block, np.asarray(effect_mean[l])) + sum(float(mixing[arm, l]) * evidence[arm][1] for arm in range(K))
         np.testing.assert_allclose(state.effect_precision[l], expected, rtol=1e-9, atol=1e-10)
-        np.testing.assert_allclose(state.effect_info[l], prior.info + mixing[:, l] @ evidence_info, rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(state.effect_info[l], info, rtol=1e-9, atol=1e-10)
 
 
 def test_act_picks_arms_with_the_joint_posterior_probabilities():

@@ -5,13 +5,16 @@ given those t rounds, so the trajectory's final mean must equal ``posterior(line
 exact mean (within the Monte-Carlo error of the recorded draws), and its sds must shrink.
 """
 
+import warnings
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from structbandits.agents import lin_ts, uniform_random
 from structbandits.diagnostics import plot_posterior_trajectory, posterior_trajectory
-from structbandits.envs import linear_contextual_bandit
+from structbandits.envs import Environment, linear_contextual_bandit
+from structbandits.envs.synthetic import LinearBanditState
 from structbandits.errors import ValidationError
 from structbandits.experiments import run_experiment
 from structbandits.inference import posterior
@@ -72,3 +75,51 @@ def test_plot_and_validation(setup, tmp_path):
         posterior_trajectory(policy, env, horizon=20, every=20, sites=["psi"])
     with pytest.raises(ValidationError, match="posterior_draws"):
         posterior_trajectory(uniform_random(K), env, horizon=20, every=20)
+
+
+def _dict_state_env(env, layout):
+    """``env`` with its ground truth kept in a dict: ``layout`` maps each key to a function of θ (K, d)."""
+    def unwrap(state):
+        return LinearBanditState(state["weights"] if "weights" in state else state["theta"])
+
+    return Environment(env.num_actions, env.context_shape, lambda key: {name: f(env.init(key).theta) for name, f in layout.items()},
+                       lambda state, key: env.context(unwrap(state), key),
+                       lambda state, context: env.mean_rewards(unwrap(state), context),
+                       lambda state, key, context, action: env.reward(unwrap(state), key, context, action))
+
+
+def test_truth_is_found_in_a_dict_environment_state(setup):
+    env, policy, trajectory = setup
+    dict_env = _dict_state_env(env, {"theta": lambda theta: theta, "scale": lambda theta: theta[0, 0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # truth found: nothing to warn about
+        short = posterior_trajectory(policy, dict_env, horizon=EVERY, every=EVERY, seed=3, num_draws=50)
+    assert short.truth_notes == {}
+    # Same seed, same ground truth as the NamedTuple environment of the fixture, at every checkpoint.
+    expected = np.asarray(trajectory.env_state.theta).reshape(-1)
+    for _, rows in short.frame.groupby("round"):
+        np.testing.assert_array_equal(rows["truth"], expected)
+    np.testing.assert_array_equal(short.history["actions"], trajectory.history["actions"][:EVERY])
+
+
+def test_missing_or_misshapen_truth_is_nan_with_the_reason(setup):
+    env, policy, _ = setup
+    dict_env = _dict_state_env(env, {"weights": lambda theta: theta, "flat": lambda theta: theta.reshape(-1)})
+    with pytest.warns(UserWarning, match=r"site 'theta': the environment state has no 'theta': it is a dict with keys "
+                                         r"'flat' \(6,\), 'weights' \(3, 2\)"):
+        missing = posterior_trajectory(policy, dict_env, horizon=EVERY, every=EVERY, seed=3, num_draws=50)
+    assert np.isnan(missing.frame["truth"]).all() and set(missing.truth_notes) == {"theta"}
+    with pytest.raises(ValidationError, match=r"truth\['theta'\]: expected shape \(3, 2\), got \(6,\)"):
+        posterior_trajectory(policy, dict_env, horizon=EVERY, every=EVERY, seed=3, num_draws=50,
+                             truth=lambda state: {"theta": state["flat"]})
+    with pytest.warns(UserWarning, match=r"truth has no key 'theta' \(it has \['psi'\]\)"):
+        posterior_trajectory(policy, dict_env, horizon=EVERY, every=EVERY, seed=3, num_draws=50, truth={"psi": 0.0})
+    # A truth in the site's layout, handed over explicitly, is used as is.
+    explicit = posterior_trajectory(policy, dict_env, horizon=EVERY, every=EVERY, seed=3, num_draws=50,
+                                    truth=lambda state: {"theta": state["flat"].reshape(K, D)})
+    np.testing.assert_array_equal(explicit.frame["truth"], np.tile(np.asarray(missing.env_state["weights"]).reshape(-1), 2))
+    # A field of the site's name but another shape is not taken for the truth (no silent reshape).
+    flat_env = _dict_state_env(env, {"weights": lambda theta: theta, "theta": lambda theta: theta.reshape(-1)})
+    with pytest.warns(UserWarning, match=r"the environment state's 'theta' has shape \(6,\), the posterior site has \(3, 2\)"):
+        misshapen = posterior_trajectory(policy, flat_env, horizon=EVERY, every=EVERY, seed=3, num_draws=50)
+    assert np.isnan(misshapen.frame["truth"]).all() and "shape (6,)" in misshapen.truth_notes["theta"]

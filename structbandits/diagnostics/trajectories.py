@@ -11,6 +11,7 @@ environment's true value as a line where it has one.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -40,11 +41,14 @@ class PosteriorTrajectory(NamedTuple):
     history : the simulation's rounds: ``contexts`` (a pytree, leading T), ``actions`` (T,),
         ``rewards`` (T,), ``expected_regret`` (T,), as NumPy arrays.
     env_state : the seed's ground truth (``env.init``'s state).
+    truth_notes : site -> why its truth column is NaN, for every site whose true value was not found
+        (empty when all were).
     """
 
     frame: pd.DataFrame
     history: dict[str, Any]
     env_state: Any
+    truth_notes: dict[str, str]
 
 
 @partial(jax.jit, static_argnums=(0, 1, 3, 4, 5, 6))
@@ -81,18 +85,41 @@ def _play(policy, env, key, num_blocks: int, every: int, num_draws: int, sites: 
     return summaries, history, env_state
 
 
-def _truth_values(truth, env_state, site: str, shape: tuple[int, ...]) -> np.ndarray:
+def _describe(env_state) -> str:
+    """What an environment state holds, for a message: its fields or keys with their shapes."""
+    if isinstance(env_state, Mapping):
+        items = env_state.items()
+    elif hasattr(env_state, "_fields"):
+        items = zip(env_state._fields, env_state)
+    else:
+        return f"a {type(env_state).__name__} (neither a NamedTuple nor a dict, so no site can be looked up by name)"
+    kind = "dict with keys" if isinstance(env_state, Mapping) else f"{type(env_state).__name__} with fields"
+    return f"a {kind} " + ", ".join(f"{name!r} {np.shape(value)}" for name, value in items)
+
+
+def _truth_values(truth, env_state, site: str, shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
+    """The true value of ``site`` (NaN where unknown) and, when unknown, why."""
     if callable(truth):
         truth = truth(env_state)
     if truth is not None:
-        value = truth.get(site)
-    else:  # the environment's state field of the same name, e.g. theta
-        value = getattr(env_state, site, None) if hasattr(env_state, "_fields") else None
-    if value is None or np.shape(value) != shape:
-        if truth is not None and value is not None:
+        if site not in truth:
+            return np.full(shape, np.nan), f"truth has no key {site!r} (it has {sorted(truth)})"
+        value = truth[site]
+        if np.shape(value) != shape:
             raise ValidationError(f"truth[{site!r}]: expected shape {shape}, got {np.shape(value)}")
-        return np.full(shape, np.nan)
-    return np.asarray(value, dtype=float)
+        return np.asarray(value, dtype=float), ""
+    # By default: the environment state's field (NamedTuple) or key (dict) of the same name, e.g. theta.
+    if isinstance(env_state, Mapping):
+        value = env_state.get(site)
+    else:
+        value = getattr(env_state, site, None) if hasattr(env_state, "_fields") else None
+    if value is None:
+        return np.full(shape, np.nan), (f"the environment state has no {site!r}: it is {_describe(env_state)}; "
+                                        f"pass truth={{{site!r}: value}} or truth=lambda env_state: {{...}}")
+    if np.shape(value) != shape:
+        return np.full(shape, np.nan), (f"the environment state's {site!r} has shape {np.shape(value)}, the posterior "
+                                        f"site has {shape}; pass truth= with the value in the site's layout")
+    return np.asarray(value, dtype=float), ""
 
 
 def posterior_trajectory(
@@ -118,12 +145,14 @@ def posterior_trajectory(
     sites : the ``posterior_draws`` sites to record (default all).
     num_draws : posterior draws per checkpoint for the moments (Monte-Carlo error sd / √num_draws).
     truth : site -> true value (same shape as the site), or env_state -> such a mapping; by default
-        a field of the environment's state with the site's name and shape (e.g. ``theta``).
+        the environment state's field (NamedTuple) or key (dict) with the site's name, if its shape is
+        the site's (e.g. ``theta``). A site whose truth is not found gets NaN, the reason in
+        ``truth_notes`` and a ``UserWarning`` naming the site and what the environment state holds.
     key : PRNG key for the posterior draws (default ``PRNGKey(0)``); independent of the simulation.
 
     Returns
     -------
-    PosteriorTrajectory (frame, history, env_state).
+    PosteriorTrajectory (frame, history, env_state, truth_notes).
     """
     if getattr(policy, "posterior_draws", None) is None:
         raise ValidationError("policy: expected a Policy with posterior_draws (a Bayesian agent), got one without")
@@ -144,13 +173,16 @@ def posterior_trajectory(
     summaries, history, env_state = _play(without_params(policy), env, seed_keys(seed, 1)[0], horizon // every, every,
                                           num_draws, sites, key, policy.params)
     rounds = np.arange(horizon // every + 1) * every
-    frames = []
+    frames, notes = [], {}
     for site in sites:
         mean, sd = (np.asarray(a) for a in summaries[site])
         shape = mean.shape[1:]
         indices = list(np.ndindex(*shape)) if shape else [()]
         labels = [f"{site}[{','.join(map(str, i))}]" if i else site for i in indices]
-        true = _truth_values(truth, env_state, site, shape).reshape(-1)
+        true, note = _truth_values(truth, env_state, site, shape)
+        true = true.reshape(-1)
+        if note:
+            notes[site] = note
         frames.append(pd.DataFrame({
             "round": np.repeat(rounds, len(indices)),
             "site": site,
@@ -160,8 +192,11 @@ def posterior_trajectory(
             "sd": sd.reshape(len(rounds), -1).reshape(-1),
             "truth": np.tile(true, len(rounds)),
         }))
+    if notes:
+        warnings.warn("posterior_trajectory: no true value for " + "; ".join(f"site {site!r}: {note}" for site, note in notes.items())
+                      + " (truth is NaN for these sites)", UserWarning, stacklevel=2)
     history = jax.tree.map(np.asarray, history)
-    return PosteriorTrajectory(pd.concat(frames, ignore_index=True)[TRAJECTORY_COLUMNS], history, env_state)
+    return PosteriorTrajectory(pd.concat(frames, ignore_index=True)[TRAJECTORY_COLUMNS], history, env_state, notes)
 
 
 def plot_posterior_trajectory(trajectory: PosteriorTrajectory | pd.DataFrame, path: str | Path, *,
