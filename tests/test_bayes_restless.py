@@ -195,7 +195,7 @@ def test_posterior_draws_follow_the_pooling():
             assert not np.all(draws[:, same_group] == draws[:, same_group][:, :1])
     idata = policy_to_arviz(policy, state, num_draws=50)
     assert idata.posterior["transitions"].dims == ("chain", "draw", "arm", "state", "action", "next_state")
-    assert idata.posterior["transitions"].shape[:3] == (1, 50, instance.num_arms)
+    assert idata.posterior["transitions"].shape[:3] == (4, 50, instance.num_arms)
 
 
 def test_update_adds_one_count_per_arm():

@@ -37,11 +37,11 @@ def test_agent_posteriors_convert_with_named_dims():
     policy = mets(mixing, effect_mean, effect_cov, action_cov, NOISE)
     state = jax.lax.scan(lambda s, d: (policy.update(s, *d), None), policy.init(jax.random.PRNGKey(0)),
                          (contexts, actions, rewards))[0]
-    idata = policy_to_arviz(policy, state, num_draws=20_000)
-    assert dict(idata.posterior["psi"].sizes) == {"chain": 1, "draw": 20_000, "effect": 2, "feature": 2}
-    assert dict(idata.posterior["theta"].sizes) == {"chain": 1, "draw": 20_000, "action": 3, "feature": 2}
+    idata = policy_to_arviz(policy, state, num_draws=5_000)  # four chains
+    assert dict(idata.posterior["psi"].sizes) == {"chain": 4, "draw": 5_000, "effect": 2, "feature": 2}
+    assert dict(idata.posterior["theta"].sizes) == {"chain": 4, "draw": 5_000, "action": 3, "feature": 2}
     _, marginals, *_ = closed_form(problem)
-    theta = idata.posterior["theta"].values[0]
+    theta = idata.posterior["theta"].values.reshape(20_000, 3, 2)
     for arm, (mean, cov) in enumerate(marginals):  # the draws have the closed-form marginal moments
         np.testing.assert_allclose(theta[:, arm].mean(0), mean, atol=5 * np.sqrt(np.diag(cov).max() / 20_000))
         np.testing.assert_allclose(np.cov(theta[:, arm].T), cov, rtol=0.05, atol=0.02 * np.abs(cov).max())

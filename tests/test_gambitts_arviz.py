@@ -45,6 +45,11 @@ def _run(policy, seed: int = 0):
     return jax.lax.scan(lambda s, r: (policy.update(s, *r), None), state, _rounds(seed))[0]
 
 
+def _pooled(values):
+    """(chain, draw, ...) draws as one sample (chain·draw, ...)."""
+    return values.reshape((-1,) + values.shape[2:])
+
+
 def _assert_mean(draws, mean, var, z=5.0):
     np.testing.assert_allclose(draws.mean(0), mean, atol=z * np.sqrt(np.max(var) / draws.shape[0]))
 
@@ -52,19 +57,19 @@ def _assert_mean(draws, mean, var, z=5.0):
 def test_fo_gambitts_draws_have_the_state_moments_and_named_dims():
     policy = fo_gambitts(K, C, FEATURES, propensity_draws=0)
     state = _run(policy)
-    idata = policy_to_arviz(policy, state, num_draws=DRAWS, coords={"style": ["formality", "optimism"]})
-    post = idata.posterior
-    assert dict(post["beta"].sizes) == {"chain": 1, "draw": DRAWS, "reward_feature": 3}
-    assert dict(post["mu"].sizes) == {"chain": 1, "draw": DRAWS, "cell": C, "prompt": K, "style": 2}
-    assert dict(post["Sigma"].sizes) == {"chain": 1, "draw": DRAWS, "cell": C, "prompt": K, "style": 2, "style2": 2}
+    idata = policy_to_arviz(policy, state, num_draws=DRAWS // 4, coords={"style": ["formality", "optimism"]})
+    post = idata.posterior  # four chains of DRAWS / 4
+    assert dict(post["beta"].sizes) == {"chain": 4, "draw": DRAWS // 4, "reward_feature": 3}
+    assert dict(post["mu"].sizes) == {"chain": 4, "draw": DRAWS // 4, "cell": C, "prompt": K, "style": 2}
+    assert dict(post["Sigma"].sizes) == {"chain": 4, "draw": DRAWS // 4, "cell": C, "prompt": K, "style": 2, "style2": 2}
     assert list(post["mu"].coords["style"].values) == ["formality", "optimism"]
 
-    beta = post["beta"].values[0]
+    beta = _pooled(post["beta"].values)
     beta_cov = np.asarray(gaussian_covariance(state.reward))
     _assert_mean(beta, gaussian_mean(state.reward), np.diag(beta_cov))
     np.testing.assert_allclose(np.cov(beta.T), beta_cov, rtol=0.05, atol=0.02 * np.abs(beta_cov).max())
 
-    mu, sigma = post["mu"].values[0], post["Sigma"].values[0]
+    mu, sigma = _pooled(post["mu"].values), _pooled(post["Sigma"].values)
     for cell in range(C):
         for prompt in range(K):
             niw = jax.tree.map(lambda leaf: leaf[cell, prompt], state.treatment)
@@ -92,8 +97,8 @@ def test_po_gambitts_draws_the_reward_stage_and_matches_fo_on_the_same_data():
 def test_standard_ts_draws_have_the_nig_moments_per_cell_and_arm():
     policy = standard_ts(K, num_cells=C, propensity_draws=0)
     state = _run(policy)
-    idata = policy_to_arviz(policy, state, num_draws=DRAWS)
-    mean, var = idata.posterior["mean_reward"].values[0], idata.posterior["noise_var"].values[0]
+    idata = policy_to_arviz(policy, state, num_draws=DRAWS // 4)
+    mean, var = _pooled(idata.posterior["mean_reward"].values), _pooled(idata.posterior["noise_var"].values)
     assert idata.posterior["mean_reward"].dims == ("chain", "draw", "cell", "action")
     assert mean.shape == var.shape == (DRAWS, C, K)
     arms = state.arms
@@ -124,10 +129,10 @@ def test_ensemble_draws_are_its_members(hidden):
             np.testing.assert_array_equal(np.asarray(block)[order], np.asarray(leaf)[reference])
     idata = policy_to_arviz(policy, state, num_draws=members)
     if hidden:
-        assert dict(idata.posterior["w1"].sizes) == {"chain": 1, "draw": members, "style": 2, "hidden": hidden}
+        assert dict(idata.posterior["w1"].sizes) == {"chain": 4, "draw": members, "style": 2, "hidden": hidden}
         assert idata.posterior["b2"].dims == ("chain", "draw")
     else:
-        assert dict(idata.posterior["w"].sizes) == {"chain": 1, "draw": members, "style": 2}
+        assert dict(idata.posterior["w"].sizes) == {"chain": 4, "draw": members, "style": 2}
 
 
 @pytest.mark.slow  # compiles a second ensemble agent (about a minute on a busy 2-core machine)
@@ -135,8 +140,8 @@ def test_ens_fo_gambitts_adds_the_treatment_posterior():
     policy = ens_fo_gambitts(K, C, FEATURES, num_members=4, num_hidden=3, warmup=5, batch_size=8, buffer_size=64,
                              mc_draws=4, propensity_draws=0)
     state = _run(policy)
-    idata = policy_to_arviz(policy, state, num_draws=DRAWS)
-    mu = idata.posterior["mu"].values[0]
+    idata = policy_to_arviz(policy, state, num_draws=DRAWS // 4)
+    mu = _pooled(idata.posterior["mu"].values)
     for cell in range(C):
         for prompt in range(K):
             niw = jax.tree.map(lambda leaf: leaf[cell, prompt], state.treatment)
@@ -144,10 +149,12 @@ def test_ens_fo_gambitts_adds_the_treatment_posterior():
     assert {"w1", "b1", "w2", "b2", "mu", "Sigma"} <= set(idata.posterior.data_vars)
 
 
-def test_named_dims_apply_only_to_sites_of_the_matching_rank():
+def test_named_dims_apply_only_to_the_package_agents_sites():
     from structbandits.agents.protocol import Policy
 
     draws = lambda state, key, n: {"mu": jax.random.normal(key, (n,)), "beta": jax.random.normal(key, (n, 2))}
     idata = policy_to_arviz(Policy(None, None, None, draws), None, num_draws=50)
-    assert idata.posterior["mu"].dims == ("chain", "draw")  # a user's scalar "mu" keeps ArviZ's default dims
-    assert idata.posterior["beta"].dims == ("chain", "draw", "reward_feature")
+    assert idata.posterior["mu"].dims == ("chain", "draw")  # a user's sites keep ArviZ's default dims,
+    assert idata.posterior["beta"].dims == ("chain", "draw", "beta_dim_0")  # even with a built-in name and rank
+    named = policy_to_arviz(Policy(None, None, None, draws), None, num_draws=50, dims={"beta": ["coefficient"]})
+    assert named.posterior["beta"].dims == ("chain", "draw", "coefficient")

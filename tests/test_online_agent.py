@@ -149,7 +149,7 @@ def test_posterior_passthrough(policy, tmp_path):
     pulled = agent.log.decisions()[0]["action"]
     assert abs(draws["theta"][:, int(pulled), 0].std() - 0.2**0.5) < 0.04
     idata = agent.to_arviz(num_draws=50)
-    assert idata.posterior["theta"].shape == (1, 50, K, D)
+    assert idata.posterior["theta"].shape == (4, 50, K, D)  # diagnostics.policy_to_arviz's four chains
     no_posterior = OnlineAgent(lin_ts(jnp.zeros(D), jnp.eye(D), 0.5, num_actions=K)._replace(posterior_draws=None),
                                key=0, log_dir=tmp_path / "log2", name="lints")
     with pytest.raises(ValidationError, match="posterior_draws"):

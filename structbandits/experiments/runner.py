@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +51,11 @@ class Trajectory(NamedTuple):
 def simulate_seed(policy: Policy, env: Environment, key: jax.Array, horizon: int, params=None) -> Trajectory:
     """Play ``policy`` against ``env`` for ``horizon`` rounds from one simulation key; ``params`` are
     the policy's hyperparameters (None: ``policy.params``)."""
+    return _play(policy, env, key, horizon, params)[1]
+
+
+def _play(policy: Policy, env: Environment, key: jax.Array, horizon: int, params=None):
+    """``simulate_seed``'s scan: (the agent's state after the last update, the Trajectory)."""
     env_key, agent_key = jax.random.split(key)
     truth_key, round_key = jax.random.split(env_key)
     agent_init_key, agent_round_key = jax.random.split(agent_key)
@@ -78,16 +83,18 @@ def simulate_seed(policy: Policy, env: Environment, key: jax.Array, horizon: int
         )
         return agent_state, record
 
-    _, trajectory = jax.lax.scan(step, init_state(policy, agent_init_key, params), jnp.arange(horizon))
-    return trajectory
+    return jax.lax.scan(step, init_state(policy, agent_init_key, params), jnp.arange(horizon))
 
 
-@partial(jax.jit, static_argnums=(0, 1, 3, 5))
+@partial(jax.jit, static_argnums=(0, 1, 3, 5, 6))
 def _simulate_batch(policy: Policy, env: Environment, keys: jax.Array, horizon: int, params,
-                    params_batched: bool) -> Trajectory:
+                    params_batched: bool, return_state: bool = False):
     # The hyperparameters are a traced argument: one program per (policy functions, env, shapes).
-    return jax.vmap(lambda key, p: simulate_seed(policy, env, key, horizon, p),
-                    (0, 0 if params_batched else None))(keys, params)
+    # Without return_state the final states are dropped inside the program (the default program is
+    # unchanged); with it they come back too, (S, ...) per leaf.
+    played = jax.vmap(lambda key, p: _play(policy, env, key, horizon, p),
+                      (0, 0 if params_batched else None))(keys, params)
+    return played if return_state else played[1]
 
 
 def batched_simulator(policy: Policy, env: Environment, horizon: int) -> Callable[..., Trajectory]:
@@ -97,11 +104,13 @@ def batched_simulator(policy: Policy, env: Environment, horizon: int) -> Callabl
     (default ``policy.params``) shared by all keys, or, with ``params_batched=True``, one per key
     (leading axis S, e.g. from ``agents.stack_params``) so that one batch runs several grid cells.
     Compiled code is cached per (policy functions, env, horizon, batch size, params shapes): the
-    hyperparameters are traced, so new values of them do not recompile.
+    hyperparameters are traced, so new values of them do not recompile. With ``return_state=True``
+    (a second program) it returns ``(states, trajectory)``: the agent's state after the last update,
+    every leaf with a leading axis S.
     """
     static = without_params(policy)
-    return lambda keys, params=policy.params, params_batched=False: _simulate_batch(
-        static, env, keys, horizon, params, params_batched)
+    return lambda keys, params=policy.params, params_batched=False, return_state=False: _simulate_batch(
+        static, env, keys, horizon, params, params_batched, return_state)
 
 
 def _tidy(trajectory: Trajectory, env_name: str, agent_name: str, first_seed: int) -> pd.DataFrame:
@@ -168,7 +177,8 @@ def run_experiment(
     seed: int = 0,
     seed_batch: int | None = None,
     progress: bool = True,
-) -> pd.DataFrame:
+    return_states: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, dict[tuple[str, str], Any]]:
     """Simulate every agent on every environment for ``num_seeds`` seeds.
 
     Parameters
@@ -181,6 +191,8 @@ def run_experiment(
     seed_batch : seeds per vmapped batch (default: all at once, capped at 50); batches bound memory
         and drive the progress bar.
     progress : show a tqdm progress bar over (environment, agent, seed batch) units.
+    return_states : also return every seed's final agent state (compiles a second simulation
+        program per (environment, agent); the records are the same as without it).
 
     Returns
     -------
@@ -189,6 +201,15 @@ def run_experiment(
     realized_regret, propensity (NaN where the agent does not report one). Expected regret is
     max_a E[r | x, a] - E[r | x, action], free of reward noise; realised regret is
     r(best arm) - r(chosen arm) with this round's realised rewards (what the meTS paper reports).
+
+    With ``return_states=True``, ``(frame, states)``: ``states[(env name, agent name)]`` is the
+    agent's state after its last update (round ``horizon``), a pytree like ``policy.init``'s whose
+    every leaf has a leading seed axis (num_seeds, ...) in the order of the frame's seeds 0, 1, ...
+    (jax arrays, on the default device). For one seed's posterior:
+
+        frame, states = run_experiment({"lints": agent}, env, horizon=200, num_seeds=3, return_states=True)
+        state = jax.tree.map(lambda leaf: leaf[0], states[("env", "lints")])    # seed 0
+        diagnostics.policy_to_arviz(agent, state)
 
     Raises
     ------
@@ -216,15 +237,24 @@ def run_experiment(
     batches = [(start, min(seed_batch, num_seeds - start)) for start in range(0, num_seeds, seed_batch)]
     jobs = [(env_name, env, agent_name, _policy_for(agent_name, agent, env_name, env))
             for env_name, env in envs.items() for agent_name, agent in agents.items()]
-    frames = []
+    return_states = bool(return_states)
+    frames, states = [], {}
     with tqdm(total=len(jobs) * len(batches), desc="simulating", unit="batch", disable=not progress) as bar:
         for env_name, env, agent_name, policy in jobs:
             run_batch = batched_simulator(policy, env, horizon)
+            final_states = []
             for start, size in batches:
                 bar.set_postfix_str(f"{env_name}/{agent_name} seeds {start}-{start + size - 1}")
-                trajectory = run_batch(seed_keys(seed, size, start))
+                trajectory = run_batch(seed_keys(seed, size, start), return_state=return_states)
+                if return_states:
+                    final_state, trajectory = trajectory
+                    final_states.append(final_state)
                 _check_actions(np.asarray(trajectory.action), agent_name, env_name, env.num_actions)
                 frames.append(_tidy(trajectory, env_name, agent_name, start))
                 bar.update()
+            if return_states:
+                states[(env_name, agent_name)] = (final_states[0] if len(final_states) == 1 else
+                                                  jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *final_states))
             release_compiled_programs()
-    return pd.concat(frames, ignore_index=True)
+    frame = pd.concat(frames, ignore_index=True)
+    return (frame, states) if return_states else frame
