@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from structbandits.inference.importance import pareto_khat
+from structbandits.inference.importance import importance_mean_shift, pareto_khat
 from structbandits.inference.laplace import laplace_failure, laplace_fit, laplace_log_ratios, laplace_sample
 
 
@@ -64,3 +64,12 @@ def test_laplace_reports_what_failed():
     finished = jax.jit(lambda s: laplace_fit(skewed, s, max_steps=200))(jnp.array([2.0, -2.0]))
     assert bool(finished.diagnostics.converged)
     np.testing.assert_allclose(finished.mode, -np.arcsinh(1 / 3) / 3, atol=1e-8)  # 3 sinh(3z) = -1
+
+
+def test_importance_mean_shift_recovers_a_shifted_target():
+    # q = N(0, 1), p = N(μ, 1): log p/q = μx − μ²/2, so the importance-sampled mean is μ (= μ sds of q).
+    x = np.random.default_rng(0).normal(size=(40000, 1))
+    for mu in (0.0, 0.2, 0.4):
+        assert importance_mean_shift(x, mu * x[:, 0] - mu**2 / 2) == pytest.approx(mu, abs=0.03)
+    two = np.column_stack([x[:, 0], 3 * x[:, 0] + 1])  # the shift is scale-free: both components move 0.3 sd
+    assert importance_mean_shift(two, 0.3 * x[:, 0]) == pytest.approx(0.3, abs=0.03)

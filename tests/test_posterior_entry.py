@@ -22,17 +22,17 @@ def mixed_data(seed=0):
 
 def test_auto_uses_the_closed_form_with_exact_moments_and_named_draws():
     data = mixed_data()
-    result = posterior(mixed_effect_linear, data, num_draws=50_000)
+    result = posterior(mixed_effect_linear, data, num_draws=25_000)  # × 2 chains of independent draws
     assert result.method == "conjugate"
     effects, marginals, *_ = closed_form(make_problem(0))
     np.testing.assert_allclose(result.mean("psi"), gaussian_mean(effects), rtol=1e-10)
     np.testing.assert_allclose(result.moments["psi"][1], gaussian_covariance(effects), rtol=1e-10)
     np.testing.assert_allclose(result.moments["theta"][1], np.stack([c for _, c in marginals]), rtol=1e-10)
-    assert result.draws["psi"].shape == (1, 50_000, L * D) and result.draws["theta"].shape == (1, 50_000, K, D)
+    assert result.draws["psi"].shape == (2, 25_000, L * D) and result.draws["theta"].shape == (2, 25_000, K, D)
     sd = np.sqrt(np.diagonal(result.moments["theta"][1], axis1=1, axis2=2))
     assert np.all(np.abs(result.draws["theta"].mean(axis=(0, 1)) - result.mean("theta")) < 4 * sd / np.sqrt(50_000))
     idata = posterior_to_arviz(result)
-    assert dict(idata.posterior["theta"].sizes) == {"chain": 1, "draw": 50_000, "action": K, "feature": D}
+    assert dict(idata.posterior["theta"].sizes) == {"chain": 2, "draw": 25_000, "action": K, "feature": D}
 
 
 def test_linear_bandit_closed_form_per_arm():

@@ -113,6 +113,7 @@ def test_auto_uses_a_converged_laplace_that_matches_nuts(case):
     assert fast.method == "laplace" and fast.fallback_reason is None and fast.model is model
     assert report["converged"] and report["positive_definite"] and report["newton_decrement"] < 1e-3
     assert report["gradient_norm"] < 1e-4 and 0 < report["iterations"] < 1000 and report["pareto_k"] <= 0.7
+    assert report["importance_mean_shift"] < 0.35
     errors = mean_error_in_sd(fast, nuts(model, data))
     assert max(errors.values()) < 0.35, errors
 
@@ -120,18 +121,19 @@ def test_auto_uses_a_converged_laplace_that_matches_nuts(case):
 @pytest.mark.slow
 def test_auto_falls_back_to_nuts_when_the_mode_is_far_from_the_mass():
     # Non-centred unknown scale: L-BFGS converges (tiny gradient, positive definite Hessian), but the
-    # joint mode puts the scale near √8 times the groups' spread; only the importance check sees it.
-    with pytest.warns(ConvergenceWarning, match="Pareto k̂ of its importance ratios is"):
+    # joint mode puts the scale near √8 times the groups' spread; only the importance check sees it
+    # (k̂ 0.72-0.99 over keys; importance sampling moves a mean by 1.25 Laplace sds).
+    with pytest.warns(ConvergenceWarning, match="the Laplace Gaussian is a poor fit to the posterior"):
         laplace = posterior(poisson_random_scale, USER_DATA, "laplace")
-    assert laplace.diagnostics["newton_decrement"] < 1e-3 and laplace.diagnostics["pareto_k"] > 0.7
+    assert laplace.diagnostics["newton_decrement"] < 1e-3 and laplace.diagnostics["importance_mean_shift"] > 1
     assert not laplace.diagnostics["converged"]
     reference = nuts(poisson_random_scale, USER_DATA)
     assert mean_error_in_sd(laplace, reference)["user_scale"] > 2  # what auto would have returned otherwise
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         fallback = posterior(poisson_random_scale, USER_DATA, "auto", num_warmup=400, num_draws=600)
-    assert fallback.method == "nuts" and "Laplace did not converge" in fallback.fallback_reason
-    assert "Pareto k̂" in fallback.fallback_reason
+    assert fallback.method == "nuts" and "Laplace rejected" in fallback.fallback_reason
+    assert "poor fit" in fallback.fallback_reason and "Pareto k̂" in fallback.fallback_reason
     assert {"r_hat_max", "ess_bulk_min", "divergences"} <= set(fallback.diagnostics)
     np.testing.assert_array_equal(fallback.draws["user_scale"], reference.draws["user_scale"])  # the same NUTS run
 
@@ -147,7 +149,7 @@ def test_a_centred_hierarchy_has_no_mode_and_auto_says_so():
         warnings.simplefilter("ignore", ConvergenceWarning)
         result = posterior(poisson_centred, data, "auto", num_warmup=200, num_draws=200)
     assert result.method == "nuts"
-    assert "Laplace did not converge" in result.fallback_reason and "not positive definite" in result.fallback_reason
+    assert "Laplace rejected" in result.fallback_reason and "not positive definite" in result.fallback_reason
 
 
 def test_a_partial_of_a_program_and_round_lengths():
@@ -156,7 +158,7 @@ def test_a_partial_of_a_program_and_round_lengths():
     result = posterior(model, data, "laplace", num_draws=10, laplace_steps=200)
     assert result.model is student_t and result.method == "laplace"
     bound = functools.partial(poisson_intercepts, num_users=USERS)  # an int bound by the partial stays static
-    assert posterior(bound, USER_DATA, "laplace", num_draws=10).draws["intercept"].shape == (1, 10, USERS)
+    assert posterior(bound, USER_DATA, "laplace", num_draws=10).draws["intercept"].shape == (2, 10, USERS)
     with pytest.raises(ValidationError, match=r"data\['rewards'\]: expected the same number of rounds .* "
                                               r"data\['rewards'\] has 199, while data\['contexts'\] has 200"):
         posterior(student_t, dict(data, rewards=data["rewards"][:-1]))

@@ -102,7 +102,7 @@ def check_posterior(
     sd_tolerance = float(check_positive("sd_tolerance", sd_tolerance))
     key = jax.random.PRNGKey(0) if key is None else key
     fast_key, nuts_key = jax.random.split(key)
-    fast = posterior(model, data, method, key=fast_key, num_draws=num_draws * num_chains)
+    fast = posterior(model, data, method, key=fast_key, num_draws=num_draws, num_chains=num_chains)
     if fast.method == "nuts":
         why = f" ({fast.fallback_reason})" if fast.fallback_reason else ""
         raise ValidationError(f"method: check_posterior compares a closed form or Laplace with NUTS; got 'nuts'{why}")

@@ -8,6 +8,12 @@ work?: evaluating variational inference", and of Pareto smoothed importance samp
 JMLR 2024): k̂ ≤ 0.5 the approximation is good, 0.5 < k̂ ≤ 0.7 usable, k̂ > 0.7 unreliable (the
 importance-sampling estimates themselves no longer converge at a practical rate).
 
+``importance_mean_shift`` then asks the question a user cares about: how far (in sds of q) are the
+posterior means, estimated by importance sampling from q's own draws, from q's means? It uses
+truncated importance sampling (Ionides 2008: weights capped at √S times their mean), which is
+consistent whenever the ratios have a finite variance (k̂ < 0.5) and still useful up to k̂ ≈ 0.7;
+beyond that k̂ alone condemns q.
+
 ``pareto_khat`` follows the PSIS recipe: the M = ⌈min(0.2 S, 3√S)⌉ largest ratios, their exceedances
 over the (M+1)-th largest, and Zhang and Stephens' (2009) empirical-Bayes estimate of (k, σ) with
 PSIS's weak prior pulling k̂ toward 0.5 by 10 pseudo-observations. It is host-side NumPy (a few
@@ -21,7 +27,7 @@ import math
 
 import numpy as np
 
-__all__ = ["KHAT_GOOD", "KHAT_USABLE", "pareto_khat"]
+__all__ = ["KHAT_GOOD", "KHAT_USABLE", "importance_mean_shift", "pareto_khat"]
 
 KHAT_GOOD = 0.5
 KHAT_USABLE = 0.7
@@ -66,3 +72,15 @@ def pareto_khat(log_ratios: np.ndarray) -> float:
         return 0.0
     k, _ = _generalized_pareto_fit(exceedances / exceedances[-1])  # k̂ does not depend on the scale
     return k if math.isfinite(k) else float("nan")
+
+
+def importance_mean_shift(values: np.ndarray, log_ratios: np.ndarray) -> float:
+    """max over components of |E_p[x] − E_q[x]| / sd_q[x]: the posterior means by truncated importance
+    sampling from q's draws ``values`` (S, C) with ``log_ratios`` (S,), against q's means. NaN if not finite."""
+    values = np.asarray(values, dtype=float).reshape(np.shape(values)[0], -1)
+    weights = np.exp(np.asarray(log_ratios, dtype=float) - np.max(log_ratios))
+    weights = np.minimum(weights, weights.mean() * math.sqrt(weights.shape[0]))
+    weights = weights / weights.sum()
+    sd = values.std(axis=0)
+    shift = np.abs(weights @ values - values.mean(axis=0)) / np.where(sd > 0, sd, np.inf)
+    return float(np.max(shift)) if shift.size and np.all(np.isfinite(weights)) else float("nan")

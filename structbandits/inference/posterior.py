@@ -11,8 +11,8 @@ unconstrained space) with the exact Hessian's covariance, and a convergence repo
 
 "auto" is honest about what it used: the closed form when one is registered for the program (and
 applies to the data) → Laplace when it converged (small Newton decrement, positive definite
-Hessian) and fits (Pareto k̂ ≤ 0.7 of its importance ratios: the Gaussian covers the posterior)
-→ NUTS otherwise. ``result.method`` says which ran; ``result.fallback_reason`` says in
+Hessian) and fits (Pareto k̂ ≤ 0.7 of its importance ratios, and importance sampling from it moves
+no posterior mean by more than 0.35 of its sds) → NUTS otherwise. ``result.method`` says which ran; ``result.fallback_reason`` says in
 words why a cheaper method was not used; ``result.diagnostics`` holds the Laplace convergence
 report or NUTS's R-hat, ESS and divergences. ``method="laplace"`` on a fit that did not converge
 returns it with a ``ConvergenceWarning`` naming what failed; NUTS with poor R-hat / ESS /
@@ -62,7 +62,7 @@ from structbandits.inference.dirichlet import (
     dirichlet_sample,
     transition_counts,
 )
-from structbandits.inference.importance import KHAT_USABLE, pareto_khat
+from structbandits.inference.importance import KHAT_USABLE, importance_mean_shift, pareto_khat
 from structbandits.inference.laplace import (DECREMENT_TOLERANCE, laplace_failure, laplace_fit, laplace_log_ratios,
                                              laplace_sample)
 from structbandits.inference.program import latent_space
@@ -81,7 +81,9 @@ class PosteriorResult:
     Attributes
     ----------
     method : the method that produced the draws: "conjugate", "laplace" or "nuts".
-    draws : site name -> array (chains, draws, *site shape).
+    draws : site name -> array (chains, draws, *site shape). For "conjugate" and "laplace" the draws
+        are independent (exact, or from the Laplace Gaussian), split into ``num_chains`` chains so
+        that ArviZ's R-hat is defined (≈ 1 by construction); for "nuts", the Markov chains.
     moments : site name -> (mean, covariance) for closed forms (covariance per arm for ``theta``);
         empty for sampling methods.
     mcmc : the ``numpyro.infer.MCMC`` object for NUTS (carries the sample statistics), else None.
@@ -89,8 +91,9 @@ class PosteriorResult:
     fallback_reason : why "auto" did not use a cheaper method, in words (None when it did not fall back).
     diagnostics : the method's convergence report: for Laplace ``converged``, ``gradient_norm``,
         ``iterations``, ``positive_definite``, ``min_eigenvalue``, ``newton_decrement`` (posterior
-        sds from the mode), ``potential`` and ``pareto_k`` (the Pareto k̂ of the importance ratios
-        p/q at the Laplace draws, ``inference.importance``: > 0.7 means a poor fit); for NUTS ``r_hat_max``, ``ess_bulk_min``, ``divergences``,
+        sds from the mode), ``potential``, ``pareto_k`` (the Pareto k̂ of the importance ratios
+        p/q at the Laplace draws, ``inference.importance``: > 0.7 means a poor fit) and
+        ``importance_mean_shift`` (how far importance sampling moves the means, in sds); for NUTS ``r_hat_max``, ``ess_bulk_min``, ``divergences``,
         ``converged``; empty for closed forms (exact).
     """
 
@@ -277,24 +280,32 @@ def _laplace(model, data, key, num_draws, max_steps) -> tuple[PosteriorResult, s
         potential = lambda z: space.potential(z, data)
         fit = laplace_fit(potential, space.init, max_steps=max_steps)
         latents = laplace_sample(fit, key, (max(num_draws, KHAT_DRAWS),))
-        draws = jax.vmap(lambda z: space.constrain(z, data))(latents[:num_draws])
+        draws = jax.vmap(lambda z: space.constrain(z, data))(latents)
         return fit.diagnostics, draws, laplace_log_ratios(fit, potential, latents)
 
     diagnostics, draws, log_ratios = fit_and_draw(arrays, draw_key)
+    log_ratios = np.asarray(log_ratios)
     report = {name: np.asarray(value).item() for name, value in diagnostics._asdict().items()}
-    report["pareto_k"] = khat = pareto_khat(np.asarray(log_ratios))
-    result = PosteriorResult("laplace", {name: np.asarray(value)[None] for name, value in draws.items()},
+    report["pareto_k"] = khat = pareto_khat(log_ratios)
+    values = np.concatenate([np.asarray(value).reshape(log_ratios.shape[0], -1) for value in draws.values()], axis=1)
+    report["importance_mean_shift"] = shift = importance_mean_shift(values, log_ratios)
+    result = PosteriorResult("laplace", {name: np.asarray(value)[None, :num_draws] for name, value in draws.items()},
                              diagnostics=report)
     failure = laplace_failure(diagnostics, max_steps=max_steps)
     if failure is None and not khat <= KHAT_USABLE:
         failure = (f"the Laplace Gaussian is a poor fit to the posterior: the Pareto k̂ of its importance ratios "
                    f"is {khat:.2f} > {KHAT_USABLE} (the mode is not where the mass is, e.g. the variance of a "
                    f"hierarchy, or the posterior is skewed)")
+    if failure is None and not shift <= MEAN_SHIFT_MAX:
+        failure = (f"the Laplace Gaussian is a poor fit to the posterior: importance sampling from it puts a "
+                   f"posterior mean {shift:.2f} of its sds away from its own mean (> {MEAN_SHIFT_MAX}; Pareto k̂ "
+                   f"{khat:.2f})")
     report["converged"] = failure is None
     return result, failure
 
 
-KHAT_DRAWS = 1000  # draws for the Pareto k̂ check (at least; all of num_draws when more)
+MEAN_SHIFT_MAX = 0.35  # as check_posterior's Laplace tolerance: means within 0.35 posterior sd
+KHAT_DRAWS = 4000  # draws for the Pareto k̂ check (at least; all of the draws when more): k̂ from fewer is noisy
 R_HAT_MAX = 1.05
 ESS_PER_CHAIN = 100
 
@@ -385,6 +396,13 @@ def _validate_data(model: Callable, data: Mapping[str, Any]) -> dict[str, Any]:
     return checked
 
 
+def _as_chains(result: PosteriorResult, num_chains: int) -> PosteriorResult:
+    """Independent draws (1, C·N, ...) as (C, N, ...)."""
+    draws = {name: value.reshape((num_chains, value.shape[1] // num_chains) + value.shape[2:])
+             for name, value in result.draws.items()}
+    return replace(result, draws=draws)
+
+
 def posterior(
     model: Callable,
     data: Mapping[str, Any],
@@ -406,8 +424,9 @@ def posterior(
     method : "auto" (closed form if registered for ``model`` → Laplace if it converged → NUTS),
         "conjugate", "laplace" or "nuts".
     key : PRNG key for the draws (default ``PRNGKey(0)``).
-    num_draws : draws per chain; num_warmup, num_chains : NUTS settings; laplace_steps : at most this
-        many L-BFGS steps to the mode (it stops at the mode).
+    num_draws : draws per chain; num_chains : chains (NUTS's Markov chains; for the closed forms and
+        Laplace, independent draws split into this many chains); num_warmup : NUTS warmup steps;
+        laplace_steps : at most this many L-BFGS steps to the mode (it stops at the mode).
 
     Returns
     -------
@@ -422,6 +441,7 @@ def posterior(
     if method not in METHODS:
         raise ValidationError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
     num_draws = check_integer("num_draws", num_draws, minimum=1)
+    num_chains = check_integer("num_chains", num_chains, minimum=1)
     laplace_steps = check_integer("laplace_steps", laplace_steps, minimum=1)
     model, data = _unwrap(model, data)
     data = _validate_data(model, data)
@@ -444,19 +464,20 @@ def posterior(
         if not applies(data):
             raise ValidationError(f"method: the closed form of {_name(model)} does not apply to these data "
                                   f"(a hierarchical prior); use 'auto' or '{otherwise}'")
-        return replace(CLOSED_FORMS[model](data, key, num_draws), model=model)
+        return replace(_as_chains(CLOSED_FORMS[model](data, key, num_chains * num_draws), num_chains), model=model)
     if method == "laplace":
         if model in LAPLACE_FORMS:
-            result, failure = LAPLACE_FORMS[model](data, key, num_draws)
+            result, failure = LAPLACE_FORMS[model](data, key, num_chains * num_draws)
         else:
-            result, failure = _laplace(model, data, key, num_draws, laplace_steps)
+            result, failure = _laplace(model, data, key, num_chains * num_draws, laplace_steps)
+        result = _as_chains(result, num_chains)
         if failure is None or requested == "laplace":
             if failure is not None:
-                warnings.warn(f"posterior: the Laplace approximation of {_name(model)} did not converge: {failure}. "
+                warnings.warn(f"posterior: the Laplace approximation of {_name(model)} failed its checks: {failure}. "
                               f"The draws are not trustworthy; use method='auto' (falls back to NUTS) or 'nuts'.",
                               ConvergenceWarning, stacklevel=2)
             return replace(result, model=model)
-        fallback_reason = f"Laplace did not converge: {failure}"
+        fallback_reason = f"Laplace rejected: {failure}"
     result, problems = _nuts(model, data, key, num_draws, num_warmup, num_chains)
     if problems is not None:
         warnings.warn(f"posterior: NUTS on {_name(model)} looks unreliable: {problems}", ConvergenceWarning,
