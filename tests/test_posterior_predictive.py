@@ -43,7 +43,7 @@ def test_linear_bandit_predictive_matches_closed_form_moments():
     idata = posterior_predictive_to_arviz(result, linear_bandit, data, key=jax.random.PRNGKey(1))
     _check_gaussian_predictive(idata, result, contexts, actions)
     np.testing.assert_array_equal(idata.observed_data["reward"].values, np.asarray(rewards))
-    assert dict(idata.posterior["theta"].sizes) == {"chain": 1, "draw": DRAWS, "action": k, "feature": d}
+    assert dict(idata.posterior["theta"].sizes) == {"chain": 2, "draw": DRAWS, "action": k, "feature": d}
 
 
 def test_mixed_effect_predictive_at_new_contexts_without_rewards():
@@ -58,7 +58,7 @@ def test_mixed_effect_predictive_at_new_contexts_without_rewards():
     idata = posterior_predictive_to_arviz(result, mixed_effect_linear,
                                           {**hyper, "contexts": new_contexts, "actions": new_actions})
     assert "observed_data" not in idata.groups()
-    assert dict(idata.posterior_predictive["reward"].sizes) == {"chain": 1, "draw": DRAWS, "round": 7}
+    assert dict(idata.posterior_predictive["reward"].sizes) == {"chain": 2, "draw": DRAWS, "round": 7}
     _check_gaussian_predictive(idata, result, new_contexts, new_actions)
 
 
