@@ -6,6 +6,7 @@
     structbandits reproduce NAME [--quick]  a paper reproduction (mets-*, ermab-fig3, ermab-fig4, gambitts-*, ...)
     structbandits sweep CONFIG [--grid k=a,b] a grid over config keys x agents x seeds, resumable
     structbandits report RESULTS_DIR        a self-contained HTML report of a results folder
+    structbandits analyse LOG [--target T]  off-policy value of a policy from a logged study (IPW, SNIPW, DM, DR)
     structbandits build-response-db         generate the mHealth response database with a local LLM
 
 Every command that writes a results folder also writes its report.html. ``--out`` must be a new or an
@@ -210,6 +211,56 @@ def report(
     except ValidationError as err:
         raise _fail(err) from None
     typer.echo(f"Report: {path.resolve()}")
+
+
+@app.command()
+def analyse(
+    log: Annotated[Path, typer.Argument(help="An OnlineAgent log folder (decisions.csv, observations.csv) or a CSV/Parquet "
+                                             "table with columns action, reward, propensity and features x0, x1, ...")],
+    target: Annotated[str, typer.Option(help="The policy to evaluate: uniform, arm:J (always arm J) or module:function "
+                                             "(features (n, p) -> action probabilities (n, K)).")] = "uniform",
+    num_actions: Annotated[Optional[int], typer.Option("--num-actions", help="K (default for a log: the agent snapshot's "
+                                                       "hyperparameters['num_actions']; required for a table).")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Percentile intervals from B resamples of the decisions (0: normal "
+                                                "intervals from the influence functions).")] = 0,
+    folds: Annotated[int, typer.Option(help="Cross-fitting folds of the outcome model (DM, DR).")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of the cross-fitting split and the bootstrap.")] = 0,
+    feature_prefix: Annotated[str, typer.Option(help="A table's feature columns: those starting with this.")] = "x",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the estimator table to this CSV file.")] = None,
+) -> None:
+    """Off-policy value of a target policy from a logged study: IPW, SNIPW, DM and DR, with overlap diagnostics."""
+    import warnings
+
+    from structbandits.study.analysis import OverlapWarning, off_policy_value, parse_target
+    from structbandits.study.logged import load_decision_log, load_table
+
+    try:
+        if not log.exists():
+            raise ValidationError(f"LOG: expected a log folder or a table file, got {str(log)!r} (no such file or folder)")
+        if out is not None and out.exists():
+            raise ValidationError(f"--out: {str(out)!r} exists; results are never overwritten, pass a new file name")
+        if log.is_dir():
+            study = load_decision_log(log, num_actions=num_actions)
+        else:
+            if num_actions is None:
+                raise ValidationError("--num-actions: a table does not record the number of actions; pass --num-actions K")
+            study = load_table(log, num_actions=num_actions, feature_prefix=feature_prefix)
+        policy = parse_target(target, study.num_actions, name="--target")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", OverlapWarning)
+            result = off_policy_value(study, policy, bootstrap=bootstrap, folds=folds, seed=seed)
+    except ValidationError as err:
+        raise _fail(err) from None
+    typer.echo(f"Off-policy value of {target} from {study.num_decisions} decisions with a reward"
+               f" ({study.num_without_outcome} without one left out), {study.num_actions} actions")
+    typer.echo(result.table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    typer.echo("Overlap diagnostics:")
+    typer.echo(result.overlap.to_frame().to_string(index=False, header=False, float_format=lambda v: f"{v:.4g}"))
+    for warning in caught:
+        typer.echo(f"warning: {warning.message}", err=True)
+    if out is not None:
+        result.table.to_csv(out, index=False)
+        typer.echo(f"Table: {out.resolve()}")
 
 
 @app.command(name="build-response-db", add_help_option=False,

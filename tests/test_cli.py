@@ -13,7 +13,7 @@ runner = CliRunner()
 def test_help_lists_the_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("demo", "run", "list", "sweep", "report", "reproduce"):
+    for command in ("demo", "run", "list", "sweep", "report", "reproduce", "analyse"):
         assert command in result.output
 
 
