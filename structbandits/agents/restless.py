@@ -35,6 +35,12 @@ interval and tolerance, the tie tolerance; HR-RR / HR-Rand's risk set) are ``Pol
 (``PlannerParams`` / ``HighRiskParams``), held in the state and read by ``act``; loop counts, the
 planning horizon cap, ``bracket``, ``nonnegative_charges`` and ``relative_tolerance`` (whose sign
 ``planning.whittle`` branches on) stay static. Everything else is in the context already.
+
+Several planners can share one program (``restless_policy(..., planners=...)``): NoAct and the index
+planners of ``planners`` become branches of one ``act`` (the Whittle indices computed once, then a
+``lax.switch`` on ``PlannerParams.planner``, which is data), so a study of several planners compiles
+one program instead of one per planner. The index is not batched when a runner ``vmap``-s over
+seeds, so only the chosen branch runs.
 """
 
 from __future__ import annotations
@@ -75,10 +81,13 @@ __all__ = [
     "PlannerState",
     "RestlessContext",
     "RoundRobinState",
+    "SHARED_PLANNERS",
     "restless_policy",
 ]
 
 POLICY_NAMES = ("NoAct", "Random", "Opt", "MMR", "MNW", "MNW-EG", "HR-RR", "HR-Rand", "MMR-exact", "MNW-exact")
+SHARED_PLANNERS = ("NoAct", "Opt", "MMR", "MNW", "MNW-EG", "MMR-exact", "MNW-exact")
+"""The policies that can share one program (``restless_policy``'s ``planners``), in their branch order."""
 
 _EXACT_ALLOCATORS = {"MMR-exact": exact_maximin_core, "MNW-exact": exact_nash_welfare_core}
 
@@ -123,13 +132,15 @@ EXACT_SETTINGS = PlannerSettings(search=WhittleSearch(), nonnegative_charges=Tru
 class PlannerParams(NamedTuple):
     """The index planners' numeric settings, scalars: the discount ``gamma``, the Whittle search's
     initial interval ``lower`` / ``upper`` and width ``tolerance``, and the within-group
-    ``tie_tolerance`` (``PlannerSettings``' values)."""
+    ``tie_tolerance`` (``PlannerSettings``' values); and ``planner``, () int32, the policy's position
+    among the planners of its program (``restless_policy``'s ``planners``; 0 for a program of one)."""
 
     gamma: jax.Array
     lower: jax.Array
     upper: jax.Array
     tolerance: jax.Array
     tie_tolerance: jax.Array
+    planner: jax.Array
 
 
 class HighRiskParams(NamedTuple):
@@ -162,40 +173,52 @@ def _top_scores(scores: jax.Array, budget) -> jax.Array:
     return rank < budget
 
 
-def _params(name: str, settings: PlannerSettings, high_risk_states: tuple[bool, ...] | None):
-    """The params of policy ``name``, made when asked: the cached functions hold no arrays (their
-    dtype follows the configuration at call time)."""
-    if name in ("NoAct", "Random"):
+def _params(name: str, settings: PlannerSettings, high_risk_states: tuple[bool, ...] | None,
+            planners: tuple[str, ...] = ()):
+    """The params of policy ``name`` in a program of ``planners`` (``()``: ``name`` alone), made when
+    asked: the cached functions hold no arrays (their dtype follows the configuration at call time)."""
+    if name == "Random" or (name == "NoAct" and not planners):
         return None
     if name in ("HR-RR", "HR-Rand"):
         return HighRiskParams(jnp.asarray(high_risk_states))
     return PlannerParams(*(jnp.asarray(float(v)) for v in (
         settings.gamma, settings.search.lower, settings.search.upper, settings.search.tolerance,
-        settings.tie_tolerance)))
+        settings.tie_tolerance)), jnp.asarray(planners.index(name) if planners else 0, dtype=jnp.int32))
+
+
+def _rest(state, context, action, reward):
+    """``update`` of a policy without memory: the state is unchanged."""
+    return state
 
 
 def _stateless(act, defaults=lambda: None) -> Policy:
     def init(key, params=None) -> PlannerState:
         return PlannerState(defaults() if params is None else params)
 
-    return Policy(init=init, act=act, update=lambda state, context, action, reward: state)
+    return Policy(init=init, act=act, update=_rest)
 
 
-def _planner(name: str, num_groups: int, max_group_size: int, max_budget: int, settings: PlannerSettings) -> Policy:
+def _switch(index, branches, *operands):
+    """``branches[index](*operands)``: a plain call when there is one branch (no conditional in the program)."""
+    return branches[0](*operands) if len(branches) == 1 else jax.lax.switch(index, branches, *operands)
+
+
+@lru_cache(maxsize=256)
+def _planner_act(names: tuple[str, ...], num_groups: int, max_group_size: int, max_budget: int,
+                 settings: PlannerSettings):
+    """``act`` of the planners ``names`` (``SHARED_PLANNERS`` order, NoAct first if present):
+    ``params.planner`` picks one by position."""
     num_budgets = max_budget + 1
+    indexed = tuple(name for name in names if name != "NoAct")
 
-    def act(state: PlannerState, key, ctx: RestlessContext):
-        params = state.params
-        horizon = jnp.minimum(ctx.remaining, settings.max_planning_horizon)
-        search = settings.search._replace(lower=params.lower, upper=params.upper, tolerance=params.tolerance)
-        indices = batched_whittle_indices(ctx.transitions, ctx.rewards, ctx.states, horizon, params.gamma, search)
-        tie_key, upsample_key, round_key = jax.random.split(key, 3)
+    def allocate(name: str, params: PlannerParams, indices, keys, ctx: RestlessContext, horizon) -> jax.Array:
+        """(N,) bool mask of planner ``name`` given the arms' Whittle ``indices`` (N,) and ``keys`` (3, 2)."""
+        tie_key, upsample_key, round_key = keys
         if name == "Opt":
             everyone = jnp.zeros_like(ctx.groups)
             ranked = -jnp.sort(-indices)[None, :]
-            mask = select_within_groups_core(indices, everyone, ctx.budget[None], tie_key, ranked,
+            return select_within_groups_core(indices, everyone, ctx.budget[None], tie_key, ranked,
                                              params.tie_tolerance)
-            return mask, no_propensity()
         slots = member_table(ctx.groups, num_groups, max_group_size)
         sizes = jnp.bincount(ctx.groups, length=num_groups)
         if name == "MNW-EG":
@@ -218,15 +241,31 @@ def _planner(name: str, num_groups: int, max_group_size: int, max_budget: int, s
             weights = jnp.ones(indices.shape[0])
             curves = lagrangian_curves(ctx.transitions, ctx.rewards, ctx.states, ctx.groups, weights, charges,
                                        horizon, params.gamma)
-            allocate = water_filling_core if name == "MMR" else mnw_greedy_core
+            allocate_budget = water_filling_core if name == "MMR" else mnw_greedy_core
             if name in _EXACT_ALLOCATORS:  # same curves as MMR / MNW, the optimal split of them
-                allocate = partial(_EXACT_ALLOCATORS[name], max_budget=max_budget)
-            budgets = allocate(curves, sizes, ctx.budget)
-        mask = select_within_groups_core(indices, ctx.groups, budgets, tie_key,
-                                         sorted_slot_values(indices, slots), params.tie_tolerance)
-        return mask, no_propensity()
+                allocate_budget = partial(_EXACT_ALLOCATORS[name], max_budget=max_budget)
+            budgets = allocate_budget(curves, sizes, ctx.budget)
+        return select_within_groups_core(indices, ctx.groups, budgets, tie_key, sorted_slot_values(indices, slots),
+                                         params.tie_tolerance)
 
-    return _stateless(act, partial(_params, name, settings, None))
+    def plan(params: PlannerParams, key, ctx: RestlessContext) -> jax.Array:
+        """The index planners: the Whittle indices once, then the allocation of ``params.planner``."""
+        horizon = jnp.minimum(ctx.remaining, settings.max_planning_horizon)
+        search = settings.search._replace(lower=params.lower, upper=params.upper, tolerance=params.tolerance)
+        indices = batched_whittle_indices(ctx.transitions, ctx.rewards, ctx.states, horizon, params.gamma, search)
+        branches = [partial(allocate, name) for name in indexed]
+        return _switch(params.planner - (len(names) - len(indexed)), branches, params, indices,
+                       jax.random.split(key, 3), ctx, horizon)
+
+    def idle(params: PlannerParams, key, ctx: RestlessContext) -> jax.Array:
+        return jnp.zeros(ctx.states.shape, dtype=bool)
+
+    def act(state: PlannerState, key, ctx: RestlessContext):
+        if "NoAct" not in names:
+            return plan(state.params, key, ctx), no_propensity()
+        return jax.lax.cond(state.params.planner == 0, idle, plan, state.params, key, ctx), no_propensity()
+
+    return act
 
 
 def _high_risk(name: str, num_arms: int, high_risk_states: tuple[bool, ...]) -> Policy:
@@ -264,7 +303,12 @@ def _high_risk(name: str, num_arms: int, high_risk_states: tuple[bool, ...]) -> 
 
 
 @lru_cache(maxsize=256)
-def _cached_policy(name, num_arms, num_groups, max_group_size, max_budget, settings, high_risk_states) -> Policy:
+def _cached_policy(name, planners, num_arms, num_groups, max_group_size, max_budget, settings,
+                   high_risk_states) -> Policy:
+    """Policy ``name``'s functions; ``planners``: the planners of its program when it shares one, else ()."""
+    if planners:
+        return _stateless(_planner_act(planners, num_groups, max_group_size, max_budget, settings),
+                          partial(_params, name, settings, None, planners))
     if name == "NoAct":
         return _stateless(lambda state, key, ctx: (jnp.zeros(num_arms, dtype=bool), no_propensity()))
     if name == "Random":
@@ -272,11 +316,13 @@ def _cached_policy(name, num_arms, num_groups, max_group_size, max_budget, setti
                                                    no_propensity()))
     if name in ("HR-RR", "HR-Rand"):
         return _high_risk(name, num_arms, high_risk_states)
-    return _planner(name, num_groups, max_group_size, max_budget, settings)
+    return _stateless(_planner_act((name,), num_groups, max_group_size, max_budget, settings),
+                      partial(_params, name, settings, None))
 
 
 def restless_policy(name: str, num_arms: int, group_sizes, max_budget: int | None = None,
-                    settings: PlannerSettings = PlannerSettings(), high_risk_states=None) -> Policy:
+                    settings: PlannerSettings = PlannerSettings(), high_risk_states=None, *,
+                    planners=None) -> Policy:
     """One of the paper's policies (see the module docstring).
 
     Parameters
@@ -289,6 +335,12 @@ def restless_policy(name: str, num_arms: int, group_sizes, max_budget: int | Non
         of the group value curves, so keep it tight: B per round must not exceed it.
     settings : ``PlannerSettings()`` (the reference's) or ``EXACT_SETTINGS``.
     high_risk_states : (S,) bool, the risk set of HR-RR / HR-Rand (e.g. ``high_a1c_states()``).
+    planners : names among ``SHARED_PLANNERS`` (NoAct and the index planners) that share one program
+        with ``name``, which must be one of them; None: ``name`` alone. The policies of one
+        ``planners`` set (same other arguments) have the same ``act`` and ``update``, branching on
+        ``PlannerParams.planner`` (NoAct's params are then ``PlannerParams`` too), so one member's
+        functions given another's params run the other: one compiled program for all of them.
+        Only ``init``'s default params tell them apart.
 
     Returns
     -------
@@ -296,8 +348,9 @@ def restless_policy(name: str, num_arms: int, group_sizes, max_budget: int | Non
     so jitted simulations (given ``without_params(policy)``) compile once. Its ``params`` are
     ``PlannerParams`` (Opt, MMR, MNW, MNW-EG, MMR-exact, MNW-exact), ``HighRiskParams`` (HR-RR,
     HR-Rand) or None (NoAct, Random); the state is ``PlannerState(params)``, or ``RoundRobinState``
-    for HR-RR. Policies that differ only in those values share compiled programs when one's
-    functions are given the other's params (``simulate_restless(..., params=...)``).
+    for HR-RR. Policies that differ only in those values (or only in the planner, within one
+    ``planners`` set) share compiled programs when one's functions are given the other's params
+    (``simulate_restless(..., params=...)``).
     """
     if name not in POLICY_NAMES:
         raise ValidationError(f"name: expected one of {list(POLICY_NAMES)}, got {name!r}")
@@ -320,12 +373,18 @@ def restless_policy(name: str, num_arms: int, group_sizes, max_budget: int | Non
         if high_risk_states is None:
             raise ValidationError(f"high_risk_states: {name} needs the (S,) bool risk set, got None")
         risk = tuple(bool(v) for v in np.asarray(high_risk_states).ravel())
+    shared = () if planners is None else tuple(n for n in SHARED_PLANNERS if n in set(planners))
+    if planners is not None and (name not in shared or len(shared) != len(set(planners))):
+        raise ValidationError(f"planners: expected names among {list(SHARED_PLANNERS)} including name={name!r}, "
+                              f"got {list(planners)}")
+    if len(shared) == 1:
+        shared = ()  # a program of one planner: the policy of ``name`` alone
     # The cache key keeps only what the policy's functions use, so that policies differing in the rest
     # (budgets, group layouts they ignore) share functions and so compiled programs.
-    if name in ("NoAct", "Random", "HR-RR", "HR-Rand"):
-        key = (name, num_arms, 0, 0, 0, None, risk)
-    elif name == "Opt":  # ranks all arms: no groups, no curves
-        key = (name, 0, 0, 0, 0, settings, None)
+    if name in ("NoAct", "Random", "HR-RR", "HR-Rand") and not shared:
+        key = (name, (), num_arms, 0, 0, 0, None, risk)
+    elif set(shared or (name,)) <= {"NoAct", "Opt"}:  # ranks all arms: no groups, no curves
+        key = (name, shared, 0, 0, 0, 0, settings, None)
     else:
-        key = (name, 0, int(sizes.size), max_size, max_budget, settings, None)
-    return _cached_policy(*key)._replace(params=_params(name, settings, risk))
+        key = (name, shared, 0, int(sizes.size), max_size, max_budget, settings, None)
+    return _cached_policy(*key)._replace(params=_params(name, settings, risk, shared))

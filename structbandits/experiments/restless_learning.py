@@ -16,7 +16,9 @@ paper scores a run (per-arm total reward over H, Gini of the group means). A sin
 rounds without restarts would instead drift away from the paper's objective (in the diabetes
 domain dropout is absorbing, so late rounds would be scored on a depleted cohort). Every policy
 meets the same episodes (common random numbers per seed and episode), so the ceiling and the
-learners differ only in what they know.
+learners differ only in what they know. A domain's policies, ceiling and floor included, are built
+together (``agents.bayes_restless_policies``, the known-model ones with sampling "known") and run as
+one compiled program whose params pick the planner and the model: one compilation per domain.
 
 The price of learning, per (domain, planner, learner) at episode e:
 ``utility_fraction`` = U_learn / U_known, ``gain_fraction`` = (U_learn − U_NoAct) / (U_known − U_NoAct)
@@ -36,7 +38,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from structbandits.agents.bayes_restless import bayes_restless_policy
+from structbandits.agents.bayes_restless import LEARNING_PLANNERS, bayes_restless_policies
+from structbandits.agents.protocol import Policy
 from structbandits.agents.restless import PlannerSettings, restless_policy
 from structbandits.compiled_memory import release_compiled_programs
 from structbandits.envs.rmab.domains import diabetes_domain, maternal_domain, synthetic_domain
@@ -87,14 +90,33 @@ def default_learning_agents(planners: Sequence[str] = ("Opt", "MMR", "MNW-EG")) 
     return agents
 
 
-def _policy(agent: LearningAgent, instance: RestlessInstance, prior: np.ndarray, arm_concentration: float,
-            planner: PlannerSettings):
-    if agent.knowledge == "known":
-        return restless_policy(agent.planner, instance.num_arms, instance.group_sizes, instance.budget, planner)
-    return bayes_restless_policy(agent.planner, prior, instance.groups, sampling=agent.knowledge,
-                                 pooling=agent.pooling,
-                                 arm_concentration=arm_concentration if agent.pooling == "partial" else None,
-                                 max_budget=instance.budget, settings=planner)
+def _policies(agents: Sequence[LearningAgent], instance: RestlessInstance, prior: np.ndarray,
+              arm_concentration: float, planner: PlannerSettings) -> list[tuple[Policy, object]]:
+    """(functions, params) to run each agent with.
+
+    The learners and the known-model policies of ``LEARNING_PLANNERS`` are built together
+    (``bayes_restless_policies``, a known policy as sampling "known"): they share one program, so
+    every one of them runs with the first one's functions and its own params, and the domain compiles
+    once. A known policy as a member acts exactly as ``restless_policy`` would. Other known policies
+    (e.g. Random) are built alone.
+    """
+    shared = [a for a in agents if a.planner in LEARNING_PLANNERS]
+    members = bayes_restless_policies(
+        [(a.planner, a.knowledge, a.pooling) for a in shared], prior, instance.groups,
+        arm_concentration=arm_concentration if any(a.pooling == "partial" for a in shared) else None,
+        max_budget=instance.budget, settings=planner) if shared else []
+    params = iter(member.params for member in members)
+    out = []
+    for agent in agents:
+        if agent.planner in LEARNING_PLANNERS:
+            out.append((members[0], next(params)))
+            continue
+        if agent.knowledge != "known":
+            raise ValidationError(f"agents: a learner's planner must be one of {list(LEARNING_PLANNERS)}, "
+                                  f"got {agent.planner!r}")
+        alone = restless_policy(agent.planner, instance.num_arms, instance.group_sizes, instance.budget, planner)
+        out.append((alone, alone.params))
+    return out
 
 
 def _episode_frames(trajectory, instance, agent: LearningAgent, **labels) -> pd.DataFrame:
@@ -134,7 +156,8 @@ def run_restless_learning(domains: Sequence[str] = tuple(LEARNING_DOMAINS), *, e
     -------
     Tidy frame, one row per (domain, policy, seed, episode, group): the columns of
     ``restless_frame`` plus ``episode``, ``planner``, ``knowledge``, ``pooling`` and ``wall_s``
-    (seconds for that policy's E episodes × seeds, compilation included).
+    (seconds for that policy's E episodes × seeds, compilation included: the domain's policies share
+    one program, compiled by the first).
     """
     ensure_configured()
     episodes = check_integer("episodes", episodes, minimum=1)
@@ -153,11 +176,11 @@ def run_restless_learning(domains: Sequence[str] = tuple(LEARNING_DOMAINS), *, e
         for domain in domains:
             instance = builders[domain]()
             prior = support_concentration(instance.transitions, strength=prior_strength)
-            for agent in agents:
+            policies = _policies(agents, instance, prior, arm_concentration, planner)
+            for agent, (policy, params) in zip(agents, policies):
                 bar.set_postfix_str(f"{domain} {agent.label}")
                 began = time.perf_counter()
-                policy = _policy(agent, instance, prior, arm_concentration, planner)
-                trajectory, _ = simulate_restless_learning(instance, policy, key, seeds, episodes)
+                trajectory, _ = simulate_restless_learning(instance, policy, key, seeds, episodes, params=params)
                 jax.block_until_ready(trajectory)
                 frame = _episode_frames(trajectory, instance, agent, domain=domain, budget=instance.budget)
                 frame["wall_s"] = time.perf_counter() - began
