@@ -24,12 +24,12 @@ SMALL_ENVS = {
     "mixed_logistic": lambda: ENVIRONMENTS["mixed_effect"](num_actions=4, num_effects=2, num_features=2, context_pool=5,
                                                            rewards="logistic"),
 }
-ENV_OF = {"lints": "linear", "lints-matched": "linear", "linucb-matched": "mixed_linear", "random": "linear",
+ENV_OF = {"lints": "linear", "lints-matched": "linear", "lints-nig": "linear", "linucb-matched": "mixed_linear", "random": "linear",
           "mets": "mixed_linear", "hierts": "mixed_linear", "mets-glm": "mixed_logistic",
           "hierts-glm": "mixed_logistic", "glmts-matched": "mixed_logistic"}
 # Two values of each value key (the first differs from the builder's default).
 VALUES = {"sigma0": (0.5, 2.0), "prior_mean": (0.3, -1.0), "noise_scale": (0.7, 2.0), "delta": (0.05, 0.2),
-          "effect_scale": (0.5, 3.0), "action_scale": (0.5, 2.0)}
+          "effect_scale": (0.5, 3.0), "action_scale": (0.5, 2.0), "noise_alpha": (3.0, 5.0), "noise_beta": (0.5, 2.0)}
 HORIZON = 3
 
 

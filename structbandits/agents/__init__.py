@@ -27,6 +27,7 @@ from structbandits.agents.bayes_restless import (
     TransitionCounts,
     bayes_restless_policy,
 )
+from structbandits.agents.clipping import ClippedParams, ClippedState, clip_probabilities, clipped
 from structbandits.agents.ens_gambitts import EnsGambittsParams, EnsGambittsState, ens_fo_gambitts, ens_po_gambitts
 from structbandits.agents.gambitts import (
     FOGambittsParams,
@@ -50,6 +51,7 @@ from structbandits.agents.glm import (
     hier_ts_glm,
     mets_glm,
 )
+from structbandits.agents.lin_ts_nig import LinTSNIGParams, LinTSNIGState, lin_ts_nig
 from structbandits.agents.mets import METSParams, METSState, hier_ts, mets
 from structbandits.agents.propensity import monte_carlo_propensity, thompson_choice
 from structbandits.agents.protocol import ActInfo, Policy, init_state, no_propensity, stack_params, without_params
@@ -66,7 +68,7 @@ from structbandits.agents.restless import (
     restless_policy,
 )
 from structbandits.agents.standard_ts import StandardTSParams, StandardTSState, standard_ts
-from structbandits.agents.thompson import LinTSParams, LinTSState, lin_ts
+from structbandits.agents.thompson import LinTSParams, LinTSState, lin_ts, lin_ts_two_arm_probabilities
 from structbandits.agents.ucb import LinUCBParams, lin_ucb
 
 __all__ = [
@@ -77,6 +79,8 @@ __all__ = [
     "SAMPLING",
     "ActInfo",
     "BayesRestlessParams",
+    "ClippedParams",
+    "ClippedState",
     "EnsGambittsParams",
     "EnsGambittsState",
     "FOGambittsParams",
@@ -85,6 +89,8 @@ __all__ = [
     "GLMTSState",
     "HighRiskParams",
     "LaplacePrior",
+    "LinTSNIGParams",
+    "LinTSNIGState",
     "LinTSParams",
     "LinTSState",
     "LinUCBParams",
@@ -108,6 +114,8 @@ __all__ = [
     "StandardTSState",
     "TransitionCounts",
     "bayes_restless_policy",
+    "clip_probabilities",
+    "clipped",
     "ens_fo_gambitts",
     "ens_po_gambitts",
     "fo_gambitts",
@@ -116,6 +124,8 @@ __all__ = [
     "hier_ts_glm",
     "init_state",
     "lin_ts",
+    "lin_ts_nig",
+    "lin_ts_two_arm_probabilities",
     "lin_ucb",
     "mets",
     "mets_glm",

@@ -4,6 +4,10 @@
 posterior per arm, conditioned on that arm's (context, reward) pairs with known noise σ. Each
 round it draws θ̃_a from every arm's posterior and plays argmax_a xᵀθ̃_a; the update is a rank-one
 Cholesky update of the pulled arm only (O(d²)).
+
+With two arms the selection probabilities have a closed form (``lin_ts_two_arm_probabilities``): the
+score gap x₀ᵀθ₀ − x₁ᵀθ₁ is Gaussian under the posterior, so P(arm 0) = Φ(mean gap / sd of the gap).
+``propensity_draws="exact"`` reports it; ``agents.clipping.clipped(..., probabilities=...)`` uses it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.linalg import solve_triangular
+from jax.scipy.special import ndtr
 
 from structbandits.agents.propensity import thompson_choice
 from structbandits.agents.protocol import ActInfo, Policy
@@ -26,6 +32,7 @@ from structbandits.errors import (
 from structbandits.inference.conjugate import (
     GaussianInfo,
     gaussian_from_moments,
+    gaussian_mean,
     gaussian_sample,
     linear_regression_observe,
 )
@@ -38,6 +45,7 @@ __all__ = [
     "arm_scores",
     "broadcast_arm_prior",
     "lin_ts",
+    "lin_ts_two_arm_probabilities",
     "observe_arm",
     "put_arm",
     "take_arm",
@@ -93,6 +101,35 @@ class LinTSState(NamedTuple):
     params: LinTSParams
 
 
+def lin_ts_two_arm_probabilities(state: LinTSState, context: jax.Array) -> jax.Array:
+    """Exact probabilities (2,) that ``lin_ts`` with two arms plays arm 0 and arm 1 at ``state``, ``context``.
+
+    The arms' posteriors are independent Gaussians N(m_a, Σ_a), so the Thompson score gap
+    g = x₀ᵀθ₀ − x₁ᵀθ₁ is N(x₀ᵀm₀ − x₁ᵀm₁, x₀ᵀΣ₀x₀ + x₁ᵀΣ₁x₁) and P(arm 0) = P(g > 0) = Φ(mean / sd);
+    each tail is computed as Φ of its own argument (no 1 − Φ cancellation). xᵀΣx = ‖L⁻¹x‖² with the
+    precision's Cholesky factor L (Σ = L⁻ᵀL⁻¹), so no covariance is formed. Where the gap has sd 0
+    (a zero context) argmax breaks the tie towards arm 0, as ``act`` does. Jittable.
+
+    Parameters
+    ----------
+    state : a ``LinTSState`` with two arms (``posterior.info`` (2, d)).
+    context : (d,) shared by both arms, or (2, d), one row per arm.
+    """
+    posterior = state.posterior
+    if posterior.info.shape[0] != 2:
+        raise ValidationError(f"state: expected a lin_ts state with two arms (the closed form is for a pair of "
+                              f"Gaussian scores), got {posterior.info.shape[0]} arms")
+    features = jnp.broadcast_to(context, posterior.info.shape)  # (2, d), whether shared or per arm
+    means = jax.vmap(gaussian_mean)(posterior)
+    whitened = jax.vmap(lambda chol, x: solve_triangular(chol, x, lower=True))(posterior.precision_chol, features)
+    gap = jnp.sum(features[0] * means[0]) - jnp.sum(features[1] * means[1])
+    sd = jnp.sqrt(jnp.sum(whitened**2))
+    z = gap / jnp.where(sd > 0, sd, 1.0)
+    first = jnp.where(sd > 0, ndtr(z), (gap >= 0).astype(z.dtype))
+    second = jnp.where(sd > 0, ndtr(-z), (gap < 0).astype(z.dtype))
+    return jnp.stack([first, second])
+
+
 def broadcast_arm_prior(prior_mean, prior_cov, num_actions: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Validate a per-arm Gaussian prior and broadcast it to (K, d) means and (K, d, d) covariances."""
     mean = check_finite("prior_mean", prior_mean)
@@ -123,7 +160,7 @@ def lin_ts(
     noise_scale: float,
     *,
     num_actions: int | None = None,
-    propensity_draws: int = 0,
+    propensity_draws: int | str = 0,
 ) -> Policy:
     """Linear Thompson sampling with a Gaussian prior N(prior_mean, prior_cov) per arm.
 
@@ -135,7 +172,8 @@ def lin_ts(
     num_actions : K, required when neither prior has a leading arm axis.
     propensity_draws : M >= 0. With M > 0 each decision also reports a Monte-Carlo estimate of its
         selection probability from M extra posterior draws (cost O(M K d²) per round); with 0 the
-        propensity is NaN.
+        propensity is NaN. With ``"exact"`` (two arms only) it reports the exact probability
+        (``lin_ts_two_arm_probabilities``, O(d²)); the action is the same as with any M.
 
     Returns
     -------
@@ -144,7 +182,13 @@ def lin_ts(
     """
     mean, cov = broadcast_arm_prior(prior_mean, prior_cov, num_actions)
     noise_var = float(check_positive("noise_scale", noise_scale)) ** 2
-    propensity_draws = check_integer("propensity_draws", propensity_draws, minimum=0)
+    if isinstance(propensity_draws, str) and propensity_draws != "exact":
+        raise ValidationError(f'propensity_draws: expected an integer >= 0 or "exact", got {propensity_draws!r}')
+    exact = isinstance(propensity_draws, str)
+    if exact and mean.shape[0] != 2:
+        raise ValidationError(f'propensity_draws: "exact" is available for two arms only (a closed form for a pair '
+                              f"of Gaussian scores), got {mean.shape[0]} arms; pass a number of Monte-Carlo draws")
+    propensity_draws = 0 if exact else check_integer("propensity_draws", propensity_draws, minimum=0)
     defaults = LinTSParams(jax.vmap(gaussian_from_moments)(jnp.asarray(mean), jnp.asarray(cov)),
                            jnp.asarray(noise_var))
     num_arms = mean.shape[0]
@@ -159,6 +203,10 @@ def lin_ts(
         return LinTSState(params.prior, params)
 
     def act(state: LinTSState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
+        if exact:  # the acting draw is thompson_choice's (first half of the key): the same actions
+            action = jnp.argmax(draw_scores(state.posterior, jax.random.split(key)[0], context, ()))
+            probabilities = lin_ts_two_arm_probabilities(state, context)
+            return action, ActInfo(probabilities[action].astype(context.dtype))
         return thompson_choice(lambda k, shape: draw_scores(state.posterior, k, context, shape), key,
                                propensity_draws, context.dtype)
 

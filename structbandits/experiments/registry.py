@@ -27,6 +27,7 @@ from structbandits.agents import (
     hier_ts,
     hier_ts_glm,
     lin_ts,
+    lin_ts_nig,
     lin_ucb,
     mets,
     mets_glm,
@@ -63,6 +64,19 @@ def lints_agent(env: Environment, sigma0: float = 1.0, prior_mean: float = 0.0, 
     check_positive("sigma0", sigma0)
     return lin_ts(jnp.full(d, prior_mean), sigma0**2 * jnp.eye(d), noise_scale,
                   num_actions=env.num_actions, propensity_draws=propensity_draws)
+
+
+def lints_nig_agent(env: Environment, sigma0: float = 1.0, prior_mean: float = 0.0, noise_alpha: float = 2.0,
+                    noise_beta: float = 1.0, shared: bool = False, propensity_draws: int = 0) -> Policy:
+    """Linear TS with unknown noise (Normal-Inverse-Gamma): σ² ~ InvGamma(noise_alpha, noise_beta), one per
+    arm or one for all arms (``shared``), and θ_a | σ² ~ N(prior_mean·1, σ² sigma0² I) (for linear-Gaussian
+    environments; an environment without a declared model is taken as it is)."""
+    if env.model is not None:
+        _model_params(env, "lints-nig", _LINEAR_GAUSSIAN)
+    d = env.context_shape[-1]
+    check_positive("sigma0", sigma0)
+    return lin_ts_nig(jnp.full(d, prior_mean), sigma0**2 * jnp.eye(d), noise_alpha, noise_beta,
+                      num_actions=env.num_actions, shared=shared, propensity_draws=propensity_draws)
 
 
 def mixed_effect_env(num_actions: int = 100, num_effects: int = 3, num_features: int = 2,
@@ -211,6 +225,7 @@ AGENTS: dict[str, Callable[..., Policy]] = {
     "hierts-glm": hierts_glm_agent,
     "lints": lints_agent,
     "lints-matched": lints_matched_agent,
+    "lints-nig": lints_nig_agent,
     "linucb-matched": linucb_matched_agent,
     "mets": mets_agent,
     "mets-glm": mets_glm_agent,
@@ -226,6 +241,7 @@ VALUE_KEYS: dict[str, frozenset[str]] = {
     "hierts-glm": frozenset({"effect_scale", "action_scale"}),
     "lints": frozenset({"sigma0", "prior_mean", "noise_scale"}),
     "lints-matched": frozenset(),
+    "lints-nig": frozenset({"sigma0", "prior_mean", "noise_alpha", "noise_beta"}),
     "linucb-matched": frozenset({"delta"}),
     "mets": frozenset({"effect_scale", "action_scale", "noise_scale"}),
     "mets-glm": frozenset({"effect_scale", "action_scale"}),

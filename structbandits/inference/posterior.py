@@ -53,7 +53,8 @@ from structbandits.inference.conjugate import (
     linear_regression_stats,
 )
 from structbandits.inference.bandit_data import check_linear_bandit_data, check_mixed_effect_data, check_round_lengths
-from structbandits.models.linear import linear_bandit
+from structbandits.inference.nig import check_linear_bandit_nig_data, linear_bandit_nig_draws
+from structbandits.models.linear import linear_bandit, linear_bandit_nig
 from structbandits.models.restless import restless_dirichlet
 from structbandits.inference.dirichlet import (
     check_transition_data,
@@ -165,6 +166,11 @@ def _linear_bandit_conjugate(data, key, num_draws) -> PosteriorResult:
     return PosteriorResult("conjugate", {"theta": np.asarray(jnp.swapaxes(theta, 0, 1))[None]}, moments)
 
 
+def _linear_bandit_nig_conjugate(data, key, num_draws) -> PosteriorResult:
+    draws, moments = linear_bandit_nig_draws(data, key, num_draws)  # inference.nig
+    return PosteriorResult("conjugate", {name: value[None] for name, value in draws.items()}, moments)
+
+
 def _mixed_effect_from_statistics(data, grams, moments, method, key, num_draws) -> PosteriorResult:
     """The meTS posterior given per-arm statistics ``grams`` (K, d, d), ``moments`` (K, d)."""
     mixing, effect_mean, effect_cov, action_cov = _arrays(data, ("mixing", "effect_mean", "effect_cov", "action_cov"))
@@ -247,6 +253,7 @@ def _restless_dirichlet_conjugate(data, key, num_draws) -> PosteriorResult:
 
 CLOSED_FORMS: dict[Callable, Callable[..., PosteriorResult]] = {
     linear_bandit: _linear_bandit_conjugate,
+    linear_bandit_nig: _linear_bandit_nig_conjugate,
     mixed_effect_linear: _mixed_effect_linear_conjugate,
     restless_dirichlet: _restless_dirichlet_conjugate,
 }
@@ -261,6 +268,7 @@ OBSERVATIONS: dict[Callable, tuple[str, ...]] = {restless_dirichlet: ()}
 DATA_CHECKS: dict[Callable, Callable[..., Any]] = {
     restless_dirichlet: lambda data: check_transition_data(**data),
     linear_bandit: check_linear_bandit_data,
+    linear_bandit_nig: check_linear_bandit_nig_data,
     mixed_effect_linear: check_mixed_effect_data,
     mixed_effect_logistic: lambda data: check_mixed_effect_data(data, binary=True),
 }
@@ -336,11 +344,13 @@ def _nuts(model, data, key, num_draws, num_warmup, num_chains) -> tuple[Posterio
 
 
 def _check_finite_tree(name: str, value: Any) -> Any:
-    """Finite numbers in every leaf; leaves keep their dtype (integer leaves, e.g. user ids, stay integers)."""
+    """Finite numbers in every leaf; leaves keep their dtype (integer leaves, e.g. user ids, stay integers;
+    boolean flags, e.g. ``linear_bandit_nig``'s ``shared``, stay booleans and so static)."""
     if isinstance(value, Mapping):
         return {key: _check_finite_tree(f"{name}[{key!r}]", leaf) for key, leaf in value.items()}
     checked = check_finite(name, value)
-    return np.asarray(value) if np.issubdtype(np.asarray(value).dtype, np.integer) else checked
+    kind = np.asarray(value).dtype
+    return np.asarray(value) if np.issubdtype(kind, np.integer) or kind == np.bool_ else checked
 
 
 def _name(model: Callable) -> str:
