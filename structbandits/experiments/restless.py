@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from structbandits.agents.restless import PlannerSettings, restless_policy
+from structbandits.agents.restless import SHARED_PLANNERS, PlannerSettings, restless_policy
 from structbandits.compiled_memory import release_compiled_programs
 from structbandits.envs.rmab.domains import diabetes_domain, high_a1c_states, maternal_domain, synthetic_domain
 from structbandits.envs.rmab.instance import RestlessInstance
@@ -93,9 +93,15 @@ def ermab_settings(figure: str) -> list[ErmabSetting]:
     return synthetic + maternal + diabetes
 
 
-def _policy_for(name: str, instance: RestlessInstance, max_budget: int, settings: PlannerSettings):
+def _policy_for(name: str, instance: RestlessInstance, max_budget: int, settings: PlannerSettings,
+                policies: Sequence[str] = ()):
+    """``name``'s policy; NoAct and the index planners among ``policies`` share one program
+    (``restless_policy(..., planners=...)``: the planner is a ``lax.switch`` index in the params)."""
     risk = high_a1c_states() if name in ("HR-RR", "HR-Rand") else None
-    return restless_policy(name, instance.num_arms, instance.group_sizes, max_budget, settings, risk)
+    shared = [p for p in policies if p in SHARED_PLANNERS]
+    planners = shared if name in shared and len(shared) > 1 else None
+    return restless_policy(name, instance.num_arms, instance.group_sizes, max_budget, settings, risk,
+                           planners=planners)
 
 
 def run_restless_grid(settings_list: Sequence[ErmabSetting], *, seeds: int = 25, seed: int = 0,
@@ -117,8 +123,13 @@ def run_restless_grid(settings_list: Sequence[ErmabSetting], *, seeds: int = 25,
                 instances[s.setting] = s.build()
             instance = instances[s.setting]
             start = time.perf_counter()
-            policy = _policy_for(name, instance, s.max_budget or budget, planner)
-            trajectory = simulate_restless(instance, policy, key, seeds, budget=budget)
+            policy = _policy_for(name, instance, s.max_budget or budget, planner, s.policies)
+            # The shared planners run on the functions of the first of them, with their own params: the
+            # same program for all (its compile time lands in the first cell's wall_s).
+            shared = [p for p in s.policies if p in SHARED_PLANNERS]
+            runner = (_policy_for(shared[0], instance, s.max_budget or budget, planner, s.policies)
+                      if name in shared and len(shared) > 1 else policy)
+            trajectory = simulate_restless(instance, runner, key, seeds, budget=budget, params=policy.params)
             jax.block_until_ready(trajectory)
             frame = restless_frame(trajectory, instance, name, domain=s.domain, setting=s.setting, budget=budget)
             frame["wall_s"] = time.perf_counter() - start
