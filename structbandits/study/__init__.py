@@ -1,8 +1,12 @@
-"""Running a live study: an agent that decides, logs and persists (``OnlineAgent``).
+"""Running a live study and analysing its log.
 
-Belongs here: what a real study needs around a policy of ``agents`` — decisions logged before they
-are returned, delayed outcomes, snapshots that survive a crash, and diagnostics of the live
-posterior. Does not belong here: the policies themselves (``agents``) or simulation (``experiments``).
+Running: ``OnlineAgent`` decides, logs and persists — decisions logged before they are returned,
+delayed outcomes, snapshots that survive a crash, diagnostics of the live posterior. Analysing:
+``LoggedStudy`` and its loaders (``logged``), off-policy value estimates with overlap diagnostics
+(``analysis``), causal excursion effects (``excursion``) and the Open Bandit Pipeline export (``obp``).
+scikit-learn is imported only when an outcome model is fitted. Does not belong here: the policies
+themselves (``agents``, including ``agents.clipped`` for clipped randomisation probabilities) or
+simulation (``experiments``).
 """
 
 from structbandits.study.online import Decision, OnlineAgent
