@@ -110,8 +110,10 @@ class LoggedStudy:
                                   "report propensities cannot be evaluated off-policy)")
         outside = ~((propensities > 0) & (propensities <= 1))
         if np.any(outside):
+            zero = " (a Monte-Carlo estimate from too few draws; log with agents.clipped(...) for exact, " \
+                   "bounded probabilities)" if propensities[outside][0] == 0 else ""
             raise ValidationError(f"propensities: expected probabilities in (0, 1] (the action taken had a positive chance), "
-                                  f"got {propensities[outside][0]} at decision {int(np.flatnonzero(outside)[0])}")
+                                  f"got {propensities[outside][0]} at decision {int(np.flatnonzero(outside)[0])}{zero}")
         put("propensities", propensities)
         if self.action_probabilities is not None:
             probabilities = check_finite("action_probabilities", self.action_probabilities)
