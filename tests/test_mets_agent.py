@@ -214,7 +214,6 @@ def test_mets_rejects_bad_arguments(kwargs, message):
 
 
 def test_mets_beats_structure_blind_agents_on_the_mixed_effect_bandit():
-    from structbandits.envs import mixed_effect_bandit
     from structbandits.experiments import build_components, resolve_config, run_experiment, summarize
 
     config = resolve_config({"horizon": 150, "seeds": 4, "envs": {"mixed_effect": {"num_actions": 40}},
