@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from structbandits.errors import ValidationError
+from structbandits.runtime import compilation_cache_dir
 
 # Reports, in a fresh process: x64 and SciPy's BLAS thread counts before and after the import, then after
 # the named call ("none", "configure" or "configure-then-ensure").
@@ -166,6 +167,9 @@ def test_a_file_is_not_a_cache_folder(tmp_path):
         configure(compilation_cache=tmp_path / "file")
 
 
+SUITE_CACHE = compilation_cache_dir()  # what tests/conftest.py set up for this run
+
+
 def test_the_cli_flag_turns_the_cache_on_and_off(monkeypatch, tmp_path):
     import jax
     from typer.testing import CliRunner
@@ -185,7 +189,7 @@ def test_the_cli_flag_turns_the_cache_on_and_off(monkeypatch, tmp_path):
         assert CliRunner().invoke(app, ["list"]).exit_code == 0  # no flag: the environment decides
         assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine" / machine_fingerprint())
     finally:
-        structbandits.configure(compilation_cache=None)
+        structbandits.configure(compilation_cache=SUITE_CACHE)  # back to the suite's (tests/conftest.py)
 
 
 UNCONFIGURED = """

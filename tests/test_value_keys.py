@@ -29,13 +29,16 @@ ENV_OF = {"lints": "linear", "lints-matched": "linear", "lints-nig": "linear", "
           "hierts-glm": "mixed_logistic", "glmts-matched": "mixed_logistic"}
 # Two values of each value key (the first differs from the builder's default).
 VALUES = {"sigma0": (0.5, 2.0), "prior_mean": (0.3, -1.0), "noise_scale": (0.7, 2.0), "delta": (0.05, 0.2),
-          "effect_scale": (0.5, 3.0), "action_scale": (0.5, 2.0), "noise_alpha": (3.0, 5.0), "noise_beta": (0.5, 2.0)}
+          "effect_scale": (0.5, 3.0), "action_scale": (0.5, 2.0), "noise_alpha": (3.0, 5.0), "noise_beta": (0.5, 2.0),
+          "forgetting_rate": (0.5, 0.9), "effect_forgetting_rate": (0.5, 0.9)}
 HORIZON = 3
 
 
 def build(kind, env, **settings):
     builder = AGENTS[kind]
     extra = {"horizon": HORIZON} if "horizon" in builder.__code__.co_varnames else {}
+    if {"forgetting_rate", "effect_forgetting_rate"} & set(settings):  # a rate is a value of a forgetting agent
+        extra["forgetting"] = "exponential"
     return builder(env, **extra, **settings)
 
 
@@ -98,8 +101,11 @@ def test_a_sweep_over_value_keys_compiles_nothing_for_new_values(tmp_path):
     config = tmp_path / "values.toml"
     config.write_text(SWEEP)
     compiled = []
+    # A program is compiled, or loaded from the suite's persistent compilation cache (tests/conftest.py).
     monitoring.register_event_duration_secs_listener(
         lambda name, seconds, **_: compiled.append(name) if name == "/jax/core/compile/backend_compile_duration" else None)
+    monitoring.register_event_listener(
+        lambda name, **_: compiled.append(name) if name == "/jax/compilation_cache/cache_hits" else None)
     first = run_sweep(load_sweep(config, grid=["agents.lints.sigma0=0.5,2", "agents.lints.noise_scale=0.5,1"]),
                       tmp_path / "a", progress=False)
     before = len(compiled)
