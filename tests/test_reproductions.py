@@ -56,3 +56,35 @@ def test_reproduction_runs_quick_and_leaves_a_complete_folder(name, tmp_path):
     assert f"<h1>{name}</h1>" in document and "<td>quick</td>" in document and "summary" in document
     images = re.findall(r'<img src="data:image/png;base64,', document)
     assert len(images) == len(list(tmp_path.glob("*.png"))) >= 1
+
+
+def test_quick_gambitts_grids_run_the_ends_of_each_grid_and_the_full_run_runs_all(monkeypatch, tmp_path):
+    import pandas as pd
+
+    import structbandits.experiments.gambitts as gambitts
+    from structbandits.errors import ValidationError
+
+    import structbandits.experiments.results as results
+
+    calls = []
+    monkeypatch.setattr(gambitts, "run_gambitts_experiment",
+                        lambda name, **kw: calls.append((name, kw["grid"])) or pd.DataFrame({"x": [0.0]}))
+    monkeypatch.setattr(results, "summarize", lambda frame: frame)
+    for name, values in gambitts.GRIDS.items():
+        entry = REPRODUCTIONS[name]
+        entry.quick_run(tmp_path / name / "quick", 1, 5, False)
+        entry.run(tmp_path / name / "full", 1, 5, False)
+        assert calls[-2:] == [(name, (values[0], values[-1])), (name, None)], name
+        envs = gambitts.gambitts_experiment(name, grid=(values[-1], values[0])).envs
+        agents = gambitts.gambitts_experiment(name, grid=(values[-1],)).agents
+        assert len(envs) * len(gambitts.gambitts_experiment(name, grid=values[:2]).agents) < \
+            len(gambitts.gambitts_experiment(name).envs) * len(gambitts.gambitts_experiment(name).agents) / 2
+        assert agents and envs
+    assert list(gambitts.gambitts_experiment("gambitts-arms", grid=(40, 3)).envs) == ["linear-3d-K3", "linear-3d-K40"]
+    assert [a for a in gambitts.gambitts_experiment("gambitts-dimension", grid=(20,)).agents if "d=" in a] == \
+        ["poGAMBITTS:d=20", "foGAMBITTS:d=20", "ens-poGAMBITTS:d=20"]
+    assert all(REPRODUCTIONS[n].quick_run is None for n in REPRODUCTIONS if n not in gambitts.GRIDS)
+    with pytest.raises(ValidationError, match="grid: expected a non-empty subset of"):
+        gambitts.gambitts_experiment("gambitts-arms", grid=(4,))
+    with pytest.raises(ValidationError, match="grid: gambitts-illustrative has no grid"):
+        gambitts.gambitts_experiment("gambitts-illustrative", grid=(1,))

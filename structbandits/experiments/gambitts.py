@@ -51,6 +51,7 @@ from structbandits.runtime import ensure_configured
 
 __all__ = [
     "EXPERIMENTS",
+    "GRIDS",
     "GambittsExperiment",
     "clustered_styles",
     "ens_fo_agent",
@@ -168,14 +169,14 @@ def _core_agents(propensity_draws: int, ensemble: bool = True) -> dict[str, Agen
     return agents
 
 
-def _illustrative(m: int):
+def _illustrative(m: int, values=None):
     env = mhealth_bandit("linear-1d", 5)
     agents = _core_agents(m, ensemble=False)
     agents["StdTS:Contextual"] = lambda env: stdts_agent(env, contextual=True, propensity_draws=m)
     return "1-D optimism outcome model (seed section 6.1)", {"linear-1d": env}, agents
 
 
-def _misspecification(m: int):
+def _misspecification(m: int, values=None):
     env = mhealth_bandit("linear-1d", 5)
     agents: dict[str, AgentFactory] = {"StdTS": lambda env: stdts_agent(env, propensity_draws=m)}
     for style in ("optimism", "encouragement", "severity", "clarity", "formality"):
@@ -184,22 +185,22 @@ def _misspecification(m: int):
     return "1-D optimism outcome, agents on another style (seed section 6.2)", {"linear-1d": env}, agents
 
 
-def _arms(m: int):
-    envs = {f"linear-3d-K{k}": mhealth_bandit("linear-3d", k) for k in (3, 5, 15, 30, 40)}
+def _arms(m: int, values=(3, 5, 15, 30, 40)):
+    envs = {f"linear-3d-K{k}": mhealth_bandit("linear-3d", k) for k in values}
     return "3-D outcome model, K prompts (seed section 6.3)", envs, _core_agents(m)
 
 
-def _noise(m: int):
-    envs = {f"linear-3d-sd{level}": mhealth_bandit("linear-3d", 5, noise_level=level) for level in range(5)}
+def _noise(m: int, values=range(5)):
+    envs = {f"linear-3d-sd{level}": mhealth_bandit("linear-3d", 5, noise_level=level) for level in values}
     return "3-D outcome model, reference noise levels (seed appendix E.1)", envs, _core_agents(m)
 
 
-def _nonlinear(m: int):
-    envs = {f"mlp-3d-sd{level}": mhealth_bandit("mlp-3d", 5, noise_level=level) for level in range(5)}
+def _nonlinear(m: int, values=range(5)):
+    envs = {f"mlp-3d-sd{level}": mhealth_bandit("mlp-3d", 5, noise_level=level) for level in values}
     return "MLP outcome model, reference noise levels (seed appendix E.2)", envs, _core_agents(m)
 
 
-def _simulator_draws(m: int):
+def _simulator_draws(m: int, values=None):
     # 1000 offline draws per cell: more than the shipped LLM database holds, so the synthetic one.
     env = mhealth_bandit("linear-3d", 5, response_db="synthetic", samples_per_cell=1000)
     agents: dict[str, AgentFactory] = {"StdTS": lambda env: stdts_agent(env, propensity_draws=m)}
@@ -210,10 +211,10 @@ def _simulator_draws(m: int):
     return "3-D outcome model, generator draws per cell available offline (seed appendix E.3)", {"linear-3d": env}, agents
 
 
-def _dimension(m: int):
+def _dimension(m: int, values=(3, 5, 10, 15, 20)):
     env = mhealth_bandit("linear-full", 5)
     agents: dict[str, AgentFactory] = {"StdTS": lambda env: stdts_agent(env, propensity_draws=m)}
-    for d in (3, 5, 10, 15, 20):
+    for d in values:
         styles = clustered_styles(env, d)
         agents[f"poGAMBITTS:d={d}"] = lambda env, s=styles: po_agent(env, s, propensity_draws=m)
         agents[f"foGAMBITTS:d={d}"] = lambda env, s=styles: fo_agent(env, s, propensity_draws=m)
@@ -221,7 +222,7 @@ def _dimension(m: int):
     return "20-style linear outcome model, agents on d styles (seed appendix E.4)", {"linear-full": env}, agents
 
 
-def _optional_prompting(m: int):
+def _optional_prompting(m: int, values=None):
     best_per_cell = mhealth_bandit("linear-3d", 5).model.params["expected_outcomes"].max(axis=0)
     levels = {"between": float(np.median(best_per_cell)), "below": float(best_per_cell.min()) - 1.0}
     envs = {f"linear-3d-nomsg-{label}": mhealth_bandit("linear-3d", 5, no_message_outcome=value)
@@ -236,7 +237,7 @@ def _optional_prompting(m: int):
             "cells' best prompts, or below every cell's best"), envs, agents
 
 
-EXPERIMENTS: dict[str, Callable[[int], tuple]] = {
+EXPERIMENTS: dict[str, Callable[..., tuple]] = {
     "gambitts-illustrative": _illustrative,
     "gambitts-misspecification": _misspecification,
     "gambitts-arms": _arms,
@@ -248,15 +249,36 @@ EXPERIMENTS: dict[str, Callable[[int], tuple]] = {
 }
 
 
-def gambitts_experiment(name: str, *, propensity_draws: int = 100, agents: Sequence[str] | None = None) -> GambittsExperiment:
+# The varying values of the experiments with a grid, in order (a subset of them goes to ``grid``).
+GRIDS: dict[str, tuple] = {
+    "gambitts-arms": (3, 5, 15, 30, 40),
+    "gambitts-noise": (0, 1, 2, 3, 4),
+    "gambitts-nonlinear": (0, 1, 2, 3, 4),
+    "gambitts-dimension": (3, 5, 10, 15, 20),
+}
+
+
+def gambitts_experiment(name: str, *, propensity_draws: int = 100, agents: Sequence[str] | None = None,
+                        grid: Sequence | None = None) -> GambittsExperiment:
     """Build the environments and agent factories of a built-in experiment (``EXPERIMENTS``).
 
-    ``agents`` keeps only the named agents (default all); ``propensity_draws`` is every agent's M.
+    ``agents`` keeps only the named agents (default all); ``propensity_draws`` is every agent's M;
+    ``grid`` keeps only these values of the experiment's grid (``GRIDS[name]``: K, noise level or d;
+    default all).
     """
     if name not in EXPERIMENTS:
         raise ValidationError(f"name: expected one of {sorted(EXPERIMENTS)}, got {name!r}")
     m = check_integer("propensity_draws", propensity_draws, minimum=0)
-    description, envs, factories = EXPERIMENTS[name](m)
+    if grid is None:
+        description, envs, factories = EXPERIMENTS[name](m)
+    else:
+        if name not in GRIDS:
+            raise ValidationError(f"grid: {name} has no grid; the experiments with one are {sorted(GRIDS)}")
+        grid = tuple(grid)
+        unknown = [value for value in grid if value not in GRIDS[name]]
+        if not grid or unknown:
+            raise ValidationError(f"grid: expected a non-empty subset of {list(GRIDS[name])} for {name}, got {list(grid)}")
+        description, envs, factories = EXPERIMENTS[name](m, tuple(sorted(set(grid), key=GRIDS[name].index)))
     if agents is not None:
         unknown = sorted(set(agents) - set(factories))
         if unknown:
@@ -276,20 +298,23 @@ def run_gambitts_experiment(
     seed_batch: int | None = None,
     propensity_draws: int = 100,
     agents: Sequence[str] | None = None,
+    grid: Sequence | None = None,
 ) -> pd.DataFrame:
     """Run a built-in GAMBITTS experiment with the generic runner; save a results folder to ``out`` if given.
 
-    Returns the tidy results (``run_experiment``'s columns; ``cumulative_regret`` is the pseudo-regret).
+    ``agents`` and ``grid`` as in ``gambitts_experiment``. Returns the tidy results (``run_experiment``'s
+    columns; ``cumulative_regret`` is the pseudo-regret).
     """
     ensure_configured()
-    experiment = gambitts_experiment(name, propensity_draws=propensity_draws, agents=agents)
+    experiment = gambitts_experiment(name, propensity_draws=propensity_draws, agents=agents, grid=grid)
     start = time.perf_counter()
     results = run_experiment(experiment.agents, experiment.envs, horizon=horizon, num_seeds=runs, seed=seed,
                              seed_batch=seed_batch, progress=progress)
     wall = time.perf_counter() - start
     if out is not None:
         config = {"name": name, "description": experiment.description, "horizon": horizon, "seeds": runs,
-                  "seed": seed, "propensity_draws": propensity_draws, "agents": list(experiment.agents),
+                  "seed": seed, "propensity_draws": propensity_draws, "grid": None if grid is None else list(grid),
+                  "agents": list(experiment.agents),
                   "envs": list(experiment.envs)}
         save_results(results, out, config=config, wall_time_s=round(wall, 2), title=name)
     return results

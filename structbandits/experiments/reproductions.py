@@ -34,7 +34,8 @@ class Reproduction(NamedTuple):
     """A named reproduction.
 
     ``run(out, seeds, horizon, progress) -> summary`` writes its tidy results, summary and figures to
-    ``out`` and returns the summary. ``horizon`` is None for figures whose horizon is part of the
+    ``out`` and returns the summary; ``quick_run`` (same signature), where given, is what ``--quick``
+    runs instead (e.g. the ends of a grid only). ``horizon`` is None for figures whose horizon is part of the
     design (it is then not configurable and ``default_horizon`` is None too).
     """
 
@@ -45,6 +46,7 @@ class Reproduction(NamedTuple):
     quick_seeds: int
     default_horizon: int | None = None
     quick_horizon: int | None = None
+    quick_run: Callable[[Path, int, int | None, bool], pd.DataFrame] | None = None
 
 
 REPRODUCTIONS: dict[str, Reproduction] = {}
@@ -85,7 +87,8 @@ def run_reproduction(name: str, out: str | Path, *, seeds: int | None = None, ho
 
     folder = Path(out)
     start = time.perf_counter()
-    summary = entry.run(folder, seeds, horizon, progress)
+    run = entry.quick_run if quick and entry.quick_run is not None else entry.run
+    summary = run(folder, seeds, horizon, progress)
     wall = time.perf_counter() - start
     folder.mkdir(parents=True, exist_ok=True)
     record = {"reproduction": name, "description": entry.description, "quick": quick, "seeds": seeds,
@@ -123,12 +126,25 @@ def _restless_learning(out: Path, seeds: int, horizon: int | None, progress: boo
     return reproduce_restless_learning(out, seeds, horizon, progress)
 
 
-def _gambitts(name: str) -> Callable[[Path, int, int | None, bool], pd.DataFrame]:
+# ``reproduce --quick`` runs the ends of these experiments' grids (``experiments.gambitts.GRIDS``): every
+# cell of a grid is the same code with another K, d or noise level, and each shape (K, d) or environment
+# is a program of its own, so the whole grid compiled 16-20 programs (80-94 s cold on an idle 2-core
+# machine) where the ends check the same path. The full runs are unchanged.
+_QUICK_GAMBITTS_GRIDS = {
+    "gambitts-arms": (3, 40),
+    "gambitts-noise": (0, 4),
+    "gambitts-nonlinear": (0, 4),
+    "gambitts-dimension": (3, 20),
+}
+
+
+def _gambitts(name: str, grid: tuple | None = None) -> Callable[[Path, int, int | None, bool], pd.DataFrame]:
     def run(out: Path, seeds: int, horizon: int | None, progress: bool) -> pd.DataFrame:
         from structbandits.experiments.gambitts import run_gambitts_experiment
         from structbandits.experiments.results import summarize
 
-        return summarize(run_gambitts_experiment(name, runs=seeds, horizon=horizon, out=out, progress=progress))
+        return summarize(run_gambitts_experiment(name, runs=seeds, horizon=horizon, out=out, progress=progress,
+                                                 grid=grid))
 
     return run
 
@@ -165,5 +181,7 @@ for _name, _description in {
     "gambitts-nonlinear": "GAMBITTS: MLP outcome model with ensemble agents",
     "gambitts-optional-prompting": "GAMBITTS appendix A: a contextual gate decides whether to send any message",
 }.items():
+    _quick_grid = _QUICK_GAMBITTS_GRIDS.get(_name)
     register(Reproduction(_name, _description, _gambitts(_name), default_seeds=250, quick_seeds=2,
-                          default_horizon=1000, quick_horizon=30))
+                          default_horizon=1000, quick_horizon=30,
+                          quick_run=None if _quick_grid is None else _gambitts(_name, _quick_grid)))
