@@ -215,12 +215,15 @@ def report(
 
 @app.command()
 def analyse(
-    log: Annotated[Path, typer.Argument(help="An OnlineAgent log folder (decisions.csv, observations.csv) or a CSV/Parquet "
-                                             "table with columns action, reward, propensity and features x0, x1, ...")],
+    log: Annotated[str, typer.Argument(help="A decision store (an SQLite file .db/.sqlite, or an SQLAlchemy URL), an "
+                                            "OnlineAgent CSV export folder (decisions.csv, observations.csv) or a "
+                                            "CSV/Parquet table with columns action, reward, propensity and features x0, x1, ...")],
     target: Annotated[str, typer.Option(help="The policy to evaluate: uniform, arm:J (always arm J) or module:function "
                                              "(features (n, p) -> action probabilities (n, K)).")] = "uniform",
-    num_actions: Annotated[Optional[int], typer.Option("--num-actions", help="K (default for a log: the agent snapshot's "
-                                                       "hyperparameters['num_actions']; required for a table).")] = None,
+    num_actions: Annotated[Optional[int], typer.Option("--num-actions", help="K (default for a store or an export: the "
+                                                       "study's hyperparameters['num_actions']; required for a table).")] = None,
+    study_name: Annotated[Optional[str], typer.Option("--study", help="The study's name in a store (default: its only "
+                                                      "study).")] = None,
     bootstrap: Annotated[int, typer.Option(help="Percentile intervals from B resamples of the decisions (0: normal "
                                                 "intervals from the influence functions).")] = 0,
     folds: Annotated[int, typer.Option(help="Cross-fitting folds of the outcome model (DM, DR).")] = 2,
@@ -232,14 +235,18 @@ def analyse(
     import warnings
 
     from structbandits.study.analysis import OverlapWarning, off_policy_value, parse_target
-    from structbandits.study.logged import load_decision_log, load_table
+    from structbandits.study.logged import load_decision_log, load_store, load_table
 
     try:
-        if not log.exists():
-            raise ValidationError(f"LOG: expected a log folder or a table file, got {str(log)!r} (no such file or folder)")
+        is_store = "://" in log or Path(log).suffix.lower() in (".db", ".sqlite", ".sqlite3")
+        if not is_store and not Path(log).exists():
+            raise ValidationError(f"LOG: expected a store, a log folder or a table file, got {log!r} "
+                                  "(no such file or folder)")
         if out is not None and out.exists():
             raise ValidationError(f"--out: {str(out)!r} exists; results are never overwritten, pass a new file name")
-        if log.is_dir():
+        if is_store:
+            study = load_store(log, study=study_name, num_actions=num_actions)
+        elif Path(log).is_dir():
             study = load_decision_log(log, num_actions=num_actions)
         else:
             if num_actions is None:

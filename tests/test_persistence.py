@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +34,11 @@ def test_mets_agent_round_trip_is_bit_identical(tmp_path):
         agent.select(x)
     agent.observe([3, 0, 1], [1.0, -0.5, 0.25])
     agent.save(tmp_path / "agent.npz")
-    resumed = OnlineAgent.load(tmp_path / "agent.npz", policy, name="mets")
+    # Two live agents on one store share its decision ids; to compare continuations, resume on a copy.
+    agent.close()  # the last connection checkpoints SQLite's WAL into the file
+    shutil.copy(tmp_path / "log" / "study.db", tmp_path / "copy.db")
+    agent = OnlineAgent(policy, log_dir=tmp_path / "log", name="mets")  # reopened: the key is the study's
+    resumed = OnlineAgent.load(tmp_path / "agent.npz", policy, name="mets", store=tmp_path / "copy.db")
     for got, want in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(agent.state)):
         np.testing.assert_array_equal(got, want)
     assert resumed.pending == agent.pending

@@ -13,17 +13,18 @@ from structbandits import ValidationError
 from structbandits.agents import lin_ts
 from structbandits.cli import app
 from structbandits.study import LoggedStudy, OnlineAgent, load_decision_log, load_table, to_obp_bandit_feedback
-from structbandits.study.decision_log import ContextSpec, DecisionLog
+from structbandits.study.decision_log import ContextSpec, write_csv_log
 
 K, D = 3, 2
 
 
 @pytest.fixture(scope="module")
 def agent_log(tmp_path_factory):
-    """A real OnlineAgent log: 12 decisions, 10 rewards (one observed with a later context), a snapshot."""
+    """A real OnlineAgent study exported to CSV: 12 decisions, 10 rewards (one observed with a later context), a
+    snapshot."""
     folder = tmp_path_factory.mktemp("study")
     policy = lin_ts(jnp.zeros(D), jnp.eye(D), 0.5, num_actions=K, propensity_draws=8)
-    agent = OnlineAgent(policy, key=3, log_dir=folder / "log", name="lints", hyperparameters={"num_actions": K})
+    agent = OnlineAgent(policy, key=3, store=folder / "study.db", name="lints", hyperparameters={"num_actions": K})
     rng = np.random.default_rng(0)
     contexts = rng.normal(size=(12, D))
     decisions = [agent.select(x) for x in contexts]
@@ -33,6 +34,8 @@ def agent_log(tmp_path_factory):
     for i in range(4, 10):
         agent.observe(i, float(rewards[i]))
     agent.save(folder / "agent.npz")
+    agent.export_csv(folder / "log")
+    agent.close()
     return folder, contexts, decisions, rewards
 
 
@@ -53,7 +56,7 @@ def test_a_decision_log_loads_with_the_decision_contexts_and_drops_pending_decis
 
 def test_num_actions_from_the_snapshot_or_a_clear_error(agent_log, tmp_path):
     folder, *_ = agent_log
-    assert load_decision_log(folder / "log").num_actions == K          # agent.npz next to the log folder
+    assert load_decision_log(folder / "log").num_actions == K          # the export's study.json
     assert load_decision_log(folder / "log", snapshot=folder / "agent.npz").num_actions == K
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -63,15 +66,23 @@ def test_num_actions_from_the_snapshot_or_a_clear_error(agent_log, tmp_path):
         load_decision_log(copy)
 
 
+def decision(i, context, action, propensity):
+    return dict(decision_id=i, time="2024-01-01T00:00:00+00:00", context=context, action=action, propensity=propensity,
+                model_version=0)
+
+
+def observation(i, reward):
+    return dict(sequence=i, decision_id=i, time="2024-01-01T00:00:01+00:00", reward=reward, context=None)
+
+
 def test_pytree_contexts_are_flattened_in_context_spec_order(tmp_path):
     example = {"mood": np.zeros(2), "steps": np.zeros((), np.int64)}
     spec = ContextSpec(example)
-    log = DecisionLog(tmp_path)
     rows = [({"mood": np.array([0.5, -1.0]), "steps": np.array(40)}, 1, 0.25, 1.5),
             ({"mood": np.array([2.0, 0.0]), "steps": np.array(7)}, 0, 0.5, -0.5)]
-    for i, (context, action, propensity, reward) in enumerate(rows):
-        log.append_decision(i, "2024-01-01T00:00:00+00:00", spec.encode(spec.validate(context)), action, propensity, 0)
-        log.append_observation(i, i, "2024-01-01T00:00:01+00:00", repr(reward))
+    write_csv_log(tmp_path, [decision(i, spec.encode(spec.validate(context)), action, propensity)
+                             for i, (context, action, propensity, _) in enumerate(rows)],
+                  [observation(i, repr(reward)) for i, (*_, reward) in enumerate(rows)])
     for study in (load_decision_log(tmp_path, num_actions=2), load_decision_log(tmp_path, num_actions=2, example_context=example)):
         np.testing.assert_array_equal(study.features, [[0.5, -1.0, 40.0], [2.0, 0.0, 7.0]])
         assert study.feature_names == ("['mood'][0]", "['mood'][1]", "['steps']")
@@ -88,20 +99,21 @@ def test_clear_errors_for_folders_that_are_not_decision_logs(tmp_path):
     empty.mkdir()
     with pytest.raises(ValidationError, match="without one"):
         load_decision_log(empty)
-    log = DecisionLog(tmp_path / "nan")
-    log.append_decision(0, "2024-01-01T00:00:00+00:00", "[0.5]", 1, float("nan"), 0)
-    log.append_decision(1, "2024-01-01T00:00:00+00:00", "[0.7]", 0, 0.5, 0)
+    nan = [decision(0, "[0.5]", 1, float("nan")), decision(1, "[0.7]", 0, 0.5)]
+    write_csv_log(tmp_path / "nan", nan, [])
     with pytest.raises(ValidationError, match="none with an observed reward"):
         load_decision_log(tmp_path / "nan", num_actions=2)
-    log.append_observation(0, 0, "2024-01-01T00:00:01+00:00", "1.0")
-    log.append_observation(1, 1, "2024-01-01T00:00:01+00:00", "0.0")
+    write_csv_log(tmp_path / "nan", nan, [observation(0, "1.0"), observation(1, "0.0")])
     with pytest.raises(ValidationError, match="propensities: .* NaN at decision 0"):
         load_decision_log(tmp_path / "nan", num_actions=2)
-    vector = DecisionLog(tmp_path / "vector")
-    vector.append_decision(0, "2024-01-01T00:00:00+00:00", "[0.5]", 1, 0.5, 0)
-    vector.append_observation(0, 0, "2024-01-01T00:00:01+00:00", "[1.0, 2.0]")
+    write_csv_log(tmp_path / "vector", [decision(0, "[0.5]", 1, 0.5)], [observation(0, "[1.0, 2.0]")])
     with pytest.raises(ValidationError, match="needs a scalar reward"):
         load_decision_log(tmp_path / "vector", num_actions=2)
+    write_csv_log(tmp_path / "cut", [decision(0, "[0.5]", 1, 0.5), decision(1, "[0.7]", 0, 0.5)],
+                  [observation(0, "1.0"), observation(1, "0.0")])
+    with open(tmp_path / "cut" / "decisions.csv", "a") as handle:  # an older version's log, cut short by a crash
+        handle.write('2,2024-01-01T00:00:00+00:00,"[0.')
+    assert load_decision_log(tmp_path / "cut", num_actions=2).num_without_outcome == 0  # the cut row is left out
 
 
 def test_tables_load_from_csv_and_parquet(tmp_path):

@@ -1,19 +1,19 @@
-"""Durable decision and observation logs of an online agent, and the codec for their contexts.
+"""The CSV export of a study's decisions and outcomes, and the codec for their contexts.
 
-Two CSV files in a log folder, appended one fsync-ed row at a time, so that a row exists on disk
-before the decision (or observation) it records takes effect:
+A study lives in its decision store (``study.store``); ``OnlineAgent.export_csv(folder)`` writes it
+out as two CSV files (and ``study.json``), the format ``study.logged.load_decision_log`` reads:
 
 ``decisions.csv``
     decision_id, time (UTC, ISO 8601), context (JSON), action, propensity, model_version
-    (the number of observations in the model that made the decision).
+    (the number of observations in the model that made the decision), worker (the process that made it).
 ``observations.csv``
     sequence (0, 1, ... in the order applied), decision_id, time, reward (JSON), context (JSON, empty
     when the decision's own context was used).
 
 Contexts are arrays (plain lists and tuples are read as arrays), or pytrees of arrays (dicts, NamedTuples such as the mediated contexts) whose
 structure, leaf shapes and dtypes are fixed by the first context (``ContextSpec``). JSON stores
-floats by their shortest round-trip repr, so a context read back from the log is bit-identical.
-A row cut short by a crash (no final newline) was never acknowledged; reading drops it.
+floats by their shortest round-trip repr, so a context read back from the store or an export is
+bit-identical.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,9 @@ import jax
 import numpy as np
 
 from structbandits.errors import ValidationError, check_finite
+from structbandits.persistence import atomic_write_bytes
 
-__all__ = ["DECISION_COLUMNS", "OBSERVATION_COLUMNS", "ContextSpec", "DecisionLog", "utc_now"]
+__all__ = ["DECISION_COLUMNS", "OBSERVATION_COLUMNS", "ContextSpec", "read_csv_rows", "utc_now", "write_csv_log"]
 
 DECISION_COLUMNS = ["decision_id", "time", "context", "action", "propensity", "model_version"]
 OBSERVATION_COLUMNS = ["sequence", "decision_id", "time", "reward", "context"]
@@ -130,63 +130,50 @@ class ContextSpec:
         return [jax.tree_util.tree_unflatten(self.treedef, [leaf[i] for leaf in stacked]) for i in range(count)]
 
 
-def _append_row(path: Path, columns: list[str], row: Iterable[Any]) -> None:
-    new = not path.exists() or path.stat().st_size == 0
+def _csv_text(columns: list[str], rows: Iterable[Mapping[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    if new:
-        writer.writerow(columns)
-    writer.writerow(list(row))
-    with open(path, "a", encoding="utf-8", newline="") as out:
-        out.write(buffer.getvalue())
-        out.flush()
-        os.fsync(out.fileno())
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row.get(column) is None else
+                         repr(float(row[column])) if column == "propensity" else row[column] for column in columns])
+    return buffer.getvalue()
 
 
-def _read_rows(path: Path) -> list[dict[str, str]]:
+def write_csv_log(folder: str | Path, decisions: Sequence[Mapping[str, Any]], observations: Sequence[Mapping[str, Any]],
+                  settings: Mapping[str, Any] | None = None) -> Path:
+    """Write an exported study: ``decisions.csv``, ``observations.csv`` (and ``study.json`` of ``settings``).
+
+    Parameters
+    ----------
+    folder : created if missing; each file is replaced atomically.
+    decisions : rows with the keys of ``DECISION_COLUMNS`` (``worker`` too, when known), in id order.
+    observations : rows with the keys of ``OBSERVATION_COLUMNS`` (context None or "": the decision's own).
+    settings : JSON-able study settings (name, hyperparameters, ...), written to ``study.json``.
+
+    Returns
+    -------
+    The folder.
+    """
+    folder = Path(folder)
+    decision_columns = DECISION_COLUMNS + (["worker"] if decisions and "worker" in decisions[0] else [])
+    atomic_write_bytes(folder / "decisions.csv", _csv_text(decision_columns, decisions).encode("utf-8"))
+    atomic_write_bytes(folder / "observations.csv", _csv_text(OBSERVATION_COLUMNS, observations).encode("utf-8"))
+    if settings is not None:
+        atomic_write_bytes(folder / "study.json", json.dumps(dict(settings), indent=1, sort_keys=True).encode("utf-8"))
+    return folder
+
+
+def read_csv_rows(path: str | Path) -> list[dict[str, str]]:
+    """The complete rows of a ``decisions.csv`` / ``observations.csv`` (none when the file is missing).
+
+    A last row without its final newline (a log of an older version cut short by a crash: never
+    acknowledged) is left out; the file is not changed.
+    """
+    path = Path(path)
     if not path.exists():
         return []
     text = path.read_text(encoding="utf-8")
     if text and not text.endswith("\n"):
-        # A crash cut the last row short before it was fsync-ed and acknowledged: drop it for good.
         text = text[: text.rfind("\n") + 1]
-        with open(path, "r+", encoding="utf-8") as out:
-            out.truncate(len(text.encode("utf-8")))
-            out.flush()
-            os.fsync(out.fileno())
     return list(csv.DictReader(io.StringIO(text)))
-
-
-class DecisionLog:
-    """Append-only ``decisions.csv`` and ``observations.csv`` in ``folder`` (created if missing)."""
-
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.decisions_path = self.folder / "decisions.csv"
-        self.observations_path = self.folder / "observations.csv"
-
-    def append_decision(self, decision_id: int, time: str, context_json: str, action: int, propensity: float,
-                        model_version: int) -> None:
-        """Write one decision row and fsync it."""
-        _append_row(self.decisions_path, DECISION_COLUMNS,
-                    [decision_id, time, context_json, action, repr(float(propensity)), model_version])
-
-    def append_observation(self, sequence: int, decision_id: int, time: str, reward_json: str,
-                           context_json: str = "") -> None:
-        """Write one observation row and fsync it."""
-        _append_row(self.observations_path, OBSERVATION_COLUMNS, [sequence, decision_id, time, reward_json, context_json])
-
-    def decisions(self) -> list[dict[str, str]]:
-        """Every complete decision row, in order."""
-        return _read_rows(self.decisions_path)
-
-    def observations(self) -> list[dict[str, str]]:
-        """Every complete observation row, in order."""
-        return _read_rows(self.observations_path)
-
-    def read_decisions(self):
-        """``decisions.csv`` as a pandas DataFrame (context as JSON text)."""
-        import pandas as pd
-
-        return pd.read_csv(self.decisions_path, dtype={"context": str, "time": str})
