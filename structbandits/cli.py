@@ -216,7 +216,8 @@ def report(
 @app.command()
 def analyse(
     log: Annotated[str, typer.Argument(help="A decision store (an SQLite file .db/.sqlite, or an SQLAlchemy URL), an "
-                                            "OnlineAgent CSV export folder (decisions.csv, observations.csv) or a "
+                                            "OnlineAgent CSV export folder (decisions.csv, observations.csv), a results "
+                                            "folder of `structbandits run` (with its contexts) or a "
                                             "CSV/Parquet table with columns action, reward, propensity and features x0, x1, ...")],
     target: Annotated[str, typer.Option(help="The policy to evaluate: uniform, arm:J (always arm J) or module:function "
                                              "(features (n, p) -> action probabilities (n, K)).")] = "uniform",
@@ -224,6 +225,10 @@ def analyse(
                                                        "study's hyperparameters['num_actions']; required for a table).")] = None,
     study_name: Annotated[Optional[str], typer.Option("--study", help="The study's name in a store (default: its only "
                                                       "study).")] = None,
+    env_name: Annotated[Optional[str], typer.Option("--env", help="For a results folder of `structbandits run`: the "
+                                                    "environment (default: its only one).")] = None,
+    agent_name: Annotated[Optional[str], typer.Option("--agent", help="For a results folder: the agent whose decisions "
+                                                      "are the log (default: its only one).")] = None,
     bootstrap: Annotated[int, typer.Option(help="Percentile intervals from B resamples of the decisions (0: normal "
                                                 "intervals from the influence functions).")] = 0,
     folds: Annotated[int, typer.Option(help="Cross-fitting folds of the outcome model (DM, DR).")] = 2,
@@ -235,7 +240,7 @@ def analyse(
     import warnings
 
     from structbandits.study.analysis import OverlapWarning, off_policy_value, parse_target
-    from structbandits.study.logged import load_decision_log, load_store, load_table
+    from structbandits.study.logged import load_decision_log, load_results, load_store, load_table
 
     try:
         is_store = "://" in log or Path(log).suffix.lower() in (".db", ".sqlite", ".sqlite3")
@@ -246,6 +251,9 @@ def analyse(
             raise ValidationError(f"--out: {str(out)!r} exists; results are never overwritten, pass a new file name")
         if is_store:
             study = load_store(log, study=study_name, num_actions=num_actions)
+        elif Path(log).is_dir() and not (Path(log) / "decisions.csv").is_file() and \
+                any((Path(log) / name).is_file() for name in ("results.parquet", "results.csv")):
+            study = load_results(log, env=env_name, agent=agent_name, num_actions=num_actions)
         elif Path(log).is_dir():
             study = load_decision_log(log, num_actions=num_actions)
         else:

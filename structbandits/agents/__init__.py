@@ -20,11 +20,13 @@ argument. Details and an example: ``agents.protocol``.
 
 from structbandits.agents.bayes_restless import (
     LEARNING_PLANNERS,
+    BayesRestlessForgettingParams,
     BayesRestlessParams,
     POOLING,
     SAMPLING,
     RestlessOutcome,
     TransitionCounts,
+    TransitionCountsWindow,
     bayes_restless_policy,
 )
 from structbandits.agents.clipping import ClippedParams, ClippedState, clip_probabilities, clipped
@@ -52,7 +54,9 @@ from structbandits.agents.glm import (
     mets_glm,
 )
 from structbandits.agents.lin_ts_nig import LinTSNIGParams, LinTSNIGState, lin_ts_nig
+from structbandits.agents.lin_ts_nig import LinTSNIGForgettingParams, LinTSNIGWindowState
 from structbandits.agents.mets import METSParams, METSState, hier_ts, mets
+from structbandits.agents.mets import METSForgettingParams, METSForgettingState
 from structbandits.agents.propensity import monte_carlo_propensity, thompson_choice
 from structbandits.agents.protocol import ActInfo, Policy, init_state, no_propensity, stack_params, without_params
 from structbandits.agents.random import uniform_random
@@ -67,8 +71,12 @@ from structbandits.agents.restless import (
     RoundRobinState,
     restless_policy,
 )
+from structbandits.agents.reward_forgetting import FOGambittsForgettingParams, FOGambittsWindowState
+from structbandits.agents.reward_forgetting import POGambittsForgettingParams, POGambittsWindowState
 from structbandits.agents.standard_ts import StandardTSParams, StandardTSState, standard_ts
+from structbandits.agents.standard_ts import StandardTSForgettingParams, StandardTSWindowState
 from structbandits.agents.thompson import LinTSParams, LinTSState, lin_ts, lin_ts_two_arm_probabilities
+from structbandits.agents.thompson import LinTSForgettingParams, LinTSWindowState
 from structbandits.agents.ucb import LinUCBParams, lin_ucb
 
 __all__ = [
@@ -78,31 +86,42 @@ __all__ = [
     "POOLING",
     "SAMPLING",
     "ActInfo",
+    "BayesRestlessForgettingParams",
     "BayesRestlessParams",
     "ClippedParams",
     "ClippedState",
     "EnsGambittsParams",
     "EnsGambittsState",
+    "FOGambittsForgettingParams",
     "FOGambittsParams",
     "FOGambittsState",
+    "FOGambittsWindowState",
     "GLMTSParams",
     "GLMTSState",
     "HighRiskParams",
     "LaplacePrior",
+    "LinTSForgettingParams",
+    "LinTSNIGForgettingParams",
     "LinTSNIGParams",
     "LinTSNIGState",
+    "LinTSNIGWindowState",
     "LinTSParams",
     "LinTSState",
+    "LinTSWindowState",
     "LinUCBParams",
     "METSGLMParams",
     "METSGLMState",
+    "METSForgettingParams",
+    "METSForgettingState",
     "METSParams",
     "METSState",
     "NumPyroTSState",
     "OptionalPromptingParams",
     "OptionalPromptingState",
+    "POGambittsForgettingParams",
     "POGambittsParams",
     "POGambittsState",
+    "POGambittsWindowState",
     "PlannerParams",
     "PlannerSettings",
     "PlannerState",
@@ -110,9 +129,12 @@ __all__ = [
     "RestlessContext",
     "RestlessOutcome",
     "RoundRobinState",
+    "StandardTSForgettingParams",
     "StandardTSParams",
     "StandardTSState",
+    "StandardTSWindowState",
     "TransitionCounts",
+    "TransitionCountsWindow",
     "bayes_restless_policy",
     "clip_probabilities",
     "clipped",

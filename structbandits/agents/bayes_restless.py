@@ -34,6 +34,13 @@ state; the group labels and every shape stay static. The planner, sampling and p
 one policy, and data within a set of policies built together (``bayes_restless_policies``): one
 program holds each of their (sampling, pooling) models and planners as a ``lax.switch`` branch, and
 the params pick one, so a study of learners and their known-model ceilings compiles once per domain.
+
+``forgetting`` (off by default: then exactly the stationary learners) lets the counts track drifting
+transitions (``inference.forgetting``: every posterior here is a prior plus a linear function of the
+counts, so forgetting the counts forgets each pooling's data part): "exponential" multiplies every
+count by γ each round, "stabilised" only the rows (i, s_t, a_t) that receive this round's transitions,
+"window" keeps the last w rounds and removes the round leaving them. γ = ``forgetting_rate`` is data
+(``BayesRestlessForgettingParams``); the kind and w are structural, shared by a program's policies.
 """
 
 from __future__ import annotations
@@ -49,14 +56,17 @@ from structbandits.agents.protocol import Policy
 from structbandits.agents.restless import PlannerSettings, PlannerState, _switch, restless_policy
 from structbandits.errors import ValidationError, check_positive
 from structbandits.inference.dirichlet import check_transition_data, dirichlet_mean, dirichlet_sample
+from structbandits.inference.forgetting import check_forgetting, dirichlet_forget, window_init, window_push
 
 __all__ = [
+    "BayesRestlessForgettingParams",
     "BayesRestlessParams",
     "LEARNING_PLANNERS",
     "POOLING",
     "RestlessOutcome",
     "SAMPLING",
     "TransitionCounts",
+    "TransitionCountsWindow",
     "bayes_restless_policies",
     "bayes_restless_policy",
 ]
@@ -102,12 +112,32 @@ class BayesRestlessParams(NamedTuple):
     planner: Any
 
 
+class BayesRestlessForgettingParams(NamedTuple):
+    """``BayesRestlessParams`` and ``forgetting_rate`` γ () of forgetting "exponential" / "stabilised"."""
+
+    prior: Any
+    group_prior: Any
+    arm_concentration: Any
+    model: Any
+    planner: Any
+    forgetting_rate: Any
+
+
 class TransitionCounts(NamedTuple):
     """A learning policy's state: ``counts`` (N, S, A, S) float64, observed s → s' moves under a per
     arm; and the ``BayesRestlessParams``."""
 
     counts: jax.Array
     params: BayesRestlessParams
+
+
+class TransitionCountsWindow(NamedTuple):
+    """``TransitionCounts`` with forgetting "window": ``counts`` of the last w rounds and ``window``, a
+    ``RingBuffer`` of their rows {"states", "actions", "next_states"}, each (N,) int32."""
+
+    counts: jax.Array
+    params: BayesRestlessParams
+    window: Any
 
 
 def _model(prior, group_prior, counts, groups, kappa, sampling: str, pooling: str, key) -> jax.Array:
@@ -131,7 +161,8 @@ def _model(prior, group_prior, counts, groups, kappa, sampling: str, pooling: st
 
 def bayes_restless_policy(name: str, prior_concentration, groups, *, sampling: str = "thompson",
                           pooling: str = "arm", arm_concentration=None, max_budget: int | None = None,
-                          settings: PlannerSettings = PlannerSettings()) -> Policy:
+                          settings: PlannerSettings = PlannerSettings(), forgetting: str | None = None,
+                          forgetting_rate: float = 1.0, window: int | None = None) -> Policy:
     """A restless policy that learns Dirichlet transition posteriors and plans with ``name`` on them.
 
     Parameters
@@ -147,6 +178,11 @@ def bayes_restless_policy(name: str, prior_concentration, groups, *, sampling: s
         (required with ``pooling="partial"``; a pseudo-count: larger κ trusts the group mean longer).
     max_budget : the largest per-round budget (curve length), as in ``restless_policy``.
     settings : ``agents.restless.PlannerSettings`` (default: the reference's).
+    forgetting : None (default: the counts of every round), "exponential" (every count decays by γ each
+        round), "stabilised" (only the rows (i, s_t, a_t) observed this round decay) or "window" (the
+        counts of the last ``window`` rounds); see the module docstring.
+    forgetting_rate : γ in (0, 1] for "exponential" and "stabilised"; data (``BayesRestlessForgettingParams``).
+    window : w >= 1 rounds, with ``forgetting="window"`` only (state ``TransitionCountsWindow``).
 
     Returns
     -------
@@ -160,7 +196,8 @@ def bayes_restless_policy(name: str, prior_concentration, groups, *, sampling: s
     acts exactly as ``restless_policy(name)`` given ``key``.
     """
     return bayes_restless_policies([(name, sampling, pooling)], prior_concentration, groups,
-                                   arm_concentration=arm_concentration, max_budget=max_budget, settings=settings)[0]
+                                   arm_concentration=arm_concentration, max_budget=max_budget, settings=settings,
+                                   forgetting=forgetting, forgetting_rate=forgetting_rate, window=window)[0]
 
 
 def _check_member(member) -> tuple[str, str, str]:
@@ -177,8 +214,9 @@ def _check_member(member) -> tuple[str, str, str]:
 
 
 def bayes_restless_policies(policies, prior_concentration, groups, *, arm_concentration=None,
-                            max_budget: int | None = None, settings: PlannerSettings = PlannerSettings()
-                            ) -> list[Policy]:
+                            max_budget: int | None = None, settings: PlannerSettings = PlannerSettings(),
+                            forgetting: str | None = None, forgetting_rate: float = 1.0,
+                            window: int | None = None) -> list[Policy]:
     """``bayes_restless_policy`` for every (name, sampling, pooling) of ``policies``, in one program.
 
     The policies have the same ``act``, ``update`` and ``posterior_draws``: ``act`` holds every
@@ -193,11 +231,13 @@ def bayes_restless_policies(policies, prior_concentration, groups, *, arm_concen
     policies : (name, sampling, pooling) triples, as ``bayes_restless_policy``'s arguments.
     prior_concentration, groups, max_budget, settings : as in ``bayes_restless_policy``.
     arm_concentration : κ of the policies with pooling "partial" (required when there is one; None otherwise).
+    forgetting, forgetting_rate, window : as in ``bayes_restless_policy``, for every policy of the program.
 
     Returns
     -------
     One ``Policy`` per triple, in order.
     """
+    forgetting, rate, window = check_forgetting(forgetting, forgetting_rate, window)
     members = [_check_member(member) for member in policies]
     if not members:
         raise ValidationError("policies: expected at least one (name, sampling, pooling), got none")
@@ -262,8 +302,24 @@ def bayes_restless_policies(policies, prior_concentration, groups, *, arm_concen
 
     def update(state: TransitionCounts, ctx, action, outcome: RestlessOutcome) -> TransitionCounts:
         arms = jnp.arange(shape[0])
-        return TransitionCounts(state.counts.at[arms, ctx.states, action.astype(jnp.int32),
-                                                outcome.next_states].add(1.0), state.params)
+        if forgetting is None:
+            return TransitionCounts(state.counts.at[arms, ctx.states, action.astype(jnp.int32),
+                                                    outcome.next_states].add(1.0), state.params)
+        counts, actions = state.counts, action.astype(jnp.int32)
+        if forgetting == "exponential":
+            counts = dirichlet_forget(counts, 0.0, state.params.forgetting_rate)
+        elif forgetting == "stabilised":  # only the rows that receive a transition now
+            rows = jnp.zeros(shape[:3] + (1,), bool).at[arms, ctx.states, actions, 0].set(True)
+            counts = dirichlet_forget(counts, 0.0, state.params.forgetting_rate, rows)
+        else:
+            row = {"states": ctx.states.astype(jnp.int32), "actions": actions,
+                   "next_states": outcome.next_states.astype(jnp.int32)}
+            buffer, leaving, weight = window_push(state.window, row, dtype)
+            counts = counts.at[arms, leaving["states"], leaving["actions"], leaving["next_states"]].add(-weight)
+        counts = counts.at[arms, ctx.states, actions, outcome.next_states].add(1.0)
+        if forgetting == "window":
+            return TransitionCountsWindow(counts, state.params, buffer)
+        return TransitionCounts(counts, state.params)
 
     def posterior_draws(state: TransitionCounts, key, num_draws: int) -> dict[str, jax.Array]:
         params = state.params
@@ -275,9 +331,15 @@ def bayes_restless_policies(policies, prior_concentration, groups, *, arm_concen
 
     def build(name: str, sampling: str, pooling: str) -> Policy:
         defaults = params_of(name, sampling, pooling)
+        if forgetting in ("exponential", "stabilised"):
+            defaults = BayesRestlessForgettingParams(*defaults, jnp.asarray(rate, dtype))
 
         def init(key, params: BayesRestlessParams | None = None) -> TransitionCounts:
-            return TransitionCounts(jnp.zeros(shape, dtype), defaults if params is None else params)
+            params = defaults if params is None else params
+            if forgetting == "window":
+                row = {field: jnp.zeros(shape[0], jnp.int32) for field in ("states", "actions", "next_states")}
+                return TransitionCountsWindow(jnp.zeros(shape, dtype), params, window_init(row, window))
+            return TransitionCounts(jnp.zeros(shape, dtype), params)
 
         return Policy(init, act, update, posterior_draws, defaults)
 

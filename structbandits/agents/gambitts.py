@@ -29,6 +29,11 @@ causal analyses (NaN with ``propensity_draws=0``).
 
 ``posterior_draws`` (for ``diagnostics.policy_to_arviz``): ``beta`` (n, d + 1), intercept first; fo
 adds the treatment stage's ``mu`` (n, C, K, d) and ``Sigma`` (n, C, K, d, d) per (cell, prompt).
+
+``reward_forgetting`` (off by default: then exactly the stationary agents) lets the reward stage track a
+drifting β (``inference.forgetting``): "exponential" or "stabilised" at ``reward_forgetting_rate`` γ (data:
+the params become ``FOGambittsForgettingParams`` / ``POGambittsForgettingParams``), or "window" over the
+last ``reward_window`` rounds (the state then carries the buffer as ``window``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,15 @@ import numpy as np
 
 from structbandits.agents.propensity import thompson_choice  # re-exported: the agents' shared helper
 from structbandits.agents.protocol import ActInfo, Policy
+from structbandits.agents.reward_forgetting import (
+    FOGambittsForgettingParams,
+    FOGambittsWindowState,
+    POGambittsForgettingParams,
+    POGambittsWindowState,
+    forgetting_reward,
+    reward_forgetting_options,
+    reward_window_buffer,
+)
 from structbandits.errors import ValidationError, check_finite, check_integer, check_positive, check_positive_definite
 from structbandits.inference.conjugate import GaussianInfo, gaussian_sample, linear_regression_observe
 from structbandits.inference.empirical import (
@@ -53,12 +67,16 @@ from structbandits.inference.empirical import (
 from structbandits.inference.niw import NIW, niw_observe, niw_prior, niw_sample, niw_sample_mean
 
 __all__ = [
+    "FOGambittsForgettingParams",
     "FOGambittsParams",
     "FOGambittsState",
+    "FOGambittsWindowState",
     "OptionalPromptingParams",
     "OptionalPromptingState",
+    "POGambittsForgettingParams",
     "POGambittsParams",
     "POGambittsState",
+    "POGambittsWindowState",
     "check_feature_index",
     "fo_gambitts",
     "niw_cell_draws",
@@ -213,6 +231,9 @@ def fo_gambitts(
     niw_psi=None,
     niw_nu: float | None = None,
     propensity_draws: int = 100,
+    reward_forgetting: str | None = None,
+    reward_forgetting_rate: float = 1.0,
+    reward_window: int | None = None,
 ) -> Policy:
     """Fully online GAMBITTS with a linear reward stage.
 
@@ -227,11 +248,15 @@ def fo_gambitts(
     niw_mean, niw_kappa, niw_psi, niw_nu : the NIW prior per (cell, prompt); default m0 = 0, κ0 = 1,
         Ψ0 = I, ν0 = d (the reference).
     propensity_draws : M posterior draws for the propensity estimate (0: NaN).
+    reward_forgetting, reward_forgetting_rate, reward_window : forgetting of the reward stage β: None
+        (default), "exponential" / "stabilised" with γ in (0, 1] (O(d³) per round), or "window" with
+        w >= 1 rounds (``inference.forgetting``; the option names of ``lin_ts``' ``forgetting`` etc.).
 
     Returns
     -------
-    Policy on mediated contexts (module docstring); state ``FOGambittsState``, params
-    ``FOGambittsParams``. Per round O(M K d² + d²).
+    Policy on mediated contexts (module docstring); state ``FOGambittsState`` (``FOGambittsWindowState``
+    with a window), params ``FOGambittsParams`` (``FOGambittsForgettingParams`` with γ). Per round
+    O(M K d² + d²).
     """
     k = check_integer("num_actions", num_actions, minimum=2)
     c = check_integer("num_cells", num_cells, minimum=1)
@@ -240,11 +265,17 @@ def fo_gambitts(
     m = check_integer("propensity_draws", propensity_draws, minimum=0)
     prior, noise_var = _reward_options(d, reward_prior_mean, reward_prior_precision, reward_noise_scale)
     treatment_prior = niw_cell_prior(d, mean0=niw_mean, kappa0=niw_kappa, psi0=niw_psi, nu0=niw_nu)
+    forgetting, rate, window = reward_forgetting_options(reward_forgetting, reward_forgetting_rate, reward_window)
     defaults = FOGambittsParams(prior, noise_var, treatment_prior)
+    if forgetting in ("exponential", "stabilised"):
+        defaults = FOGambittsForgettingParams(*defaults, jnp.asarray(rate, noise_var.dtype))
 
     def init(key: jax.Array, params: FOGambittsParams | None = None) -> FOGambittsState:
         params = defaults if params is None else params
-        return FOGambittsState(params.reward_prior, _replicate_cells(params.treatment_prior, c, k), params)
+        treatment = _replicate_cells(params.treatment_prior, c, k)
+        if forgetting == "window":
+            return FOGambittsWindowState(params.reward_prior, treatment, params, reward_window_buffer(params, window))
+        return FOGambittsState(params.reward_prior, treatment, params)
 
     def act(state: FOGambittsState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
         cell_niw = jax.tree.map(lambda leaf: leaf[context.cell], state.treatment)  # fields (K, ...)
@@ -261,8 +292,13 @@ def fo_gambitts(
         cell_arm = jax.tree.map(lambda leaf: leaf[context.cell, action], state.treatment)
         treatment = jax.tree.map(lambda leaf, new: leaf.at[context.cell, action].set(new),
                                  state.treatment, niw_observe(cell_arm, z))
-        return FOGambittsState(linear_regression_observe(state.reward, _with_intercept(z), reward, state.params.noise_var),
-                               treatment, state.params)
+        if forgetting is None:
+            return FOGambittsState(linear_regression_observe(state.reward, _with_intercept(z), reward,
+                                                             state.params.noise_var), treatment, state.params)
+        posterior, buffer = forgetting_reward(forgetting, state, _with_intercept(z), reward)
+        if forgetting == "window":
+            return FOGambittsWindowState(posterior, treatment, state.params, buffer)
+        return FOGambittsState(posterior, treatment, state.params)
 
     def posterior_draws(state: FOGambittsState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
         beta_key, treatment_key = jax.random.split(key)
@@ -282,6 +318,9 @@ def po_gambitts(
     reward_prior_precision=(0.01, 1.0),
     reward_noise_scale: float = 1.0,
     propensity_draws: int = 100,
+    reward_forgetting: str | None = None,
+    reward_forgetting_rate: float = 1.0,
+    reward_window: int | None = None,
 ) -> Policy:
     """Partially online GAMBITTS: offline treatment model, linear reward stage learned online.
 
@@ -294,11 +333,12 @@ def po_gambitts(
     num_draws : generator queries per cell the agent may use; each seed draws its own subset of that
         size in ``init`` (None: all rows).
     reward_prior_mean, reward_prior_precision, reward_noise_scale, propensity_draws : as ``fo_gambitts``.
+    reward_forgetting, reward_forgetting_rate, reward_window : as ``fo_gambitts``.
 
     Returns
     -------
-    Policy on mediated contexts; state ``POGambittsState``, params ``POGambittsParams``. Per round
-    O(M (K d + d²)).
+    Policy on mediated contexts; state ``POGambittsState`` (``POGambittsWindowState`` with a window),
+    params ``POGambittsParams`` (``POGambittsForgettingParams`` with γ). Per round O(M (K d + d²)).
     """
     offline = empirical_treatment(treatment_draws, treatment_counts)
     index = check_feature_index(feature_index, offline.draws.shape[-1])
@@ -306,12 +346,17 @@ def po_gambitts(
     num_draws = None if num_draws is None else check_integer("num_draws", num_draws, minimum=1)
     m = check_integer("propensity_draws", propensity_draws, minimum=0)
     prior, noise_var = _reward_options(len(index), reward_prior_mean, reward_prior_precision, reward_noise_scale)
+    forgetting, rate, window = reward_forgetting_options(reward_forgetting, reward_forgetting_rate, reward_window)
     defaults = POGambittsParams(prior, noise_var, offline, empirical_means(offline))
+    if forgetting in ("exponential", "stabilised"):
+        defaults = POGambittsForgettingParams(*defaults, jnp.asarray(rate, noise_var.dtype))
 
     def init(key: jax.Array, params: POGambittsParams | None = None) -> POGambittsState:
         params = defaults if params is None else params
         means = (params.treatment_means if num_draws is None
                  else empirical_means(empirical_subsample(params.treatment, key, num_draws)))
+        if forgetting == "window":
+            return POGambittsWindowState(params.reward_prior, means, params, reward_window_buffer(params, window))
         return POGambittsState(params.reward_prior, means, params)
 
     def act(state: POGambittsState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
@@ -321,8 +366,13 @@ def po_gambitts(
 
     def update(state: POGambittsState, context, action: jax.Array, reward: jax.Array) -> POGambittsState:
         z = context.treatments[action, jnp.asarray(index)]
-        return POGambittsState(linear_regression_observe(state.reward, _with_intercept(z), reward, state.params.noise_var),
-                               state.treatment_means, state.params)
+        if forgetting is None:
+            return POGambittsState(linear_regression_observe(state.reward, _with_intercept(z), reward,
+                                                             state.params.noise_var), state.treatment_means, state.params)
+        posterior, buffer = forgetting_reward(forgetting, state, _with_intercept(z), reward)
+        if forgetting == "window":
+            return POGambittsWindowState(posterior, state.treatment_means, state.params, buffer)
+        return POGambittsState(posterior, state.treatment_means, state.params)
 
     def posterior_draws(state: POGambittsState, key: jax.Array, num_draws_: int) -> dict[str, jax.Array]:
         return {"beta": gaussian_sample(state.reward, key, (num_draws_,))}

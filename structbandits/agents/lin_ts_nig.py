@@ -15,7 +15,7 @@ shared ones: with a common σ² every observation informs it). O(d²) per update
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +25,14 @@ from structbandits.agents.propensity import thompson_choice
 from structbandits.agents.protocol import ActInfo, Policy
 from structbandits.agents.thompson import arm_features, arm_scores, broadcast_arm_prior
 from structbandits.errors import ValidationError, check_integer, check_positive
+from structbandits.inference.forgetting import (
+    check_forgetting,
+    regression_nig_forget,
+    regression_nig_forget_directional_block,
+    regression_nig_remove_block,
+    window_init,
+    window_push,
+)
 from structbandits.inference.nig import (
     RegressionNIG,
     regression_nig_observe_block,
@@ -32,7 +40,7 @@ from structbandits.inference.nig import (
     regression_nig_sample,
 )
 
-__all__ = ["LinTSNIGParams", "LinTSNIGState", "lin_ts_nig"]
+__all__ = ["LinTSNIGForgettingParams", "LinTSNIGParams", "LinTSNIGState", "LinTSNIGWindowState", "lin_ts_nig"]
 
 
 class LinTSNIGParams(NamedTuple):
@@ -43,11 +51,28 @@ class LinTSNIGParams(NamedTuple):
     prior: RegressionNIG
 
 
+class LinTSNIGForgettingParams(NamedTuple):
+    """``LinTSNIGParams`` and the forgetting rate γ () of ``lin_ts_nig(..., forgetting="exponential" or
+    "stabilised")``: data, so a sweep over γ runs one program."""
+
+    prior: RegressionNIG
+    forgetting_rate: jax.Array
+
+
 class LinTSNIGState(NamedTuple):
     """The arms' NIG posterior, fields shaped as the prior's; and the params."""
 
     posterior: RegressionNIG
     params: LinTSNIGParams
+
+
+class LinTSNIGWindowState(NamedTuple):
+    """``LinTSNIGState`` of ``lin_ts_nig(..., forgetting="window")`` with ``window``, a ``RingBuffer`` of
+    the last w rounds' rows {"x": (d,) pulled arm's features, "action": (), "reward": ()}."""
+
+    posterior: RegressionNIG
+    params: LinTSNIGParams
+    window: Any
 
 
 def _noise_prior(name: str, value, num_arms: int, shared: bool) -> np.ndarray:
@@ -72,6 +97,9 @@ def lin_ts_nig(
     num_actions: int | None = None,
     shared: bool = False,
     propensity_draws: int = 0,
+    forgetting: str | None = None,
+    forgetting_rate: float = 1.0,
+    window: int | None = None,
 ) -> Policy:
     """Linear Thompson sampling with a Normal-Inverse-Gamma prior (unknown noise variance).
 
@@ -87,10 +115,18 @@ def lin_ts_nig(
     propensity_draws : M >= 0. With M > 0 each decision also reports a Monte-Carlo estimate of its
         selection probability from M extra joint posterior draws (cost O(M K d²) per round); with 0
         the propensity is NaN.
+    forgetting : None (default: the stationary posterior), "exponential" (before each observation every
+        arm's Λ, η, α and 2β + mᵀΛm decay toward the prior by γ; O(K d³) per round), "stabilised" (the
+        pulled arm forgets only along the pulled context, α by (1 − γ)/2; O(d³)) or "window" (the
+        posterior of the last ``window`` rounds; O(d³)). See ``inference.forgetting``.
+    forgetting_rate : γ in (0, 1] for "exponential" and "stabilised" (1: nothing is forgotten); held in
+        ``Policy.params`` (``LinTSNIGForgettingParams``), so every γ shares one program.
+    window : w >= 1 rounds, with ``forgetting="window"`` only (a buffer shape: structural).
 
     Returns
     -------
-    Policy with state ``LinTSNIGState`` and params ``LinTSNIGParams`` (the prior, as data); its
+    Policy with state ``LinTSNIGState`` (``LinTSNIGWindowState`` with a window) and params
+    ``LinTSNIGParams`` (the prior, as data); its
     context is a (d,) vector shared by all arms or a (K, d) matrix with one row per arm, its reward a
     scalar. ``posterior_draws`` gives ``theta`` (n, K, d) and ``noise_var`` (n, K), or (n,) shared.
     """
@@ -102,9 +138,12 @@ def lin_ts_nig(
     alpha = _noise_prior("alpha", alpha, num_arms, shared)
     beta = _noise_prior("beta", beta, num_arms, shared)
     propensity_draws = check_integer("propensity_draws", propensity_draws, minimum=0)
+    forgetting, rate, window = check_forgetting(forgetting, forgetting_rate, window)
     blocks = jax.vmap(regression_nig_prior, (0, 0, None, None))(jnp.asarray(mean), jnp.asarray(cov), 0.0, 0.0)
     dtype = blocks.info.dtype
     defaults = LinTSNIGParams(blocks._replace(alpha=jnp.asarray(alpha, dtype), beta=jnp.asarray(beta, dtype)))
+    if forgetting in ("exponential", "stabilised"):
+        defaults = LinTSNIGForgettingParams(defaults.prior, jnp.asarray(rate, dtype))
 
     def draw_scores(posterior: RegressionNIG, key: jax.Array, context: jax.Array, shape: tuple[int, ...]):
         theta, _ = regression_nig_sample(posterior, key, shape)  # (*shape, K, d)
@@ -112,6 +151,9 @@ def lin_ts_nig(
 
     def init(key: jax.Array, params: LinTSNIGParams | None = None) -> LinTSNIGState:
         params = defaults if params is None else params
+        if forgetting == "window":
+            row = {"x": params.prior.info[0], "action": jnp.zeros((), jnp.int32), "reward": params.prior.info[0, 0]}
+            return LinTSNIGWindowState(params.prior, params, window_init(row, window))
         return LinTSNIGState(params.prior, params)
 
     def act(state: LinTSNIGState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
@@ -119,8 +161,22 @@ def lin_ts_nig(
                                propensity_draws, context.dtype)
 
     def update(state: LinTSNIGState, context: jax.Array, action: jax.Array, reward: jax.Array) -> LinTSNIGState:
-        posterior = regression_nig_observe_block(state.posterior, action, arm_features(context, action), reward)
-        return LinTSNIGState(posterior, state.params)
+        if forgetting is None:
+            posterior = regression_nig_observe_block(state.posterior, action, arm_features(context, action), reward)
+            return LinTSNIGState(posterior, state.params)
+        x, posterior, params = arm_features(context, action), state.posterior, state.params
+        if forgetting == "exponential":
+            posterior = regression_nig_forget(posterior, params.prior, params.forgetting_rate)
+        elif forgetting == "stabilised":
+            posterior = regression_nig_forget_directional_block(posterior, params.prior, action, x, params.forgetting_rate)
+        else:
+            buffer, leaving, weight = window_push(state.window, {"x": x, "action": action, "reward": reward},
+                                                  posterior.info.dtype)
+            posterior = regression_nig_remove_block(posterior, leaving["action"], leaving["x"], leaving["reward"], weight)
+        posterior = regression_nig_observe_block(posterior, action, x, reward)
+        if forgetting == "window":
+            return LinTSNIGWindowState(posterior, params, buffer)
+        return LinTSNIGState(posterior, params)
 
     def posterior_draws(state: LinTSNIGState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
         theta, noise_var = regression_nig_sample(state.posterior, key, (num_draws,))

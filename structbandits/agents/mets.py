@@ -11,12 +11,24 @@ precision and information as sums of per-arm terms, so an update touches only th
 
 and an action costs one Cholesky of the effect precision, O((L d)³) (factored: O(L d³)), plus
 O(K d²) for the arms. Contexts are (d,) shared by all arms or (K, d), one per arm.
+
+Forgetting (``mets(..., forgetting=...)``, off by default: then exactly the stationary agent) acts on
+the per-arm statistics G_i = Σ x xᵀ/σ², B_i = Σ x y/σ², which are the data parts of the arms'
+information-form posteriors (θ_i | Ψ has precision Σ0_i⁻¹ + G_i), so ``inference.forgetting``'s algebra
+applies to them as to any Gaussian: "exponential" multiplies them by γ each round, "stabilised" removes
+the share 1 − γ of the pulled arm's information along the pulled context, "window" removes the round
+leaving the last w. The two levels forget separately: the effects Ψ change slowly and the arms fast, so
+the state keeps the statistics twice, decayed at ``effect_forgetting_rate`` (they give the evidence
+P_i, u_i of each arm about Ψ, hence the effect posterior Q_t) and at ``forgetting_rate`` (they give each
+arm's conditional θ_i | Ψ, C_i and B_i). With both rates equal this is the exact posterior of the
+mixed-effect model with every observation weighted γ^(t−s). A round with forgetting recomputes every
+arm's factors, O(K d³ + K L² d²).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,13 +41,15 @@ from structbandits.errors import ValidationError, check_finite, check_integer, c
 from structbandits.inference.conjugate import (
     GaussianInfo,
     cholesky_rank_one_update,
+    effect_evidence,
     effect_evidence_from_conditional,
     gaussian_from_moments,
     gaussian_sample,
 )
+from structbandits.inference.forgetting import check_forgetting, data_direction, window_init, window_push
 
-__all__ = ["METSCore", "METSParams", "METSState", "average_effect_prior", "check_effect_prior", "hier_ts", "mets", "mets_core",
-           "mets_params", "validate_mixed_effect_prior"]
+__all__ = ["METSCore", "METSForgettingParams", "METSForgettingState", "METSParams", "METSState", "average_effect_prior",
+           "check_effect_prior", "hier_ts", "mets", "mets_core", "mets_params", "validate_mixed_effect_prior"]
 
 
 class METSParams(NamedTuple):
@@ -57,6 +71,21 @@ class METSParams(NamedTuple):
     effect_precision: jax.Array
     effect_info: jax.Array
     noise_var: jax.Array
+
+
+class METSForgettingParams(NamedTuple):
+    """``METSParams`` and the forgetting rates () of ``mets(..., forgetting="exponential" or "stabilised")``:
+    ``forgetting_rate`` γ of the arms' θ_i and ``effect_forgetting_rate`` γ_Ψ of the effects (data, so a
+    sweep over them runs one program)."""
+
+    mixing: jax.Array
+    action_precision_chol: jax.Array
+    action_precision: jax.Array
+    effect_precision: jax.Array
+    effect_info: jax.Array
+    noise_var: jax.Array
+    forgetting_rate: jax.Array
+    effect_forgetting_rate: jax.Array
 
 
 class METSState(NamedTuple):
@@ -83,6 +112,30 @@ class METSState(NamedTuple):
     effect_precision: jax.Array
     effect_info: jax.Array
     params: METSParams
+
+
+class METSForgettingState(NamedTuple):
+    """meTS state with forgetting.
+
+    Attributes
+    ----------
+    posterior : ``METSState`` whose ``gram``, ``moment``, ``conditional_chol`` are the arms' statistics
+        decayed at ``forgetting_rate`` (θ_i | Ψ), and whose evidence and effect posterior come from
+    effect_gram, effect_moment : (K, d, d), (K, d), the statistics decayed at ``effect_forgetting_rate``.
+    window : with ``forgetting="window"``, a ``RingBuffer`` of the last w rounds' rows {"x": (d,),
+        "action": (), "reward": ()}; None otherwise.
+
+    ``params`` (a property) is ``posterior.params``.
+    """
+
+    posterior: METSState
+    effect_gram: jax.Array
+    effect_moment: jax.Array
+    window: Any
+
+    @property
+    def params(self):
+        return self.posterior.params
 
 
 def check_effect_prior(effect_mean, effect_cov) -> tuple[np.ndarray, np.ndarray]:
@@ -118,6 +171,9 @@ class METSCore(NamedTuple):
     posterior_draws : (state, key, n) -> {"psi": (n, L, d), "theta": (n, K, d)}.
     set_arm : (state, arm, gram, moment, conditional_chol) -> state with arm's statistics replaced
         and the effect posterior refreshed by the change in its evidence.
+    rebuild : (state, gram, moment, effect_gram, effect_moment) -> state recomputed from scratch from
+        every arm's statistics: (gram, moment) give the conditionals θ_i | Ψ, (effect_gram,
+        effect_moment) the evidence about Ψ (the two differ under forgetting). O(K d³ + K L² d²).
     """
 
     params: METSParams
@@ -125,6 +181,7 @@ class METSCore(NamedTuple):
     sample_actions: Callable[[METSState, jax.Array], jax.Array]
     posterior_draws: Callable[[METSState, jax.Array, int], dict[str, jax.Array]]
     set_arm: Callable[..., METSState]
+    rebuild: Callable[..., METSState]
 
 
 def mets_params(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarray, action_cov: np.ndarray,
@@ -206,7 +263,26 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
             params=state.params,
         )
 
-    return METSCore(defaults, init, sample_actions, posterior_draws, set_arm)
+    def rebuild(state: METSState, gram: jax.Array, moment: jax.Array, effect_gram: jax.Array,
+                effect_moment: jax.Array) -> METSState:
+        params = state.params
+        conditional = params.action_precision + gram
+        conditional_chol = jnp.linalg.cholesky(0.5 * (conditional + jnp.swapaxes(conditional, -1, -2)))
+        evidence_precision, evidence_info = jax.vmap(effect_evidence)(params.action_precision_chol, effect_gram,
+                                                                      effect_moment)
+        b = params.mixing
+        if factored:  # Σ_i b_il² P_i per block l
+            effect_precision = params.effect_precision + jnp.einsum("kl,kab->lab", b**2, evidence_precision)
+            effect_info = params.effect_info + jnp.einsum("kl,ka->la", b, evidence_info)
+        else:  # Σ_i (b_i b_iᵀ) ⊗ P_i
+            effect_precision = params.effect_precision + jnp.einsum(
+                "kl,km,kab->lamb", b, b, evidence_precision).reshape(num_effects * d, num_effects * d)
+            effect_info = params.effect_info + jnp.einsum("kl,ka->la", b, evidence_info).reshape(-1)
+        return METSState(gram, moment, conditional_chol, jax.vmap(triangular_inverse)(conditional_chol),
+                         evidence_precision, evidence_info,
+                         0.5 * (effect_precision + jnp.swapaxes(effect_precision, -1, -2)), effect_info, params)
+
+    return METSCore(defaults, init, sample_actions, posterior_draws, set_arm, rebuild)
 
 
 def triangular_inverse(chol: jax.Array) -> jax.Array:
@@ -214,7 +290,9 @@ def triangular_inverse(chol: jax.Array) -> jax.Array:
     return solve_triangular(chol, jnp.eye(chol.shape[-1], dtype=chol.dtype), lower=True)
 
 
-def mets(mixing, effect_mean, effect_cov, action_cov, noise_scale: float, *, factored: bool = False) -> Policy:
+def mets(mixing, effect_mean, effect_cov, action_cov, noise_scale: float, *, factored: bool = False,
+         forgetting: str | None = None, forgetting_rate: float = 1.0, effect_forgetting_rate: float = 1.0,
+         window: int | None = None) -> Policy:
     """meTS for linear-Gaussian rewards.
 
     Parameters
@@ -226,10 +304,21 @@ def mets(mixing, effect_mean, effect_cov, action_cov, noise_scale: float, *, fac
     noise_scale : known reward noise σ > 0.
     factored : use the factored effect posterior (block-diagonal per effect: only the diagonal
         (d, d) blocks of Σ_Ψ are used, and each block is updated and sampled on its own).
+    forgetting : None (default: the stationary posterior), "exponential" (every arm's statistics decay
+        by γ each round), "stabilised" (the pulled arm's, along the pulled context only) or "window"
+        (the last ``window`` rounds); see the module docstring. State ``METSForgettingState``.
+    forgetting_rate : γ in (0, 1] of the arms' θ_i (fast), for "exponential" and "stabilised".
+    effect_forgetting_rate : γ_Ψ in (0, 1] of the effects Ψ (slow: typically closer to 1), likewise.
+        Both rates are data (``METSForgettingParams``): a sweep over them runs one program.
+    window : w >= 1 rounds, with ``forgetting="window"`` only (both levels; a buffer shape: structural).
     """
     mixing, effect_mean, effect_cov, action_cov = validate_mixed_effect_prior(mixing, effect_mean, effect_cov, action_cov)
     noise_var = float(check_positive("noise_scale", noise_scale)) ** 2
+    forgetting, rate, window = check_forgetting(forgetting, forgetting_rate, window)
+    _, effect_rate, _ = check_forgetting(forgetting, effect_forgetting_rate, window, rate_name="effect_forgetting_rate")
     core = mets_core(mixing, effect_mean, effect_cov, action_cov, factored, noise_var)
+    if forgetting is not None:
+        return _forgetting_mets(core, forgetting, rate, effect_rate, window)
 
     def init(key: jax.Array, params: METSParams | None = None) -> METSState:
         return core.init(core.params if params is None else params)
@@ -239,14 +328,87 @@ def mets(mixing, effect_mean, effect_cov, action_cov, noise_scale: float, *, fac
         return jnp.argmax(arm_scores(theta, context)), no_propensity(theta.dtype)
 
     def update(state: METSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> METSState:
-        x = arm_features(context, action)
-        noise_var = state.params.noise_var
-        gram = state.gram[action] + jnp.outer(x, x) / noise_var
-        moment = state.moment[action] + x * reward / noise_var
-        conditional_chol = cholesky_rank_one_update(state.conditional_chol[action], x / jnp.sqrt(noise_var))
-        return core.set_arm(state, action, gram, moment, conditional_chol)
+        return _observe(core, state, arm_features(context, action), action, reward)
 
     return Policy(init, act, update, core.posterior_draws, core.params)
+
+
+def _observe(core: METSCore, state: METSState, x: jax.Array, action: jax.Array, reward: jax.Array) -> METSState:
+    """The stationary update: the pulled arm's statistics, a rank-one update of its C_a and the change
+    in its evidence. O(d³ + L² d²)."""
+    noise_var = state.params.noise_var
+    gram = state.gram[action] + jnp.outer(x, x) / noise_var
+    moment = state.moment[action] + x * reward / noise_var
+    conditional_chol = cholesky_rank_one_update(state.conditional_chol[action], x / jnp.sqrt(noise_var))
+    return core.set_arm(state, action, gram, moment, conditional_chol)
+
+
+def _forgetting_mets(core: METSCore, forgetting: str, rate: float, effect_rate: float, window: int | None) -> Policy:
+    """meTS with forgetting (``mets``' docstring): the statistics (G, B) twice, at the arms' rate and at the
+    effects' rate, forgotten as ``inference.forgetting`` prescribes for data parts, then every arm rebuilt."""
+    base = core.params
+    dtype = base.noise_var.dtype
+    if forgetting == "window":
+        defaults = base
+    else:
+        defaults = METSForgettingParams(*base, jnp.asarray(rate, dtype), jnp.asarray(effect_rate, dtype))
+
+    def init(key: jax.Array, params=None) -> METSForgettingState:
+        posterior = core.init(defaults if params is None else params)
+        buffer = None
+        if forgetting == "window":
+            row = {"x": posterior.moment[0], "action": jnp.zeros((), jnp.int32), "reward": posterior.params.noise_var}
+            buffer = window_init(row, window)
+        return METSForgettingState(posterior, posterior.gram, posterior.moment, buffer)
+
+    def act(state: METSForgettingState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
+        theta = core.sample_actions(state.posterior, key)
+        return jnp.argmax(arm_scores(theta, context)), no_propensity(theta.dtype)
+
+    def forget(gram, moment, precision, x, action, arm_rate):
+        """(G, B) of every arm after this round's forgetting at ``arm_rate`` (exponential / stabilised)."""
+        if forgetting == "exponential":
+            return arm_rate * gram, arm_rate * moment
+        v, r, excited = data_direction(gram[action], moment[action], x, precision[action] + gram[action])
+        share = jnp.where(excited, 1.0 - arm_rate, 0.0)  # removes the pseudo-observation (v, r) with weight 1 − γ
+        return (gram.at[action].add(-share * jnp.outer(v, v)), moment.at[action].add(-share * v * r))
+
+    def update(state: METSForgettingState, context: jax.Array, action: jax.Array, reward: jax.Array) -> METSForgettingState:
+        posterior, params = state.posterior, state.params
+        x = arm_features(context, action)
+        noise_var = params.noise_var
+        buffer = state.window
+        if forgetting == "window":
+            buffer, leaving, weight = window_push(buffer, {"x": x, "action": action, "reward": reward}, dtype)
+            removed = (weight * jnp.outer(leaving["x"], leaving["x"]) / noise_var,
+                       weight * leaving["x"] * leaving["reward"] / noise_var)
+            gram, moment = (stat.at[leaving["action"]].add(-change) for stat, change in zip(
+                (posterior.gram, posterior.moment), removed))
+            effect_gram, effect_moment = (stat.at[leaving["action"]].add(-change) for stat, change in zip(
+                (state.effect_gram, state.effect_moment), removed))
+            unchanged = weight == 0.0
+        else:
+            gram, moment = forget(posterior.gram, posterior.moment, params.action_precision, x, action,
+                                  params.forgetting_rate)
+            effect_gram, effect_moment = forget(state.effect_gram, state.effect_moment, params.action_precision, x,
+                                                action, params.effect_forgetting_rate)
+            unchanged = (params.forgetting_rate == 1.0) & (params.effect_forgetting_rate == 1.0)
+        gram, effect_gram = (g.at[action].add(jnp.outer(x, x) / noise_var) for g in (gram, effect_gram))
+        moment, effect_moment = (b.at[action].add(x * reward / noise_var) for b in (moment, effect_moment))
+
+        def stationary(_):  # nothing was forgotten: the stationary update, bit for bit
+            return _observe(core, posterior, x, action, reward)
+
+        def rebuilt(_):
+            return core.rebuild(posterior, gram, moment, effect_gram, effect_moment)
+
+        return METSForgettingState(jax.lax.cond(unchanged, stationary, rebuilt, None), effect_gram, effect_moment,
+                                   buffer)
+
+    def posterior_draws(state: METSForgettingState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
+        return core.posterior_draws(state.posterior, key, num_draws)
+
+    return Policy(init, act, update, posterior_draws, defaults)
 
 
 def average_effect_prior(effect_mean: np.ndarray, effect_cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -256,13 +418,18 @@ def average_effect_prior(effect_mean: np.ndarray, effect_cov: np.ndarray) -> tup
     return effect_mean.mean(axis=0, keepdims=True), average_cov
 
 
-def hier_ts(effect_mean, effect_cov, action_cov, noise_scale: float, *, num_actions: int) -> Policy:
+def hier_ts(effect_mean, effect_cov, action_cov, noise_scale: float, *, num_actions: int, **forgetting) -> Policy:
     """HierTS (Hong et al., 2022) as the meTS baseline: one shared hyper-parameter μ ∈ R^d.
 
     The arms' mixing weights are ignored: θ_i | μ ~ N(μ, Σ0_i), with μ's prior the distribution of
     the average effect (1/L) Σ_l ψ_l, i.e. mean (1/L) Σ_l μ_l and covariance (1/L²) Σ_{l,m} Σ_Ψ[l, m].
-    This is meTS with a single effect and all weights equal to one.
+    This is meTS with a single effect and all weights equal to one. ``forgetting`` takes ``mets``'
+    forgetting options (``forgetting``, ``forgetting_rate``, ``effect_forgetting_rate``, ``window``).
     """
     num_actions = check_integer("num_actions", num_actions, minimum=2)
+    options = {"forgetting", "forgetting_rate", "effect_forgetting_rate", "window"}
+    if set(forgetting) - options:
+        raise ValidationError(f"{sorted(set(forgetting) - options)[0]}: unknown option of hier_ts; expected "
+                              f"num_actions or one of {sorted(options)}")
     return mets(np.ones((num_actions, 1)), *average_effect_prior(*check_effect_prior(effect_mean, effect_cov)),
-                action_cov, noise_scale)
+                action_cov, noise_scale, **forgetting)

@@ -8,11 +8,16 @@ Cholesky update of the pulled arm only (O(d²)).
 With two arms the selection probabilities have a closed form (``lin_ts_two_arm_probabilities``): the
 score gap x₀ᵀθ₀ − x₁ᵀθ₁ is Gaussian under the posterior, so P(arm 0) = Φ(mean gap / sd of the gap).
 ``propensity_draws="exact"`` reports it; ``agents.clipping.clipped(..., probabilities=...)`` uses it.
+
+``forgetting`` (off by default, and then the agent is exactly the stationary one) lets the posteriors
+track a drifting truth (``inference.forgetting``): "exponential" decays every arm's data toward its
+prior by γ each round, "stabilised" decays the pulled arm only along the pulled context, "window" keeps
+the last w rounds in a buffer and removes the one leaving it. γ is data (``LinTSForgettingParams``).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,14 +41,25 @@ from structbandits.inference.conjugate import (
     gaussian_sample,
     linear_regression_observe,
 )
+from structbandits.inference.forgetting import (
+    check_forgetting,
+    gaussian_forget,
+    gaussian_forget_directional,
+    gaussian_remove,
+    window_init,
+    window_push,
+)
 
 __all__ = [
+    "LinTSForgettingParams",
     "LinTSParams",
     "LinTSState",
+    "LinTSWindowState",
     "arm_features",
     "arm_posterior_draws",
     "arm_scores",
     "broadcast_arm_prior",
+    "forgetting_observe_arm",
     "lin_ts",
     "lin_ts_two_arm_probabilities",
     "observe_arm",
@@ -94,11 +110,52 @@ class LinTSParams(NamedTuple):
     noise_var: jax.Array
 
 
+class LinTSForgettingParams(NamedTuple):
+    """``LinTSParams`` and the forgetting rate γ () of ``lin_ts(..., forgetting="exponential" or
+    "stabilised")``: data, so a sweep over γ runs one program."""
+
+    prior: GaussianInfo
+    noise_var: jax.Array
+    forgetting_rate: jax.Array
+
+
 class LinTSState(NamedTuple):
     """Per-arm posteriors, stacked: ``precision_chol`` (K, d, d), ``info`` (K, d); and the params."""
 
     posterior: GaussianInfo
     params: LinTSParams
+
+
+class LinTSWindowState(NamedTuple):
+    """``LinTSState`` of ``lin_ts(..., forgetting="window")`` with ``window``, a ``RingBuffer`` of the last
+    w rounds' rows {"x": (d,) pulled arm's features, "action": (), "reward": ()}."""
+
+    posterior: GaussianInfo
+    params: LinTSParams
+    window: Any
+
+
+def forgetting_observe_arm(forgetting: str, state, context: jax.Array, action: jax.Array, reward: jax.Array):
+    """(posteriors, buffer or None) of a LinTS-form state after forgetting and the pulled arm's observation:
+    per-arm Gaussians ``state.posterior`` with priors ``state.params.prior``, noise ``state.params.noise_var``
+    and, for "exponential" / "stabilised", γ ``state.params.forgetting_rate``; "window" reads
+    ``state.window``. O(K d³) for "exponential" (every arm decays), O(d³) otherwise."""
+    params, posterior = state.params, state.posterior
+    x = arm_features(context, action)
+    buffer = None
+    if forgetting == "exponential":
+        posterior = jax.vmap(gaussian_forget, (0, 0, None))(posterior, params.prior, params.forgetting_rate)
+    elif forgetting == "stabilised":
+        arm = gaussian_forget_directional(take_arm(posterior, action), take_arm(params.prior, action), x,
+                                          params.forgetting_rate)
+        posterior = put_arm(posterior, action, arm)
+    else:
+        buffer, leaving, weight = window_push(state.window, {"x": x, "action": action, "reward": reward},
+                                              posterior.info.dtype)
+        arm = gaussian_remove(take_arm(posterior, leaving["action"]), leaving["x"], leaving["reward"],
+                              params.noise_var, weight)
+        posterior = put_arm(posterior, leaving["action"], arm)
+    return observe_arm(posterior, context, action, reward, params.noise_var), buffer
 
 
 def lin_ts_two_arm_probabilities(state: LinTSState, context: jax.Array) -> jax.Array:
@@ -161,6 +218,9 @@ def lin_ts(
     *,
     num_actions: int | None = None,
     propensity_draws: int | str = 0,
+    forgetting: str | None = None,
+    forgetting_rate: float = 1.0,
+    window: int | None = None,
 ) -> Policy:
     """Linear Thompson sampling with a Gaussian prior N(prior_mean, prior_cov) per arm.
 
@@ -174,11 +234,18 @@ def lin_ts(
         selection probability from M extra posterior draws (cost O(M K d²) per round); with 0 the
         propensity is NaN. With ``"exact"`` (two arms only) it reports the exact probability
         (``lin_ts_two_arm_probabilities``, O(d²)); the action is the same as with any M.
+    forgetting : None (default: the stationary posterior), "exponential" (before each observation every
+        arm's precision and information decay toward the prior, Λ ← γΛ + (1 − γ)Λ₀; O(K d³) per round),
+        "stabilised" (the pulled arm forgets only along the pulled context, Λ − Λ₀ ≥ γ(Λ_old − Λ₀);
+        O(d³)) or "window" (the posterior of the last ``window`` rounds; O(d³)). See ``inference.forgetting``.
+    forgetting_rate : γ in (0, 1] for "exponential" and "stabilised" (1: nothing is forgotten); held in
+        ``Policy.params`` (``LinTSForgettingParams``), so every γ shares one program.
+    window : w >= 1 rounds, with ``forgetting="window"`` only (a buffer shape: structural).
 
     Returns
     -------
     Policy whose context is a (d,) vector shared by all arms or a (K, d) matrix with one row per
-    arm, and whose reward is a scalar.
+    arm, and whose reward is a scalar. State ``LinTSState`` (``LinTSWindowState`` with a window).
     """
     mean, cov = broadcast_arm_prior(prior_mean, prior_cov, num_actions)
     noise_var = float(check_positive("noise_scale", noise_scale)) ** 2
@@ -189,8 +256,11 @@ def lin_ts(
         raise ValidationError(f'propensity_draws: "exact" is available for two arms only (a closed form for a pair '
                               f"of Gaussian scores), got {mean.shape[0]} arms; pass a number of Monte-Carlo draws")
     propensity_draws = 0 if exact else check_integer("propensity_draws", propensity_draws, minimum=0)
+    forgetting, rate, window = check_forgetting(forgetting, forgetting_rate, window)
     defaults = LinTSParams(jax.vmap(gaussian_from_moments)(jnp.asarray(mean), jnp.asarray(cov)),
                            jnp.asarray(noise_var))
+    if forgetting in ("exponential", "stabilised"):
+        defaults = LinTSForgettingParams(*defaults, jnp.asarray(rate, defaults.noise_var.dtype))
     num_arms = mean.shape[0]
 
     def draw_scores(posterior: GaussianInfo, key: jax.Array, context: jax.Array, shape: tuple[int, ...]):
@@ -200,6 +270,9 @@ def lin_ts(
 
     def init(key: jax.Array, params: LinTSParams | None = None) -> LinTSState:
         params = defaults if params is None else params
+        if forgetting == "window":
+            row = {"x": params.prior.info[0], "action": jnp.zeros((), jnp.int32), "reward": params.noise_var}
+            return LinTSWindowState(params.prior, params, window_init(row, window))
         return LinTSState(params.prior, params)
 
     def act(state: LinTSState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
@@ -211,7 +284,10 @@ def lin_ts(
                                propensity_draws, context.dtype)
 
     def update(state: LinTSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> LinTSState:
-        return LinTSState(observe_arm(state.posterior, context, action, reward, state.params.noise_var), state.params)
+        if forgetting is None:
+            return LinTSState(observe_arm(state.posterior, context, action, reward, state.params.noise_var), state.params)
+        posterior, buffer = forgetting_observe_arm(forgetting, state, context, action, reward)
+        return LinTSState(posterior, state.params) if buffer is None else LinTSWindowState(posterior, state.params, buffer)
 
     def posterior_draws(state: LinTSState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
         return arm_posterior_draws(state.posterior, key, num_draws)

@@ -34,6 +34,7 @@ from structbandits.agents import (
     uniform_random,
 )
 from structbandits.envs import Environment, linear_contextual_bandit, mixed_effect_bandit
+from structbandits.envs.drifting import changepoint_bandit, habituation_bandit, random_walk_bandit
 from structbandits.envs.movielens import movielens_bandit
 from structbandits.errors import ValidationError, check_positive
 from structbandits.models import marginal_action_prior
@@ -41,7 +42,8 @@ from structbandits.models import marginal_action_prior
 __all__ = ["AGENTS", "ENVIRONMENTS", "VALUE_KEYS", "EnvironmentMismatch"]
 
 # Programs whose rewards are linear-Gaussian: what the Gaussian-posterior agents assume.
-_LINEAR_GAUSSIAN = ("linear_bandit", "mixed_effect_linear")
+_LINEAR_GAUSSIAN = ("linear_bandit", "mixed_effect_linear", "changepoint_linear_bandit", "random_walk_linear_bandit",
+                    "habituation_linear_bandit")
 
 
 class EnvironmentMismatch(ValidationError):
@@ -55,28 +57,39 @@ def linear_env(num_actions: int = 10, num_features: int = 5, prior_scale: float 
 
 
 def lints_agent(env: Environment, sigma0: float = 1.0, prior_mean: float = 0.0, noise_scale: float = 1.0,
-                propensity_draws: int = 0) -> Policy:
+                propensity_draws: int = 0, forgetting: str = "", forgetting_rate: float = 1.0,
+                window: int = 0) -> Policy:
     """Linear TS with prior N(prior_mean·1, sigma0² I) per arm and known noise noise_scale
-    (for linear-Gaussian environments; an environment without a declared model is taken as it is)."""
+    (for linear-Gaussian environments; an environment without a declared model is taken as it is);
+    ``forgetting`` "" (none), "exponential" or "stabilised" (at ``forgetting_rate``) or "window" (of
+    ``window`` rounds), as ``agents.lin_ts``."""
     if env.model is not None:
         _model_params(env, "lints", _LINEAR_GAUSSIAN)
     d = env.context_shape[-1]
     check_positive("sigma0", sigma0)
     return lin_ts(jnp.full(d, prior_mean), sigma0**2 * jnp.eye(d), noise_scale,
-                  num_actions=env.num_actions, propensity_draws=propensity_draws)
+                  num_actions=env.num_actions, propensity_draws=propensity_draws,
+                  **_forgetting_options(forgetting, forgetting_rate, window))
 
 
 def lints_nig_agent(env: Environment, sigma0: float = 1.0, prior_mean: float = 0.0, noise_alpha: float = 2.0,
-                    noise_beta: float = 1.0, shared: bool = False, propensity_draws: int = 0) -> Policy:
+                    noise_beta: float = 1.0, shared: bool = False, propensity_draws: int = 0, forgetting: str = "",
+                    forgetting_rate: float = 1.0, window: int = 0) -> Policy:
     """Linear TS with unknown noise (Normal-Inverse-Gamma): σ² ~ InvGamma(noise_alpha, noise_beta), one per
     arm or one for all arms (``shared``), and θ_a | σ² ~ N(prior_mean·1, σ² sigma0² I) (for linear-Gaussian
-    environments; an environment without a declared model is taken as it is)."""
+    environments; an environment without a declared model is taken as it is); forgetting as ``lints``."""
     if env.model is not None:
         _model_params(env, "lints-nig", _LINEAR_GAUSSIAN)
     d = env.context_shape[-1]
     check_positive("sigma0", sigma0)
     return lin_ts_nig(jnp.full(d, prior_mean), sigma0**2 * jnp.eye(d), noise_alpha, noise_beta,
-                      num_actions=env.num_actions, shared=shared, propensity_draws=propensity_draws)
+                      num_actions=env.num_actions, shared=shared, propensity_draws=propensity_draws,
+                      **_forgetting_options(forgetting, forgetting_rate, window))
+
+
+def _forgetting_options(forgetting: str, forgetting_rate: float, window: int) -> dict[str, Any]:
+    """A config's forgetting keys as the agents' options: "" is no forgetting, a window of 0 none."""
+    return {"forgetting": forgetting or None, "forgetting_rate": forgetting_rate, "window": window or None}
 
 
 def mixed_effect_env(num_actions: int = 100, num_effects: int = 3, num_features: int = 2,
@@ -115,6 +128,30 @@ def movielens_env(num_actions: int = 100, num_effects: str = "default", rank: in
                             noise_scale=noise_scale if rewards == "linear" else None, contexts=contexts,
                             context_pool=context_pool, structure_seed=structure_seed, covariance_type=covariance_type,
                             effect_share=effect_share, data_path=data_path or None)
+
+
+def drift_changepoint_env(num_actions: int = 10, num_features: int = 5, prior_scale: float = 1.0,
+                          noise_scale: float = 1.0, change_rounds: list[int] = (), hazard: float = 0.0) -> Environment:
+    """Linear bandit whose arms are all redrawn from N(0, prior_scale² I) from each of ``change_rounds``
+    (a list of rounds >= 2, e.g. [251, 501]) and with probability ``hazard`` in every round."""
+    return changepoint_bandit(num_actions, num_features, change_rounds=change_rounds, hazard=hazard,
+                              prior_scale=prior_scale, noise_scale=noise_scale)
+
+
+def drift_smooth_env(num_actions: int = 10, num_features: int = 5, prior_scale: float = 1.0, noise_scale: float = 1.0,
+                     drift_scale: float = 0.05, reversion: float = 0.0) -> Environment:
+    """Linear bandit whose arm parameters drift: θ_{t+1} = (1 − reversion) θ_t + N(0, drift_scale² I)
+    (reversion 0: a Gaussian random walk; > 0: Ornstein–Uhlenbeck toward 0)."""
+    return random_walk_bandit(num_actions, num_features, drift_scale=drift_scale, reversion=reversion,
+                              prior_scale=prior_scale, noise_scale=noise_scale)
+
+
+def habituation_env(num_actions: int = 10, num_features: int = 5, prior_scale: float = 1.0, noise_scale: float = 1.0,
+                    decay: float = 0.8, retention: float = 0.5) -> Environment:
+    """Linear bandit with habituation: arm a's effect is multiplied by decay^e, e the user's exposure to a
+    (e ← retention · e + 1 when pulled, e ← retention · e when rested)."""
+    return habituation_bandit(num_actions, num_features, decay=decay, retention=retention, prior_scale=prior_scale,
+                              noise_scale=noise_scale)
 
 
 def _model_params(env: Environment, kind: str, models: tuple[str, ...]) -> Mapping[str, Any]:
@@ -174,12 +211,16 @@ def _agent_prior(env: Environment, kind: str, models: tuple[str, ...], effect_sc
 
 
 def mets_agent(env: Environment, factored: bool = False, effect_scale: float = 0.0, action_scale: float = 0.0,
-               noise_scale: float = 0.0) -> Policy:
+               noise_scale: float = 0.0, forgetting: str = "", forgetting_rate: float = 1.0,
+               effect_forgetting_rate: float = 1.0, window: int = 0) -> Policy:
     """meTS given the environment's mixed-effect structure (mixing weights, effect and action priors);
     ``effect_scale`` / ``action_scale`` / ``noise_scale`` > 0 replace the prior's Σ_Ψ = effect_scale² I,
-    Σ0 = action_scale² I and σ (0: the environment's own)."""
+    Σ0 = action_scale² I and σ (0: the environment's own); forgetting as ``lints``, with the effects'
+    own ``effect_forgetting_rate`` (``agents.mets``)."""
     params = _agent_prior(env, "mets", ("mixed_effect_linear",), effect_scale, action_scale, noise_scale)
-    return mets(*(params[name] for name in _MIXED_EFFECT_PRIOR), params["noise_scale"], factored=factored)
+    return mets(*(params[name] for name in _MIXED_EFFECT_PRIOR), params["noise_scale"], factored=factored,
+                effect_forgetting_rate=effect_forgetting_rate,
+                **_forgetting_options(forgetting, forgetting_rate, window))
 
 
 def mets_glm_agent(env: Environment, *, horizon: int, factored: bool = False, newton_steps: int = 3,
@@ -218,6 +259,9 @@ ENVIRONMENTS: dict[str, Callable[..., Environment]] = {
     "linear": linear_env,
     "mixed_effect": mixed_effect_env,
     "movielens": movielens_env,
+    "drift-changepoint": drift_changepoint_env,
+    "drift-smooth": drift_smooth_env,
+    "habituation": habituation_env,
 }
 AGENTS: dict[str, Callable[..., Policy]] = {
     "glmts-matched": glmts_matched_agent,
@@ -239,11 +283,11 @@ VALUE_KEYS: dict[str, frozenset[str]] = {
     "glmts-matched": frozenset(),
     "hierts": frozenset({"effect_scale", "action_scale", "noise_scale"}),
     "hierts-glm": frozenset({"effect_scale", "action_scale"}),
-    "lints": frozenset({"sigma0", "prior_mean", "noise_scale"}),
+    "lints": frozenset({"sigma0", "prior_mean", "noise_scale", "forgetting_rate"}),
     "lints-matched": frozenset(),
-    "lints-nig": frozenset({"sigma0", "prior_mean", "noise_alpha", "noise_beta"}),
+    "lints-nig": frozenset({"sigma0", "prior_mean", "noise_alpha", "noise_beta", "forgetting_rate"}),
     "linucb-matched": frozenset({"delta"}),
-    "mets": frozenset({"effect_scale", "action_scale", "noise_scale"}),
+    "mets": frozenset({"effect_scale", "action_scale", "noise_scale", "forgetting_rate", "effect_forgetting_rate"}),
     "mets-glm": frozenset({"effect_scale", "action_scale"}),
     "random": frozenset(),
 }

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from structbandits.errors import check_integer
 
-__all__ = ["RingBuffer", "ring_append", "ring_filled", "ring_init", "ring_size"]
+__all__ = ["RingBuffer", "ring_append", "ring_evicted", "ring_filled", "ring_init", "ring_size"]
 
 
 class RingBuffer(NamedTuple):
@@ -56,6 +56,13 @@ def ring_filled(buffer: RingBuffer) -> jax.Array:
 def ring_size(buffer: RingBuffer) -> jax.Array:
     """() int32: the number of rows held, min(count, capacity)."""
     return jnp.minimum(buffer.count, _capacity(buffer))
+
+
+def ring_evicted(buffer: RingBuffer) -> tuple[Any, jax.Array]:
+    """The row the next ``ring_append`` overwrites (the oldest held) and () bool: whether it holds data
+    (the buffer is full), so that a caller keeping other tables of the same rows can take it out of them."""
+    slot = buffer.count % _capacity(buffer)
+    return jax.tree.map(lambda stored: stored[slot], buffer.rows), buffer.count >= _capacity(buffer)
 
 
 def _capacity(buffer: RingBuffer) -> int:

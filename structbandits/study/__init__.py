@@ -19,18 +19,18 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "Decision": "online", "OnlineAgent": "online", "DecisionStore": "store",
     "OffPolicyValue": "analysis", "OverlapDiagnostics": "analysis", "OverlapWarning": "analysis",
-    "off_policy_value": "analysis", "LoggedStudy": "logged", "load_decision_log": "logged", "load_store": "logged",
+    "off_policy_value": "analysis", "LoggedStudy": "logged", "load_decision_log": "logged", "load_results": "logged", "load_store": "logged",
     "load_table": "logged", "to_obp_bandit_feedback": "obp", "ExcursionEffect": "excursion",
     "binary_contrast": "excursion", "excursion_effect": "excursion", "excursion_effect_from_log": "excursion",
 }
 __all__ = ["Decision", "DecisionStore", "ExcursionEffect", "LoggedStudy", "OffPolicyValue", "OnlineAgent",
            "OverlapDiagnostics", "OverlapWarning", "binary_contrast", "excursion_effect", "excursion_effect_from_log",
-           "load_decision_log", "load_store", "load_table", "off_policy_value", "to_obp_bandit_feedback"]
+           "load_decision_log", "load_results", "load_store", "load_table", "off_policy_value", "to_obp_bandit_feedback"]
 
 if TYPE_CHECKING:  # what static tools see; at run time ``__getattr__`` imports each on first use
     from structbandits.study.analysis import OffPolicyValue, OverlapDiagnostics, OverlapWarning, off_policy_value
     from structbandits.study.excursion import ExcursionEffect, binary_contrast, excursion_effect, excursion_effect_from_log
-    from structbandits.study.logged import LoggedStudy, load_decision_log, load_store, load_table
+    from structbandits.study.logged import LoggedStudy, load_decision_log, load_results, load_store, load_table
     from structbandits.study.obp import to_obp_bandit_feedback
     from structbandits.study.online import Decision, OnlineAgent
     from structbandits.study.store import DecisionStore
