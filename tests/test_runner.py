@@ -1,10 +1,12 @@
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
 
-from structbandits.agents import lin_ts, uniform_random
+from structbandits.agents import ActInfo, Policy, lin_ts, uniform_random
 from structbandits.envs import linear_contextual_bandit
 from structbandits.errors import ValidationError
 from structbandits.experiments import batched_simulator, run_experiment, seed_keys, simulate_seed, summarize
@@ -150,3 +152,44 @@ def test_large_vmapped_run_finishes(tmp_path):
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert completed.returncode == 0, completed.stderr
     assert float(completed.stdout) > 0
+
+
+class _Seen(NamedTuple):
+    contexts: jax.Array
+    count: jax.Array
+
+
+def _context_recorder(num_actions: int, horizon: int, d: int) -> Policy:
+    """Random arms; the state keeps every context the agent was shown (the oracle for the frame's columns)."""
+    return Policy(lambda key, params=None: _Seen(jnp.zeros((horizon, d)), jnp.zeros((), jnp.int32)),
+                  lambda state, key, context: (jax.random.randint(key, (), 0, num_actions),
+                                               ActInfo(jnp.asarray(1.0 / num_actions))),
+                  lambda state, context, action, reward: _Seen(state.contexts.at[state.count].set(context),
+                                                               state.count + 1))
+
+
+@pytest.mark.parametrize("moving", [False, True])
+def test_the_frame_carries_the_contexts_the_agent_saw(moving):
+    from structbandits.envs.drifting import habituation_bandit
+
+    env = habituation_bandit(3, 2, decay=0.5, retention=0.5) if moving else linear_contextual_bandit(3, 2)
+    horizon, seeds = 7, 3
+    frame, states = run_experiment({"rec": _context_recorder(3, horizon, 2)}, {"e": env}, horizon=horizon,
+                                   num_seeds=seeds, seed=5, seed_batch=2, progress=False, return_states=True,
+                                   contexts=None)
+    seen = np.asarray(states[("e", "rec")].contexts)  # (seeds, horizon, d)
+    np.testing.assert_array_equal(frame[["context_0", "context_1"]].to_numpy(), seen.reshape(-1, 2))
+    assert list(frame.columns[:11]) == list(run_experiment({"rec": _context_recorder(3, horizon, 2)}, {"e": env},
+                                                           horizon=horizon, num_seeds=1, progress=False).columns)
+
+
+def test_contexts_are_recorded_when_small_or_asked_for():
+    from structbandits.experiments.runner import MAX_CONTEXT_COLUMNS
+
+    wide = linear_contextual_bandit(2, MAX_CONTEXT_COLUMNS + 1)
+    policy = uniform_random(2)
+    assert "context_0" not in run_experiment({"r": policy}, wide, horizon=2, num_seeds=1, progress=False, contexts=None)
+    forced = run_experiment({"r": policy}, wide, horizon=2, num_seeds=1, progress=False, contexts=True)
+    assert f"context_{MAX_CONTEXT_COLUMNS}" in forced and forced["context_0"].abs().max() <= 1.0
+    with pytest.raises(ValidationError, match="contexts: expected True, False or None"):
+        run_experiment({"r": policy}, wide, horizon=2, num_seeds=1, progress=False, contexts="yes")

@@ -215,3 +215,34 @@ def test_cli_analyse_clear_errors(agent_log, tmp_path):
         result = runner.invoke(app, ["analyse", *arguments])
         assert result.exit_code == 2, (arguments, result.output)
         assert message in result.output and "Traceback" not in result.output
+
+
+def test_a_simulation_results_folder_with_contexts_is_a_logged_study(tmp_path):
+    # A uniform logger (propensity exactly 1/K) evaluated at the uniform target: every IPW weight is 1, so
+    # IPW is the plain mean of the rewards, computed here from the frame by pandas.
+    from structbandits.agents import uniform_random
+    from structbandits.envs import linear_contextual_bandit
+    from structbandits.experiments import run_experiment
+    from structbandits.experiments.results import save_results
+    from structbandits.study import load_results, off_policy_value
+
+    env = linear_contextual_bandit(3, 2)
+    frame = run_experiment({"random": uniform_random(3), "again": uniform_random(3)}, {"e": env}, horizon=15,
+                           num_seeds=2, progress=False, contexts=None)
+    save_results(frame, tmp_path / "run", config={"envs": {"e": {"num_actions": 3}}})
+    study = load_results(tmp_path / "run", agent="random")
+    rows = frame[frame["agent"] == "random"].sort_values(["seed", "round"])
+    np.testing.assert_array_equal(study.features, rows[["context_0", "context_1"]].to_numpy())
+    np.testing.assert_array_equal(study.actions, rows["action"].to_numpy())
+    assert study.num_actions == 3 and study.feature_names == ("context_0", "context_1")
+    ipw = off_policy_value(study, "uniform").table.set_index("estimator").loc["ipw", "estimate"]
+    assert ipw == pytest.approx(rows["reward"].mean(), rel=1e-12)
+    result = runner.invoke(app, ["analyse", str(tmp_path / "run"), "--agent", "random"])
+    assert result.exit_code == 0, result.output
+    with pytest.raises(ValidationError, match=r"agent: the results in .* have several: \['again', 'random'\]"):
+        load_results(tmp_path / "run")
+    with pytest.raises(ValidationError, match="env: expected one of \\['e'\\]"):
+        load_results(tmp_path / "run", env="x", agent="random")
+    frame.drop(columns=["context_0", "context_1"]).to_parquet(tmp_path / "run" / "results.parquet")
+    with pytest.raises(ValidationError, match="this results folder carries no contexts"):
+        load_results(tmp_path / "run", agent="random")

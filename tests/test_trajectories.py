@@ -75,6 +75,9 @@ def test_plot_and_validation(setup, tmp_path):
         posterior_trajectory(policy, env, horizon=20, every=20, sites=["psi"])
     with pytest.raises(ValidationError, match="posterior_draws"):
         posterior_trajectory(uniform_random(K), env, horizon=20, every=20)
+    moving = env._replace(transition=lambda state, key, context, action: state)
+    with pytest.raises(ValidationError, match="env: expected a stationary environment"):
+        posterior_trajectory(policy, moving, horizon=20, every=20)
 
 
 def _dict_state_env(env, layout):

@@ -156,6 +156,9 @@ def posterior_trajectory(
     """
     if getattr(policy, "posterior_draws", None) is None:
         raise ValidationError("policy: expected a Policy with posterior_draws (a Bayesian agent), got one without")
+    if getattr(env, "transition", None) is not None:
+        raise ValidationError("env: expected a stationary environment (one truth to follow the posterior to); "
+                              "this one moves between rounds (it has a transition: drift or habituation)")
     horizon = check_integer("horizon", horizon, minimum=1)
     every = check_integer("every", every, minimum=1)
     if horizon % every:

@@ -5,6 +5,11 @@
     mean_rewards(env_state, context) -> (K,)        expected reward of every action
     reward(env_state, key, context, action) -> ()   the realised reward of the chosen action
     model                                           the generating program's hyperparameters, if any
+    transition(env_state, key, context, action)     the truth of the next round, for an environment
+        -> env_state                                that moves (drift, habituation); None: stationary
+
+The truth is ``env_state``: ``mean_rewards`` of the current state are the round's expected rewards, so
+regret is measured against the optimum of each round (the moving optimum where the state moves).
 
 The runner derives the context and reward keys from the seed and the round only, never from the
 agent, so every agent faces the same ground truth, contexts and noise for a given seed (common
@@ -43,7 +48,8 @@ class ModelHyperparameters:
 
 
 class Environment(NamedTuple):
-    """A bandit simulator with known expected rewards (and, optionally, its model's hyperparameters)."""
+    """A bandit simulator with known expected rewards (and, optionally, its model's hyperparameters and
+    the transition of a truth that moves between rounds)."""
 
     num_actions: int
     context_shape: tuple[int, ...]
@@ -52,3 +58,4 @@ class Environment(NamedTuple):
     mean_rewards: Callable[[EnvState, jax.Array], jax.Array]
     reward: Callable[[EnvState, jax.Array, jax.Array, jax.Array], jax.Array]
     model: ModelHyperparameters | None = None
+    transition: Callable[[EnvState, jax.Array, jax.Array, jax.Array], EnvState] | None = None

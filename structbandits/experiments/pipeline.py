@@ -100,7 +100,7 @@ def run_config(
     start = time.perf_counter()
     try:
         results = run_experiment(agents, envs, horizon=config.horizon, num_seeds=config.seeds, seed=config.seed,
-                                 seed_batch=config.seed_batch, progress=progress)
+                                 seed_batch=config.seed_batch, progress=progress, contexts=None)
     except BaseException:
         if out_dir is None:
             remove_if_empty(out)

@@ -6,7 +6,9 @@
 
 Keys: simulation i of root seed s uses ``fold_in(PRNGKey(s), i)``. From it the environment's
 ground truth, contexts and reward noise are derived independently of the agent (common random
-numbers), and the agent gets its own stream.
+numbers), and the agent gets its own stream. An environment with a ``transition`` (drift, habituation)
+carries its state through the scan, advanced after each round with the round's third key; each round's
+expected rewards, and so the regret's optimum, are those of that round's truth.
 """
 
 from __future__ import annotations
@@ -59,9 +61,11 @@ def _play(policy: Policy, env: Environment, key: jax.Array, horizon: int, params
     env_key, agent_key = jax.random.split(key)
     truth_key, round_key = jax.random.split(env_key)
     agent_init_key, agent_round_key = jax.random.split(agent_key)
-    env_state = env.init(truth_key)
+    first_env_state = env.init(truth_key)
+    moving = env.transition is not None  # a stationary env's state stays a constant of the scan (its program unchanged)
 
-    def step(agent_state, t):
+    def step(carry, t):
+        agent_state, env_state = carry if moving else (carry, first_env_state)
         context_key, reward_key = jax.random.split(jax.random.fold_in(round_key, t))
         context = env.context(env_state, context_key)
         action, info = policy.act(agent_state, jax.random.fold_in(agent_round_key, t), context)
@@ -81,9 +85,16 @@ def _play(policy: Policy, env: Environment, key: jax.Array, horizon: int, params
             realized_regret=rewards[jnp.argmax(means)] - reward,
             propensity=jnp.asarray(info.propensity, dtype=reward.dtype),
         )
-        return agent_state, record
+        if not moving:
+            return agent_state, record
+        # The round's third key (fold_in(·, 2) is split's third under partitionable threefry), so the
+        # context and reward keys, and hence every stationary result, are unchanged.
+        transition_key = jax.random.fold_in(jax.random.fold_in(round_key, t), 2)
+        return (agent_state, env.transition(env_state, transition_key, context, action)), record
 
-    return jax.lax.scan(step, init_state(policy, agent_init_key, params), jnp.arange(horizon))
+    agent_state = init_state(policy, agent_init_key, params)
+    final, records = jax.lax.scan(step, (agent_state, first_env_state) if moving else agent_state, jnp.arange(horizon))
+    return (final[0] if moving else final), records
 
 
 @partial(jax.jit, static_argnums=(0, 1, 3, 5, 6))
@@ -111,6 +122,43 @@ def batched_simulator(policy: Policy, env: Environment, horizon: int) -> Callabl
     static = without_params(policy)
     return lambda keys, params=policy.params, params_batched=False, return_state=False: _simulate_batch(
         static, env, keys, horizon, params, params_batched, return_state)
+
+
+# Contexts go into the results frame by default when a round's context has at most this many numbers
+# (e.g. one feature vector); per-arm contexts (K, d) only when asked for (``contexts=True``).
+MAX_CONTEXT_COLUMNS = 32
+
+
+def _context_size(env: Environment) -> int:
+    context = jax.eval_shape(env.context, jax.eval_shape(env.init, jax.random.PRNGKey(0)), jax.random.PRNGKey(0))
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(context))
+
+
+@partial(jax.jit, static_argnums=(0, 2))
+def _contexts_batch(env: Environment, keys: jax.Array, horizon: int, actions: jax.Array) -> list[jax.Array]:
+    # The contexts _play's rounds saw: the same keys (and, where the truth moves, the same transitions
+    # driven by the recorded actions), without the agent. Leaves (S, T, ...).
+    def one(key, acts):
+        env_key, _ = jax.random.split(key)
+        truth_key, round_key = jax.random.split(env_key)
+
+        def step(env_state, t):
+            context = env.context(env_state, jax.random.split(jax.random.fold_in(round_key, t))[0])
+            if env.transition is not None:
+                env_state = env.transition(env_state, jax.random.fold_in(jax.random.fold_in(round_key, t), 2),
+                                           context, acts[t])
+            return env_state, context
+
+        return jax.lax.scan(step, env.init(truth_key), jnp.arange(horizon))[1]
+
+    return jax.tree.leaves(jax.vmap(one)(keys, actions))
+
+
+def _context_columns(env: Environment, keys: jax.Array, horizon: int, actions: np.ndarray) -> dict[str, np.ndarray]:
+    """``context_0, context_1, ...``: each round's context, its leaves flattened in order, one row per (seed, round)."""
+    leaves = _contexts_batch(env, keys, horizon, jnp.asarray(actions))
+    flat = np.concatenate([np.asarray(leaf).reshape(actions.size, -1) for leaf in leaves], axis=1)
+    return {f"context_{i}": flat[:, i] for i in range(flat.shape[1])}
 
 
 def _tidy(trajectory: Trajectory, env_name: str, agent_name: str, first_seed: int) -> pd.DataFrame:
@@ -178,6 +226,7 @@ def run_experiment(
     seed_batch: int | None = None,
     progress: bool = True,
     return_states: bool = False,
+    contexts: bool | None = False,
 ) -> pd.DataFrame | tuple[pd.DataFrame, dict[tuple[str, str], Any]]:
     """Simulate every agent on every environment for ``num_seeds`` seeds.
 
@@ -193,12 +242,19 @@ def run_experiment(
     progress : show a tqdm progress bar over (environment, agent, seed batch) units.
     return_states : also return every seed's final agent state (compiles a second simulation
         program per (environment, agent); the records are the same as without it).
+    contexts : add each round's context to the frame as columns ``context_0, context_1, ...`` (the
+        context's leaves flattened in order): True always, False never, None where a round's context
+        has at most ``MAX_CONTEXT_COLUMNS`` numbers (a feature vector, not per-arm features). They are
+        replayed from the same keys (and the recorded actions, where the truth moves) by a small program
+        of their own per environment, so the simulation programs are unchanged. ``run_config`` (the
+        CLI's runs) passes None, so results.parquet carries them for logged-data analysis.
 
     Returns
     -------
     A tidy DataFrame, one row per (env, agent, seed, round), with columns
     env, agent, seed, round, action, reward, expected_reward, expected_regret, cumulative_regret,
-    realized_regret, propensity (NaN where the agent does not report one). Expected regret is
+    realized_regret, propensity (NaN where the agent does not report one), then the context columns
+    if recorded (NaN for environments without them). Expected regret is
     max_a E[r | x, a] - E[r | x, action], free of reward noise; realised regret is
     r(best arm) - r(chosen arm) with this round's realised rewards (what the meTS paper reports).
 
@@ -238,6 +294,10 @@ def run_experiment(
     jobs = [(env_name, env, agent_name, _policy_for(agent_name, agent, env_name, env))
             for env_name, env in envs.items() for agent_name, agent in agents.items()]
     return_states = bool(return_states)
+    if contexts not in (True, False, None):
+        raise ValidationError(f"contexts: expected True, False or None, got {contexts!r}")
+    record_contexts = {name: contexts if contexts is not None else _context_size(env) <= MAX_CONTEXT_COLUMNS
+                       for name, env in envs.items()}
     frames, states = [], {}
     with tqdm(total=len(jobs) * len(batches), desc="simulating", unit="batch", disable=not progress) as bar:
         for env_name, env, agent_name, policy in jobs:
@@ -250,7 +310,11 @@ def run_experiment(
                     final_state, trajectory = trajectory
                     final_states.append(final_state)
                 _check_actions(np.asarray(trajectory.action), agent_name, env_name, env.num_actions)
-                frames.append(_tidy(trajectory, env_name, agent_name, start))
+                frame = _tidy(trajectory, env_name, agent_name, start)
+                if record_contexts[env_name]:
+                    columns = _context_columns(env, seed_keys(seed, size, start), horizon, np.asarray(trajectory.action))
+                    frame = pd.concat([frame, pd.DataFrame(columns, index=frame.index)], axis=1)
+                frames.append(frame)
                 bar.update()
             if return_states:
                 states[(env_name, agent_name)] = (final_states[0] if len(final_states) == 1 else

@@ -6,9 +6,12 @@ gives the reference posterior (NUTS) and is matched by the closed forms in ``inf
 Does not belong here: inference code, decision rules, or anything with hidden state.
 """
 
+from structbandits.models.drifting import (changepoint_linear_bandit, habituation_linear_bandit,
+                                          random_walk_linear_bandit)
 from structbandits.models.linear import linear_bandit, linear_bandit_nig
 from structbandits.models.mixed_effect import marginal_action_prior, mixed_effect_linear, mixed_effect_logistic
 from structbandits.models.random_effects import random_intercept_logistic
 
-__all__ = ["linear_bandit", "linear_bandit_nig", "marginal_action_prior", "mixed_effect_linear", "mixed_effect_logistic",
-           "random_intercept_logistic"]
+__all__ = ["changepoint_linear_bandit", "habituation_linear_bandit", "linear_bandit", "linear_bandit_nig",
+           "marginal_action_prior", "mixed_effect_linear", "mixed_effect_logistic", "random_intercept_logistic",
+           "random_walk_linear_bandit"]

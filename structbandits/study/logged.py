@@ -15,9 +15,11 @@ Sources
 ``load_table(path)``
     A CSV or Parquet table with columns ``action``, ``reward``, ``propensity`` and feature columns.
 
-A results folder of ``run_experiment`` / ``structbandits run`` (``results.parquet``, ``results.csv``,
-``config.json``) records action, reward and propensity per round but not the contexts, so it cannot be
-analysed off-policy; both loaders say so instead of guessing.
+``load_results(folder, env=..., agent=...)``
+    A results folder of ``structbandits run`` / ``run_config`` (``results.parquet``, ``config.json``): one
+    agent on one environment, every seed's rounds, with the contexts the run recorded (``context_0``,
+    ...; ``run_experiment(contexts=...)``). A results folder without contexts is refused with that
+    reason.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ from structbandits.errors import ValidationError, check_finite, check_integer, c
 from structbandits.persistence import load_snapshot
 from structbandits.study.decision_log import ContextSpec, read_csv_rows
 
-__all__ = ["LoggedStudy", "load_decision_log", "load_store", "load_table", "NO_CONTEXTS"]
+__all__ = ["LoggedStudy", "load_decision_log", "load_results", "load_store", "load_table", "NO_CONTEXTS"]
 
 NO_CONTEXTS = ("this results folder carries no contexts; off-policy evaluation needs the context of every decision: "
-               "run the study with OnlineAgent (a decision store, or its CSV export with decisions.csv and observations.csv) "
-               "or write a CSV/Parquet table with columns action, reward, propensity and feature columns x0, x1, ...")
+               "run the simulation with its contexts recorded (structbandits run records them where a round's context "
+               "has at most 32 numbers; run_experiment(contexts=True)), run the study with OnlineAgent (a decision store, "
+               "or its CSV export), or write a CSV/Parquet table with columns action, reward, propensity and feature "
+               "columns x0, x1, ...")
 _RESULTS_FILES = ("results.parquet", "results.csv")
 _SNAPSHOT_KIND = "structbandits.OnlineAgent"  # what OnlineAgent.save writes (study.agent_checks.SNAPSHOT_KIND)
 
@@ -326,6 +330,72 @@ def load_store(store: str | Path, *, study: str | None = None, num_actions: int 
                "['num_actions']); pass num_actions=K (--num-actions K)")
     return _logged_study(decisions, observations, num_actions=num_actions, example_context=example_context,
                          label="store", where=f"study {info.name!r} of {str(store)!r}", missing_num_actions=missing)
+
+
+def _only(frame, column: str, value: str | None, folder: Path) -> str:
+    names = sorted(frame[column].astype(str).unique())
+    if value is None:
+        if len(names) != 1:
+            raise ValidationError(f"{column}: the results in {str(folder)!r} have several: {names}; name one "
+                                  f"({column}=..., --{column} NAME)")
+        return names[0]
+    if value not in names:
+        raise ValidationError(f"{column}: expected one of {names} in {str(folder)!r}, got {value!r}")
+    return value
+
+
+def load_results(folder: str | Path, *, env: str | None = None, agent: str | None = None,
+                 num_actions: int | None = None) -> LoggedStudy:
+    """One agent's simulated decisions on one environment from a results folder, as a ``LoggedStudy``.
+
+    Parameters
+    ----------
+    folder : a results folder of ``structbandits run`` / ``run_config`` (``results.parquet`` or
+        ``results.csv``, and ``config.json``) whose frame has the context columns ``context_0, ...``.
+    env, agent : which environment and agent (default: the only one).
+    num_actions : K (default: the environment's ``num_actions`` in ``config.json``).
+
+    Returns
+    -------
+    LoggedStudy with one row per (seed, round) of that agent on that environment, in seed then round
+    order: features the recorded contexts, the realised rewards, the propensities the agent reported;
+    ``decision_ids`` 0, 1, ... in that order. The seeds are independent simulated users.
+
+    Raises
+    ------
+    ValidationError : no such folder or no results file; no context columns (``NO_CONTEXTS``); several
+        environments or agents and none named, or an unknown one; K neither given nor in config.json;
+        propensities outside (0, 1] (NaN: the agent did not report them).
+    """
+    import pandas as pd
+
+    folder = Path(folder)
+    files = [folder / name for name in _RESULTS_FILES if (folder / name).is_file()]
+    if not folder.is_dir() or not files:
+        raise ValidationError(f"folder: expected a results folder with results.parquet or results.csv, got {str(folder)!r}")
+    frame = pd.read_parquet(files[0]) if files[0].suffix == ".parquet" else pd.read_csv(files[0])
+    features = [c for c in frame.columns if isinstance(c, str) and c.startswith("context_")]
+    if not features:
+        raise ValidationError(f"folder: {str(folder)!r}: {NO_CONTEXTS}")
+    env, agent = _only(frame, "env", env, folder), _only(frame, "agent", agent, folder)
+    rows = frame[(frame["env"].astype(str) == env) & (frame["agent"].astype(str) == agent)].sort_values(["seed", "round"])
+    rows = rows.dropna(axis=1, how="all")  # context columns of other environments
+    features = [c for c in features if c in rows.columns]
+    if num_actions is None:
+        try:
+            num_actions = json.loads((folder / "config.json").read_text())["config"]["envs"][env]["num_actions"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ValidationError(f"num_actions: the results in {str(folder)!r} do not record env {env!r}'s number of "
+                                  "actions in config.json; pass num_actions=K (--num-actions K)") from None
+    return LoggedStudy(
+        features=rows[features].to_numpy(dtype=np.float64),
+        actions=rows["action"].to_numpy(),
+        rewards=rows["reward"].to_numpy(),
+        propensities=rows["propensity"].to_numpy(),
+        num_actions=num_actions,
+        decision_ids=np.arange(len(rows)),
+        feature_names=tuple(features),
+    )
 
 
 # ------------------------------------------------------------------ a table
