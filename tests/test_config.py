@@ -41,7 +41,7 @@ def test_overrides_parse_toml_values_and_nest():
         (["agents.lints.sigma0=0"], "agents.lints.sigma0: expected values > 0, got 0.0"),
         (["agents.lints.sigma"], r"--set: expected KEY=VALUE"),
         (["agents.lints.sigam0=1"], "agents.lints.sigam0: unknown key for kind 'lints'; expected one of: "
-                                    "noise_scale, prior_mean, propensity_draws, sigma0"),
+                                    "forgetting, forgetting_rate, noise_scale, prior_mean, propensity_draws, sigma0, window"),
         (["agents.lints.kind=lnts"], "agents.lints.kind: expected one of glmts-matched, hierts, .*, random, got 'lnts'"),
         (["envs.linear.noise_scale=-1"], "envs.linear.noise_scale: expected values >= 0"),
         (["envs.linear.num_actions=1"], "envs.linear.num_actions: expected an integer >= 2, got 1"),
