@@ -8,6 +8,9 @@ components (configs resolve, experiments construct every agent on every environm
 
 import json
 import re
+from pathlib import Path
+
+import numpy as np
 
 import pytest
 
@@ -88,3 +91,35 @@ def test_quick_gambitts_grids_run_the_ends_of_each_grid_and_the_full_run_runs_al
         gambitts.gambitts_experiment("gambitts-arms", grid=(4,))
     with pytest.raises(ValidationError, match="grid: gambitts-illustrative has no grid"):
         gambitts.gambitts_experiment("gambitts-illustrative", grid=(1,))
+
+
+def test_the_drift_reproduction_runs_each_drift_config_and_combines_their_summaries(monkeypatch, tmp_path):
+    import pandas as pd
+
+    import structbandits.experiments.pipeline as pipeline
+    from structbandits.experiments.config import load_config
+    from structbandits.experiments.nonstationary import DRIFT_CONFIGS
+
+    calls = []
+
+    def fake_run_config(config, overrides, out, progress):  # two agents, two seeds, two rounds per config
+        calls.append((config, overrides))
+        Path(out).mkdir(parents=True)
+        shift = 10.0 * len(calls)
+        frame = pd.DataFrame({"env": "e", "agent": np.repeat(["a", "b"], 4), "seed": np.tile([0, 0, 1, 1], 2),
+                              "round": np.tile([1, 2], 4), "reward": 1.0, "realized_regret": 0.0,
+                              "cumulative_regret": shift + np.arange(8.0)})
+        return frame, Path(out)
+
+    monkeypatch.setattr(pipeline, "run_config", fake_run_config)
+    outcome = run_reproduction("drift", tmp_path, seeds=2, horizon=7, progress=False)
+    assert [c for c, _ in calls] == list(DRIFT_CONFIGS) and all(o == ["seeds=2", "horizon=7"] for _, o in calls)
+    summary = outcome.summary
+    assert list(summary["setting"]) == ["changepoint", "changepoint", "smooth", "smooth", "habituation", "habituation",
+                                        "stationary", "stationary"]
+    # agent a, config i: final rounds hold cumulative regret 10i + 1 and 10i + 3 -> mean 10i + 2.
+    np.testing.assert_allclose(summary.loc[summary["agent"] == "a", "final_cumulative_regret"], [12, 22, 32, 42])
+    assert (tmp_path / "summary.csv").is_file() and (tmp_path / "final_regret.png").stat().st_size > 5000
+    for config in DRIFT_CONFIGS:  # the configs exist and compare stationary LinTS with forgetting
+        agents = load_config(config)["agents"]
+        assert {"lints", "lints-exponential", "lints-stabilised", "lints-window"} <= set(agents), config

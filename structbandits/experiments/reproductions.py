@@ -170,6 +170,16 @@ register(Reproduction(
     "a multiple of 20 (episodes restart every 20 rounds)",
     _restless_learning,
     default_seeds=5, quick_seeds=1, default_horizon=200, quick_horizon=40))
+def _drift(out: Path, seeds: int, horizon: int | None, progress: bool) -> pd.DataFrame:
+    from structbandits.experiments.nonstationary import reproduce_drift
+
+    return reproduce_drift(out, seeds, horizon, progress)
+
+
+register(Reproduction(
+    "drift", "Users who change: LinTS without and with forgetting (exponential, stabilised, window) on change points, "
+    "smooth drift, habituation and a stationary control (5 arms, d=5; 20 seeds, 2000 rounds)",
+    _drift, default_seeds=20, quick_seeds=2, default_horizon=2000, quick_horizon=30))
 for _name, _description in {
     "gambitts-illustrative": "GAMBITTS section 6.1: the 1-D mHealth case, po/fo-GAMBITTS vs standard TS "
                              "(250 runs, 1000 rounds)",
