@@ -135,6 +135,9 @@ def reproduce(
     seeds: Annotated[Optional[int], typer.Option(help="Simulations per setting and policy (default: the paper's).")] = None,
     horizon: Annotated[Optional[int], typer.Option(help="Rounds per simulation, where the figure lets it vary.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A tiny size that checks the whole path (CI).")] = False,
+    response_db: Annotated[Optional[str], typer.Option("--response-db", help="GAMBITTS only: the message database, "
+                                                       "synthetic (default: paper-calibrated, 1000 per cell), llm (the "
+                                                       "shipped SmolLM2 messages) or a path.")] = None,
     out: OutOption = None,
     progress: ProgressOption = True,
 ) -> None:
@@ -146,7 +149,8 @@ def reproduce(
         _check_out(out)
         folder = Path(out) if out is not None else default_output_dir(name)
         try:
-            outcome = run_reproduction(name, folder, seeds=seeds, horizon=horizon, quick=quick, progress=progress)
+            outcome = run_reproduction(name, folder, seeds=seeds, horizon=horizon, quick=quick, progress=progress,
+                                       response_db=response_db)
         except BaseException:
             if out is None:
                 remove_if_empty(folder)

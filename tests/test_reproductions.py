@@ -8,6 +8,7 @@ components (configs resolve, experiments construct every agent on every environm
 
 import json
 import re
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,9 @@ def test_every_reproduction_has_a_tiny_quick_size_and_a_description():
 def test_every_gambitts_reproduction_builds_every_agent_on_every_environment(name):
     from structbandits.experiments.gambitts import gambitts_experiment
 
-    experiment = gambitts_experiment(name, propensity_draws=2)
+    # The small shipped database keeps this construction check fast; the default database is checked below.
+    experiment = gambitts_experiment(name, propensity_draws=2,
+                                     response_db="synthetic" if name == "gambitts-simulator-draws" else "llm")
     for env in experiment.envs.values():
         for agent_name, factory in experiment.agents.items():
             assert callable(factory(env).act), (name, agent_name)
@@ -78,14 +81,14 @@ def test_quick_gambitts_grids_run_the_ends_of_each_grid_and_the_full_run_runs_al
         entry.quick_run(tmp_path / name / "quick", 1, 5, False)
         entry.run(tmp_path / name / "full", 1, 5, False)
         assert calls[-2:] == [(name, (values[0], values[-1])), (name, None)], name
-        envs = gambitts.gambitts_experiment(name, grid=(values[-1], values[0])).envs
-        agents = gambitts.gambitts_experiment(name, grid=(values[-1],)).agents
-        assert len(envs) * len(gambitts.gambitts_experiment(name, grid=values[:2]).agents) < \
-            len(gambitts.gambitts_experiment(name).envs) * len(gambitts.gambitts_experiment(name).agents) / 2
-        assert agents and envs
-    assert list(gambitts.gambitts_experiment("gambitts-arms", grid=(40, 3)).envs) == ["linear-3d-K3", "linear-3d-K40"]
-    assert [a for a in gambitts.gambitts_experiment("gambitts-dimension", grid=(20,)).agents if "d=" in a] == \
-        ["poGAMBITTS:d=20", "foGAMBITTS:d=20", "ens-poGAMBITTS:d=20"]
+        build = partial(gambitts.gambitts_experiment, name, response_db="llm")  # small and fast; the grid is the point
+        ends, full = build(grid=(values[-1], values[0])), build()
+        assert len(ends.envs) * len(ends.agents) < len(full.envs) * len(full.agents) / 2
+        assert ends.agents and ends.envs
+    assert list(gambitts.gambitts_experiment("gambitts-arms", grid=(40, 3), response_db="llm").envs) == \
+        ["linear-3d-K3", "linear-3d-K40"]
+    assert [a for a in gambitts.gambitts_experiment("gambitts-dimension", grid=(20,), response_db="llm").agents
+            if "d=" in a] == ["poGAMBITTS:d=20", "foGAMBITTS:d=20", "ens-poGAMBITTS:d=20"]
     assert all(REPRODUCTIONS[n].quick_run is None for n in REPRODUCTIONS if n not in gambitts.GRIDS)
     with pytest.raises(ValidationError, match="grid: expected a non-empty subset of"):
         gambitts.gambitts_experiment("gambitts-arms", grid=(4,))
@@ -123,3 +126,43 @@ def test_the_drift_reproduction_runs_each_drift_config_and_combines_their_summar
     for config in DRIFT_CONFIGS:  # the configs exist and compare stationary LinTS with forgetting
         agents = load_config(config)["agents"]
         assert {"lints", "lints-exponential", "lints-stabilised", "lints-window"} <= set(agents), config
+
+
+def test_gambitts_reproductions_run_on_the_paper_calibrated_synthetic_database_by_default(monkeypatch, tmp_path):
+    import structbandits.experiments.gambitts as gambitts
+    from structbandits.errors import ValidationError
+
+    env = gambitts.gambitts_experiment("gambitts-illustrative").envs["linear-1d"]
+    draws = env.model.params["treatment_draws"]  # (K, C, N, S): 1000 messages per (prompt, context) cell
+    assert gambitts.RESPONSE_DB == "synthetic" and draws.shape[2] == 1000
+    styles = list(env.model.params["styles"])
+    rows = draws.reshape(-1, draws.shape[-1])
+    corr = np.corrcoef(rows[:, styles.index("optimism")], rows[:, styles.index("encouragement")])[0, 1]
+    assert corr < -0.5  # the seed's Table 1: encouragement -0.96 with optimism (within-component); the LLM database: +0.80
+    llm = gambitts.gambitts_experiment("gambitts-illustrative", response_db="llm").envs["linear-1d"]
+    assert llm.model.params["treatment_draws"].shape[2] < 10
+    with pytest.raises(ValidationError, match="gambitts-simulator-draws needs 1000 messages per cell"):
+        gambitts.gambitts_experiment("gambitts-simulator-draws", response_db="llm")
+    with pytest.raises(ValidationError, match="response_db: expected \"synthetic\", \"llm\" or the path"):
+        gambitts.gambitts_experiment("gambitts-illustrative", response_db="")
+    with pytest.raises(ValidationError, match="response_db: only the GAMBITTS reproductions"):
+        run_reproduction("ermab-fig3", tmp_path / "x", response_db="llm")
+    seen = []
+    monkeypatch.setattr(gambitts, "run_gambitts_experiment", lambda name, **kw: seen.append(kw["response_db"]) or
+                        __import__("pandas").DataFrame({"x": [0.0]}))
+    import structbandits.experiments.results as results
+    monkeypatch.setattr(results, "summarize", lambda frame: frame)
+    REPRODUCTIONS["gambitts-noise"].run(tmp_path / "a", 1, 5, False)
+    REPRODUCTIONS["gambitts-noise"].quick_run(tmp_path / "b", 1, 5, False, response_db="llm")
+    assert seen == ["synthetic", "llm"]
+
+
+def test_the_cli_passes_response_db_and_refuses_it_where_it_does_not_apply(tmp_path):
+    from typer.testing import CliRunner
+
+    from structbandits.cli import app
+
+    result = CliRunner().invoke(app, ["reproduce", "ermab-fig3", "--response-db", "llm", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "response_db: only the GAMBITTS reproductions" in result.output
+    result = CliRunner().invoke(app, ["reproduce", "gambitts-noise", "--response-db", "", "--out", str(tmp_path / "y")])
+    assert result.exit_code == 2 and "response_db: expected \"synthetic\", \"llm\" or the path" in result.output

@@ -113,7 +113,7 @@ def outcome_model(name: str, db: pd.DataFrame | None = None, outcome_seed: int =
     if name == "mlp-3d":
         draw = Predictive(mlp_reward_stage, num_samples=1)(jax.random.PRNGKey(outcome_seed), 3, 64, 1.0, 1.0)
         weights = {k: np.asarray(v[0]) for k, v in draw.items()}
-        raw = np.asarray(mlp_apply(weights, jnp.asarray(db[list(MLP_STYLES)].to_numpy(float))))
+        raw = np.asarray(jax.jit(mlp_apply)(weights, jnp.asarray(db[list(MLP_STYLES)].to_numpy(float))))  # one fused pass
         linear = outcome_model("linear-3d")
         target = _apply(linear, db[list(linear.styles)].to_numpy(float))
         scale = target.std() / raw.std()

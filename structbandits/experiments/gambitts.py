@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -53,6 +54,7 @@ __all__ = [
     "EXPERIMENTS",
     "GRIDS",
     "GambittsExperiment",
+    "RESPONSE_DB",
     "clustered_styles",
     "ens_fo_agent",
     "ens_po_agent",
@@ -169,15 +171,15 @@ def _core_agents(propensity_draws: int, ensemble: bool = True) -> dict[str, Agen
     return agents
 
 
-def _illustrative(m: int, values=None):
-    env = mhealth_bandit("linear-1d", 5)
+def _illustrative(m: int, values=None, bandit=mhealth_bandit):
+    env = bandit("linear-1d", 5)
     agents = _core_agents(m, ensemble=False)
     agents["StdTS:Contextual"] = lambda env: stdts_agent(env, contextual=True, propensity_draws=m)
     return "1-D optimism outcome model (seed section 6.1)", {"linear-1d": env}, agents
 
 
-def _misspecification(m: int, values=None):
-    env = mhealth_bandit("linear-1d", 5)
+def _misspecification(m: int, values=None, bandit=mhealth_bandit):
+    env = bandit("linear-1d", 5)
     agents: dict[str, AgentFactory] = {"StdTS": lambda env: stdts_agent(env, propensity_draws=m)}
     for style in ("optimism", "encouragement", "severity", "clarity", "formality"):
         agents[f"poGAMBITTS:{style}"] = lambda env, s=style: po_agent(env, [s], propensity_draws=m)
@@ -185,22 +187,22 @@ def _misspecification(m: int, values=None):
     return "1-D optimism outcome, agents on another style (seed section 6.2)", {"linear-1d": env}, agents
 
 
-def _arms(m: int, values=(3, 5, 15, 30, 40)):
-    envs = {f"linear-3d-K{k}": mhealth_bandit("linear-3d", k) for k in values}
+def _arms(m: int, values=(3, 5, 15, 30, 40), bandit=mhealth_bandit):
+    envs = {f"linear-3d-K{k}": bandit("linear-3d", k) for k in values}
     return "3-D outcome model, K prompts (seed section 6.3)", envs, _core_agents(m)
 
 
-def _noise(m: int, values=range(5)):
-    envs = {f"linear-3d-sd{level}": mhealth_bandit("linear-3d", 5, noise_level=level) for level in values}
+def _noise(m: int, values=range(5), bandit=mhealth_bandit):
+    envs = {f"linear-3d-sd{level}": bandit("linear-3d", 5, noise_level=level) for level in values}
     return "3-D outcome model, reference noise levels (seed appendix E.1)", envs, _core_agents(m)
 
 
-def _nonlinear(m: int, values=range(5)):
-    envs = {f"mlp-3d-sd{level}": mhealth_bandit("mlp-3d", 5, noise_level=level) for level in values}
+def _nonlinear(m: int, values=range(5), bandit=mhealth_bandit):
+    envs = {f"mlp-3d-sd{level}": bandit("mlp-3d", 5, noise_level=level) for level in values}
     return "MLP outcome model, reference noise levels (seed appendix E.2)", envs, _core_agents(m)
 
 
-def _simulator_draws(m: int, values=None):
+def _simulator_draws(m: int, values=None, bandit=mhealth_bandit):
     # 1000 offline draws per cell: more than the shipped LLM database holds, so the synthetic one.
     env = mhealth_bandit("linear-3d", 5, response_db="synthetic", samples_per_cell=1000)
     agents: dict[str, AgentFactory] = {"StdTS": lambda env: stdts_agent(env, propensity_draws=m)}
@@ -211,8 +213,8 @@ def _simulator_draws(m: int, values=None):
     return "3-D outcome model, generator draws per cell available offline (seed appendix E.3)", {"linear-3d": env}, agents
 
 
-def _dimension(m: int, values=(3, 5, 10, 15, 20)):
-    env = mhealth_bandit("linear-full", 5)
+def _dimension(m: int, values=(3, 5, 10, 15, 20), bandit=mhealth_bandit):
+    env = bandit("linear-full", 5)
     agents: dict[str, AgentFactory] = {"StdTS": lambda env: stdts_agent(env, propensity_draws=m)}
     for d in values:
         styles = clustered_styles(env, d)
@@ -222,10 +224,10 @@ def _dimension(m: int, values=(3, 5, 10, 15, 20)):
     return "20-style linear outcome model, agents on d styles (seed appendix E.4)", {"linear-full": env}, agents
 
 
-def _optional_prompting(m: int, values=None):
-    best_per_cell = mhealth_bandit("linear-3d", 5).model.params["expected_outcomes"].max(axis=0)
+def _optional_prompting(m: int, values=None, bandit=mhealth_bandit):
+    best_per_cell = bandit("linear-3d", 5).model.params["expected_outcomes"].max(axis=0)
     levels = {"between": float(np.median(best_per_cell)), "below": float(best_per_cell.min()) - 1.0}
-    envs = {f"linear-3d-nomsg-{label}": mhealth_bandit("linear-3d", 5, no_message_outcome=value)
+    envs = {f"linear-3d-nomsg-{label}": bandit("linear-3d", 5, no_message_outcome=value)
             for label, value in levels.items()}
     agents: dict[str, AgentFactory] = {
         "optional:poGAMBITTS": lambda env: optional_prompting_agent(env, "po", propensity_draws=m),
@@ -258,19 +260,43 @@ GRIDS: dict[str, tuple] = {
 }
 
 
+# The response database the experiments run on by default: the paper-calibrated synthetic one (the seed's
+# Table 1 style correlations, e.g. encouragement -0.96 and severity 0.79 with optimism), 1000 messages per
+# (prompt, context) cell as the seed's simulator draws from. "llm" is the shipped SmolLM2 database (2 per
+# cell; see docs/gambitts.md for what it can and cannot test). gambitts-simulator-draws always uses the
+# synthetic database: its design needs 1000 draws per cell.
+RESPONSE_DB = "synthetic"
+SYNTHETIC_SAMPLES_PER_CELL = 1000
+
+
+def _bandit_factory(response_db) -> Callable[..., Environment]:
+    if isinstance(response_db, str) and response_db == "synthetic":
+        return partial(mhealth_bandit, response_db="synthetic", samples_per_cell=SYNTHETIC_SAMPLES_PER_CELL)
+    if isinstance(response_db, (str, Path)) and str(response_db) != "":
+        return partial(mhealth_bandit, response_db=response_db if str(response_db) == "llm" else str(response_db))
+    raise ValidationError(f"response_db: expected \"synthetic\", \"llm\" or the path of a response database, "
+                          f"got {response_db!r}")
+
+
 def gambitts_experiment(name: str, *, propensity_draws: int = 100, agents: Sequence[str] | None = None,
-                        grid: Sequence | None = None) -> GambittsExperiment:
+                        grid: Sequence | None = None, response_db: str | Path = RESPONSE_DB) -> GambittsExperiment:
     """Build the environments and agent factories of a built-in experiment (``EXPERIMENTS``).
 
     ``agents`` keeps only the named agents (default all); ``propensity_draws`` is every agent's M;
     ``grid`` keeps only these values of the experiment's grid (``GRIDS[name]``: K, noise level or d;
-    default all).
+    default all); ``response_db`` is the messages' database: "synthetic" (default, ``RESPONSE_DB``:
+    paper-calibrated, 1000 per cell), "llm" (the shipped SmolLM2 messages) or a path
+    (``data.mhealth.load_response_db``).
     """
     if name not in EXPERIMENTS:
         raise ValidationError(f"name: expected one of {sorted(EXPERIMENTS)}, got {name!r}")
     m = check_integer("propensity_draws", propensity_draws, minimum=0)
+    bandit = _bandit_factory(response_db)
+    if name == "gambitts-simulator-draws" and not (isinstance(response_db, str) and response_db == "synthetic"):
+        raise ValidationError(f"response_db: gambitts-simulator-draws needs 1000 messages per cell (the synthetic "
+                              f"database), got {response_db!r}")
     if grid is None:
-        description, envs, factories = EXPERIMENTS[name](m)
+        description, envs, factories = EXPERIMENTS[name](m, bandit=bandit)
     else:
         if name not in GRIDS:
             raise ValidationError(f"grid: {name} has no grid; the experiments with one are {sorted(GRIDS)}")
@@ -278,7 +304,8 @@ def gambitts_experiment(name: str, *, propensity_draws: int = 100, agents: Seque
         unknown = [value for value in grid if value not in GRIDS[name]]
         if not grid or unknown:
             raise ValidationError(f"grid: expected a non-empty subset of {list(GRIDS[name])} for {name}, got {list(grid)}")
-        description, envs, factories = EXPERIMENTS[name](m, tuple(sorted(set(grid), key=GRIDS[name].index)))
+        description, envs, factories = EXPERIMENTS[name](m, tuple(sorted(set(grid), key=GRIDS[name].index)),
+                                                         bandit=bandit)
     if agents is not None:
         unknown = sorted(set(agents) - set(factories))
         if unknown:
@@ -299,14 +326,16 @@ def run_gambitts_experiment(
     propensity_draws: int = 100,
     agents: Sequence[str] | None = None,
     grid: Sequence | None = None,
+    response_db: str | Path = RESPONSE_DB,
 ) -> pd.DataFrame:
     """Run a built-in GAMBITTS experiment with the generic runner; save a results folder to ``out`` if given.
 
-    ``agents`` and ``grid`` as in ``gambitts_experiment``. Returns the tidy results (``run_experiment``'s
+    ``agents``, ``grid`` and ``response_db`` as in ``gambitts_experiment``. Returns the tidy results (``run_experiment``'s
     columns; ``cumulative_regret`` is the pseudo-regret).
     """
     ensure_configured()
-    experiment = gambitts_experiment(name, propensity_draws=propensity_draws, agents=agents, grid=grid)
+    experiment = gambitts_experiment(name, propensity_draws=propensity_draws, agents=agents, grid=grid,
+                                     response_db=response_db)
     start = time.perf_counter()
     results = run_experiment(experiment.agents, experiment.envs, horizon=horizon, num_seeds=runs, seed=seed,
                              seed_batch=seed_batch, progress=progress)
@@ -314,6 +343,7 @@ def run_gambitts_experiment(
     if out is not None:
         config = {"name": name, "description": experiment.description, "horizon": horizon, "seeds": runs,
                   "seed": seed, "propensity_draws": propensity_draws, "grid": None if grid is None else list(grid),
+                  "response_db": str(response_db),
                   "agents": list(experiment.agents),
                   "envs": list(experiment.envs)}
         save_results(results, out, config=config, wall_time_s=round(wall, 2), title=name)

@@ -17,8 +17,6 @@ from typing import Callable, NamedTuple
 import pandas as pd
 
 from structbandits.errors import ValidationError
-from structbandits.experiments.pipeline import check_output_dir
-from structbandits.runtime import ensure_configured
 
 __all__ = ["REPRODUCTIONS", "Reproduction", "ReproductionOutcome", "register", "run_reproduction"]
 
@@ -35,8 +33,10 @@ class Reproduction(NamedTuple):
 
     ``run(out, seeds, horizon, progress) -> summary`` writes its tidy results, summary and figures to
     ``out`` and returns the summary; ``quick_run`` (same signature), where given, is what ``--quick``
-    runs instead (e.g. the ends of a grid only). ``horizon`` is None for figures whose horizon is part of the
-    design (it is then not configurable and ``default_horizon`` is None too).
+    runs instead (e.g. the ends of a grid only). With ``takes_response_db`` both also take a keyword
+    ``response_db`` (the GAMBITTS message database: "synthetic", "llm" or a path). ``horizon`` is None
+    for figures whose horizon is part of the design (it is then not configurable and
+    ``default_horizon`` is None too).
     """
 
     name: str
@@ -47,6 +47,7 @@ class Reproduction(NamedTuple):
     default_horizon: int | None = None
     quick_horizon: int | None = None
     quick_run: Callable[[Path, int, int | None, bool], pd.DataFrame] | None = None
+    takes_response_db: bool = False
 
 
 REPRODUCTIONS: dict[str, Reproduction] = {}
@@ -61,17 +62,24 @@ def register(reproduction: Reproduction) -> Reproduction:
 
 
 def run_reproduction(name: str, out: str | Path, *, seeds: int | None = None, horizon: int | None = None,
-                     quick: bool = False, progress: bool = True) -> ReproductionOutcome:
+                     quick: bool = False, progress: bool = True, response_db: str | Path | None = None) -> ReproductionOutcome:
     """Run the reproduction ``name`` into the folder ``out``.
 
     ``seeds`` and ``horizon`` default to the full size, or to the quick size with ``quick=True``.
     ``out`` must be a new or an empty folder (``pipeline.check_output_dir``), checked before anything runs.
+    ``response_db`` ("synthetic", "llm" or a path; default the reproduction's own, the synthetic database)
+    is for the GAMBITTS reproductions only.
     """
+    from structbandits.experiments.pipeline import check_output_dir  # not at import: `structbandits list` reads
+    from structbandits.runtime import ensure_configured              # REPRODUCTIONS without loading JAX
+
     ensure_configured()
     check_output_dir(out, "out")
     if name not in REPRODUCTIONS:
         raise ValidationError(f"name: expected one of {', '.join(REPRODUCTIONS)}, got {name!r}")
     entry = REPRODUCTIONS[name]
+    if response_db is not None and not entry.takes_response_db:
+        raise ValidationError(f"response_db: only the GAMBITTS reproductions take a response database; {name} does not")
     seeds = seeds if seeds is not None else (entry.quick_seeds if quick else entry.default_seeds)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValidationError(f"seeds: expected an integer >= 1, got {seeds!r}")
@@ -88,11 +96,12 @@ def run_reproduction(name: str, out: str | Path, *, seeds: int | None = None, ho
     folder = Path(out)
     start = time.perf_counter()
     run = entry.quick_run if quick and entry.quick_run is not None else entry.run
-    summary = run(folder, seeds, horizon, progress)
+    summary = run(folder, seeds, horizon, progress, **({} if response_db is None else {"response_db": response_db}))
     wall = time.perf_counter() - start
     folder.mkdir(parents=True, exist_ok=True)
     record = {"reproduction": name, "description": entry.description, "quick": quick, "seeds": seeds,
-              "horizon": horizon, "wall_time_s": round(wall, 2), "versions": library_versions(),
+              "horizon": horizon, **({} if response_db is None else {"response_db": str(response_db)}),
+              "wall_time_s": round(wall, 2), "versions": library_versions(),
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     (folder / "reproduction.json").write_text(json.dumps(record, indent=2) + "\n")
     render_report(folder)
@@ -138,13 +147,13 @@ _QUICK_GAMBITTS_GRIDS = {
 }
 
 
-def _gambitts(name: str, grid: tuple | None = None) -> Callable[[Path, int, int | None, bool], pd.DataFrame]:
-    def run(out: Path, seeds: int, horizon: int | None, progress: bool) -> pd.DataFrame:
-        from structbandits.experiments.gambitts import run_gambitts_experiment
+def _gambitts(name: str, grid: tuple | None = None) -> Callable[..., pd.DataFrame]:
+    def run(out: Path, seeds: int, horizon: int | None, progress: bool, response_db=None) -> pd.DataFrame:
+        from structbandits.experiments.gambitts import RESPONSE_DB, run_gambitts_experiment
         from structbandits.experiments.results import summarize
 
         return summarize(run_gambitts_experiment(name, runs=seeds, horizon=horizon, out=out, progress=progress,
-                                                 grid=grid))
+                                                 grid=grid, response_db=RESPONSE_DB if response_db is None else response_db))
 
     return run
 
@@ -194,4 +203,5 @@ for _name, _description in {
     _quick_grid = _QUICK_GAMBITTS_GRIDS.get(_name)
     register(Reproduction(_name, _description, _gambitts(_name), default_seeds=250, quick_seeds=2,
                           default_horizon=1000, quick_horizon=30,
-                          quick_run=None if _quick_grid is None else _gambitts(_name, _quick_grid)))
+                          quick_run=None if _quick_grid is None else _gambitts(_name, _quick_grid),
+                          takes_response_db=True))
