@@ -186,8 +186,10 @@ def linucb_matched_agent(env: Environment, *, horizon: int, delta: float = 0.0) 
     return lin_ucb(*prior, env.model.params["noise_scale"], delta=delta if delta != 0.0 else 1.0 / max(horizon, 2))
 
 
-def glmts_matched_agent(env: Environment, *, horizon: int, newton_steps: int = 3) -> Policy:
-    """GLM-TS (per-arm Laplace) given the logistic environment's marginal per-arm prior."""
+def glmts_matched_agent(env: Environment, *, horizon: int, newton_steps: int = 20) -> Policy:
+    """GLM-TS (per-arm Laplace) given the logistic environment's marginal per-arm prior. ``newton_steps`` caps
+    each refit's warm-started Newton steps (it stops at ``agents.glm``'s tolerance first; a refit that hits
+    the cap is counted in ``state.failed_refits``); the same for the other logistic agents."""
     prior = _matched_arm_prior(env, "glmts-matched", ("mixed_effect_logistic",))
     return glm_ts(*prior, history_size=horizon, newton_steps=newton_steps)
 
@@ -223,7 +225,7 @@ def mets_agent(env: Environment, factored: bool = False, effect_scale: float = 0
                 **_forgetting_options(forgetting, forgetting_rate, window))
 
 
-def mets_glm_agent(env: Environment, *, horizon: int, factored: bool = False, newton_steps: int = 3,
+def mets_glm_agent(env: Environment, *, horizon: int, factored: bool = False, newton_steps: int = 20,
                    effect_scale: float = 0.0, action_scale: float = 0.0) -> Policy:
     """meTS-GLM (Laplace pseudo-observations) given the logistic environment's mixed-effect structure;
     ``effect_scale`` / ``action_scale`` > 0 replace Σ_Ψ and Σ0 as for ``mets``."""
@@ -241,7 +243,7 @@ def hierts_agent(env: Environment, effect_scale: float = 0.0, action_scale: floa
                    num_actions=env.num_actions)
 
 
-def hierts_glm_agent(env: Environment, *, horizon: int, newton_steps: int = 3, effect_scale: float = 0.0,
+def hierts_glm_agent(env: Environment, *, horizon: int, newton_steps: int = 20, effect_scale: float = 0.0,
                      action_scale: float = 0.0) -> Policy:
     """HierTS for logistic rewards (Laplace pseudo-observations); mixing weights ignored; the scales
     replace the prior's as for ``mets``."""
