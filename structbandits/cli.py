@@ -7,6 +7,7 @@
     structbandits sweep CONFIG [--grid k=a,b] a grid over config keys x agents x seeds, resumable
     structbandits report RESULTS_DIR        a self-contained HTML report of a results folder
     structbandits analyse LOG [--target T]  off-policy value of a policy from a logged study (IPW, SNIPW, DM, DR)
+    structbandits serve STUDY.toml          the decision service of a live study (HTTP; extra ``serve``)
     structbandits build-response-db         generate the mHealth response database with a local LLM
 
 Every command that writes a results folder also writes its report.html. ``--out`` must be a new or an
@@ -280,6 +281,64 @@ def analyse(
     if out is not None:
         result.table.to_csv(out, index=False)
         typer.echo(f"Table: {out.resolve()}")
+
+
+@app.command()
+def serve(
+    study_file: Annotated[Path, typer.Argument(help="The study file (STUDY.toml: store, policy, key, context shape, "
+                                                    "update schedule, token_env; see examples/study.toml).")],
+    host: Annotated[str, typer.Option(help="The address to listen on (a non-loopback address needs a token).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes sharing the study's store, each with its own agent.")] = 1,
+    token_env: Annotated[Optional[str], typer.Option("--token-env", help="The environment variable holding the bearer "
+                                                     "token of the write endpoints (default: the file's token_env).")] = None,
+) -> None:
+    """Serve a live study over HTTP: POST /decisions, POST /outcomes, GET /posterior, GET /health (docs at /docs)."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as err:
+        typer.echo(f"error: the decision service needs FastAPI and uvicorn ({err.name} is missing); install them "
+                   "with: pip install 'structbandits[serve]'", err=True)
+        raise typer.Exit(code=2) from None
+    import os
+
+    from structbandits.runtime import CACHE_VARIABLE, ensure_configured
+    from structbandits.study.service import STUDY_VARIABLE, TOKEN_ENV_VARIABLE, create_app, token_from_environment
+    from structbandits.study.study_file import load_study_file, open_agent
+
+    try:
+        if workers < 1:
+            raise ValidationError(f"--workers: expected an integer >= 1, got {workers}")
+        if not 0 <= port <= 65535:
+            raise ValidationError(f"--port: expected a port number in [0, 65535], got {port}")
+        study = load_study_file(study_file)
+        variable = token_env or study.token_env
+        token = token_from_environment(variable)
+        if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValidationError(f"--host: serving on {host} needs a token (token_env in the study file, or "
+                                  "--token-env NAME): the write endpoints would be open to the network")
+        if workers == 1:
+            application: object = create_app(study, token=token)
+        else:  # each worker process builds its own app; check the study here first, once
+            open_agent(study).close()
+            os.environ[STUDY_VARIABLE] = str(study.path)
+            if variable is not None:
+                os.environ[TOKEN_ENV_VARIABLE] = variable
+            cache = ensure_configured()["compilation_cache"]  # the workers use the cache this process uses
+            os.environ[CACHE_VARIABLE] = str(Path(cache).parent) if cache else "off"
+            application = "structbandits.study.service:app_from_environment"
+    except ValidationError as err:
+        raise _fail(err) from None
+    if token is None:
+        typer.echo("warning: no token (token_env / --token-env): POST /decisions and /outcomes are open to anyone "
+                   f"who can reach {host}", err=True)
+    from sqlalchemy.engine import make_url
+
+    store = make_url(study.store).render_as_string(hide_password=True) if "://" in study.store else study.store
+    typer.echo(f"Serving study {study.name!r} ({study.kind}, store {store}) on http://{host}:{port} "
+               f"(docs: /docs), {workers} worker{'s' if workers > 1 else ''}", err=True)
+    uvicorn.run(application, host=host, port=port, workers=workers, factory=workers > 1, log_level="warning")
 
 
 @app.command(name="build-response-db", add_help_option=False,

@@ -14,7 +14,7 @@ import pytest
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 TEACHING = ["01_mixed_effect_models", "02_generator_mediated", "03_equitable_restless", "04_prior_sensitivity",
-            "05_bring_your_own_model", "07_analysing_a_study"]
+            "05_bring_your_own_model", "06_running_a_study", "07_analysing_a_study"]
 
 
 def _code_cells(notebook):

@@ -22,10 +22,12 @@ _EXPORTS = {
     "off_policy_value": "analysis", "LoggedStudy": "logged", "load_decision_log": "logged", "load_results": "logged", "load_store": "logged",
     "load_table": "logged", "to_obp_bandit_feedback": "obp", "ExcursionEffect": "excursion",
     "binary_contrast": "excursion", "excursion_effect": "excursion", "excursion_effect_from_log": "excursion",
+    "StudyFile": "study_file", "load_study_file": "study_file", "build_policy": "study_file", "create_app": "service",
 }
 __all__ = ["Decision", "DecisionStore", "ExcursionEffect", "LoggedStudy", "OffPolicyValue", "OnlineAgent",
            "OverlapDiagnostics", "OverlapWarning", "binary_contrast", "excursion_effect", "excursion_effect_from_log",
            "load_decision_log", "load_results", "load_store", "load_table", "off_policy_value", "to_obp_bandit_feedback"]
+__all__ += ["StudyFile", "build_policy", "create_app", "load_study_file"]
 
 if TYPE_CHECKING:  # what static tools see; at run time ``__getattr__`` imports each on first use
     from structbandits.study.analysis import OffPolicyValue, OverlapDiagnostics, OverlapWarning, off_policy_value
@@ -34,6 +36,8 @@ if TYPE_CHECKING:  # what static tools see; at run time ``__getattr__`` imports 
     from structbandits.study.obp import to_obp_bandit_feedback
     from structbandits.study.online import Decision, OnlineAgent
     from structbandits.study.store import DecisionStore
+    from structbandits.study.study_file import StudyFile, build_policy, load_study_file
+    from structbandits.study.service import create_app
 
 
 def __getattr__(name: str) -> Any:

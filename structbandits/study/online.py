@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -30,7 +32,7 @@ import jax
 import numpy as np
 
 from structbandits.agents.protocol import Policy
-from structbandits.errors import ValidationError, check_finite, check_integer
+from structbandits.errors import ValidationError, check_finite, check_integer, check_positive
 from structbandits.persistence import pytree_to_arrays, save_snapshot
 from structbandits.study.agent_checks import (
     SNAPSHOT_KIND,
@@ -42,7 +44,7 @@ from structbandits.study.agent_checks import (
 )
 from structbandits.study.decision_log import ContextSpec, utc_now
 from structbandits.study.replay import OutcomeReplay, json_settings, root_key, spec_from_description
-from structbandits.study.store import DecisionStore, open_store
+from structbandits.study.store import DecisionStore, UnknownDecisionError, open_store
 
 __all__ = ["Decision", "OnlineAgent"]
 
@@ -94,6 +96,9 @@ class OnlineAgent:
         (default: the first context passed to ``select``). Needed to reopen a study of pytree contexts.
     reward_shape : the shape of a reward (default ``()``, a scalar, what every built-in policy takes).
     update_every : apply outcomes in blocks of this many (default 1: every outcome at once).
+    update_interval_s : apply outcomes on a schedule instead: outcomes are recorded at once, and the model
+        catches up with all of them when at least this many seconds have passed since it last did (as
+        deployed studies update nightly); None (default): at every decision and outcome.
     snapshot_every : store the posterior state every this many outcomes (0: never; see ``snapshot``).
     from_snapshot : start from the newest stored snapshot (True) or replay every outcome (False).
     worker : the name recorded with this agent's rows (default ``host:pid``).
@@ -124,6 +129,7 @@ class OnlineAgent:
                  name: str, study: str | None = None, log_dir: str | Path | None = None,
                  hyperparameters: Mapping[str, Any] | None = None, example_context: Any = None,
                  reward_shape: Sequence[int] | None = None, update_every: int = 1, snapshot_every: int = 0,
+                 update_interval_s: float | None = None,
                  from_snapshot: bool = True, worker: str | None = None, busy_timeout: float = 30.0,
                  _initial: tuple[int, Any, list | None] | None = None):
         if not all(callable(getattr(policy, part, None)) for part in ("init", "act", "update")):
@@ -134,6 +140,10 @@ class OnlineAgent:
         self._lock = threading.RLock()
         check_integer("update_every", update_every, minimum=1)
         check_integer("snapshot_every", snapshot_every, minimum=0)
+        if update_interval_s is not None:
+            update_interval_s = float(check_positive("update_interval_s", update_interval_s))
+        self.update_interval_s = update_interval_s
+        self._next_update = -math.inf  # time.monotonic() at which a scheduled catch-up is due (now: the first)
         self.worker = f"{socket.gethostname()}:{os.getpid()}" if worker is None else str(worker)
         self.store, self._owns_store = open_store(store, log_dir, busy_timeout=busy_timeout)
         try:
@@ -262,10 +272,16 @@ class OnlineAgent:
             self.store.put_snapshot(self._info, due[0], due[1], time=utc_now())
 
     @_one_at_a_time
-    def catch_up(self) -> int:
+    def catch_up(self, *, force: bool = False) -> int:
         """Apply, in sequence order, the study's outcomes this agent has not applied yet; returns how many.
 
-        With ``update_every=N`` only whole blocks of N are applied (the rest wait for their block)."""
+        With ``update_every=N`` only whole blocks of N are applied (the rest wait for their block). With
+        ``update_interval_s`` nothing is applied until the interval has passed since the last catch-up,
+        unless ``force``."""
+        if self.update_interval_s is not None:
+            if not force and time.monotonic() < self._next_update:
+                return 0
+            self._next_update = time.monotonic() + self.update_interval_s
         before = self._model.applied
         rows = self.store.outcomes_after(self._info, before)
         self._model.apply(rows[: self._model.target(before + len(rows)) - before], self._spec_or_stored, self.study)
@@ -283,6 +299,12 @@ class OnlineAgent:
         if self._context_spec is None:  # once: a context the policy cannot act on fails here, not inside jit
             self._context_spec = first_context_spec(self.policy, self.state, self._model.decision_root, context)
         return self._context_spec
+
+    @_one_at_a_time
+    def warm_up(self, context: Any) -> None:
+        """Check ``context`` against the policy and the study and compile ``act`` and ``update`` for it, so
+        the first decision does not wait for the compiler (a service does this before it takes requests)."""
+        self._warm_up(self._spec(context).validate(context))
 
     def _warm_up(self, context: Any) -> None:
         """Compile act and update before the first decision's transaction, so no lock is held while compiling."""
@@ -313,8 +335,10 @@ class OnlineAgent:
         self._warm_up(context)
         self.catch_up()  # most of the work outside the lock; the transaction applies what arrived since
         with self.store.decide(self._info) as transaction:
-            self._model.apply(transaction.outcomes_after(self.model_version, self._model.target(transaction.num_outcomes())),
-                              self._spec_or_stored, self.study)
+            if self.update_interval_s is None:  # on a schedule, only catch_up applies outcomes
+                self._model.apply(transaction.outcomes_after(self.model_version,
+                                                             self._model.target(transaction.num_outcomes())),
+                                  self._spec_or_stored, self.study)
             stored = transaction.context_spec()
             if stored is None:
                 transaction.set_context_spec(spec.describe())
@@ -358,14 +382,14 @@ class OnlineAgent:
         batch, ids, rewards, contexts = batch_arguments(decision_id, reward, context)
         num_decisions = self.num_decisions
         if num_decisions == 0:
-            raise ValidationError("decision_id: no decision has been made yet; call select(context) before observe")
+            raise UnknownDecisionError("decision_id: no decision has been made yet; call select(context) before observe")
         items: list[tuple[int, str, str | None]] = []
         for i, (one_id, one_reward, one_context) in enumerate(zip(ids, rewards, contexts)):
             suffix = f"[{i}]" if batch else ""
             one_id = check_integer(f"decision_id{suffix}", one_id)
             if not 0 <= one_id < num_decisions:
-                raise ValidationError(f"decision_id{suffix}: expected the id of a decision (0 to {num_decisions - 1}), "
-                                      f"got unknown id {one_id}")
+                raise UnknownDecisionError(f"decision_id{suffix}: expected the id of a decision "
+                                           f"(0 to {num_decisions - 1}), got unknown id {one_id}")
             if any(one_id == seen for seen, _, _ in items):
                 raise ValidationError(f"decision_id{suffix}: decision {one_id} appears twice in this batch")
             one_reward = self._check_reward(one_reward, f"reward{suffix}", one_id)

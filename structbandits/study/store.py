@@ -55,10 +55,19 @@ from structbandits.study.store_schema import (
     study_info,
 )
 
-__all__ = ["STORE_FILE", "DecisionStore", "DecisionTransaction", "open_store"]
+__all__ = ["STORE_FILE", "ConflictingOutcomeError", "DecisionStore", "DecisionTransaction", "UnknownDecisionError",
+           "open_store"]
 
 _LOCK_OPTION = "structbandits_write_lock"
 STORE_FILE = "study.db"  # the store inside a ``log_dir`` folder
+
+
+class UnknownDecisionError(ValidationError):
+    """An outcome for a decision id the study does not have (a service answers 404)."""
+
+
+class ConflictingOutcomeError(ValidationError):
+    """Another reward (or update context) for a decision already observed (a service answers 409)."""
 
 
 class DecisionTransaction:
@@ -315,13 +324,13 @@ class DecisionStore:
             for index, (decision_id, reward, context) in enumerate(items):
                 label = f"decision_id[{index}]" if len(items) > 1 else "decision_id"
                 if not 0 <= decision_id < num_decisions:
-                    raise ValidationError(f"{label}: expected the id of a decision of study {study.name!r} (0 to "
-                                          f"{num_decisions - 1}), got unknown id {decision_id}")
+                    raise UnknownDecisionError(f"{label}: expected the id of a decision of study {study.name!r} "
+                                               f"(0 to {num_decisions - 1}), got unknown id {decision_id}")
                 existing = connection.execute(sa.select(outcomes.c.reward, outcomes.c.context).where(
                     outcomes.c.study_id == study.study_id, outcomes.c.decision_id == decision_id)).first()
                 if existing is not None:
                     if (existing.reward, existing.context) != (reward, context):
-                        raise ValidationError(
+                        raise ConflictingOutcomeError(
                             f"{label}: decision {decision_id} has already been observed with reward {existing.reward}"
                             f"{'' if existing.context is None else ' and context ' + existing.context}, got {reward}"
                             f"{'' if context is None else ' and context ' + context} (a conflicting duplicate)")
