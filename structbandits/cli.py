@@ -28,7 +28,6 @@ from typing import Annotated, Optional
 import typer
 
 from structbandits.errors import ValidationError
-from structbandits.runtime import configure
 
 app = typer.Typer(
     help="Structured Bayesian bandits: simulate and compare Thompson-sampling policies.",
@@ -45,6 +44,7 @@ ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="
 
 @app.callback()
 def _process_settings(
+    ctx: typer.Context,
     compilation_cache: Annotated[Optional[bool], typer.Option(
         "--compilation-cache/--no-compilation-cache",
         help="Keep compiled programs on disk and reuse them in later runs (default: on, unless "
@@ -52,8 +52,11 @@ def _process_settings(
              "STRUCTBANDITS_COMPILATION_CACHE=PATH).",
         show_default=False)] = None,
 ) -> None:
-    # Every command runs with the package's tested settings (float64, one LAPACK thread).
-    from structbandits.runtime import compilation_cache_dir, default_compilation_cache
+    # Every command runs with the package's tested settings (float64, one LAPACK thread). `list` computes
+    # nothing, and configuring would import JAX (seconds): it is configured only where JAX is loaded already.
+    if ctx.invoked_subcommand == "list" and "jax" not in sys.modules:
+        return
+    from structbandits.runtime import compilation_cache_dir, configure, default_compilation_cache
 
     if compilation_cache is None:
         configure()
@@ -114,18 +117,16 @@ def run(
 
 @app.command(name="list")
 def list_configs() -> None:
-    """List the built-in configs and the paper reproductions, one line each."""
-    from structbandits.experiments import builtin_configs
+    """List the built-in configs, the paper reproductions and the built-in sweeps, one line each."""
+    # Without JAX: the catalog reads the shipped TOML files, the reproductions' registry imports lazily.
+    from structbandits.experiments.catalog import builtin_configs, builtin_sweeps
+    from structbandits.experiments.reproductions import REPRODUCTIONS
 
     for name, path in sorted(builtin_configs().items()):
         description = tomllib.loads(path.read_text()).get("description", "")
         typer.echo(f"{name:<24} {description}")
-    from structbandits.experiments.reproductions import REPRODUCTIONS
-
     for name, entry in REPRODUCTIONS.items():
         typer.echo(f"{name:<24} (reproduce) {entry.description}")
-    from structbandits.experiments.sweep import builtin_sweeps
-
     for name, path in sorted(builtin_sweeps().items()):
         typer.echo(f"{name:<24} (sweep) {tomllib.loads(path.read_text()).get('description', '')}")
 

@@ -31,10 +31,10 @@ import tomllib
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from structbandits.experiments.catalog import builtin_configs  # noqa: F401  (re-exported)
 from structbandits.errors import MAX_ELEMENTS, ValidationError, check_integer, check_num_elements
 from structbandits.experiments.registry import AGENTS, ENVIRONMENTS, EnvironmentMismatch
 
@@ -87,10 +87,6 @@ class ExperimentConfig:
         return {**run, **tables}
 
 
-def builtin_configs() -> dict[str, Path]:
-    """Built-in configs shipped with the package: name -> path."""
-    folder = resources.files("structbandits.experiments") / "configs"
-    return {Path(entry.name).stem: Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".toml")}
 
 
 def is_builtin_name(name_or_path: str | Path) -> bool:

@@ -25,6 +25,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from structbandits.errors import ValidationError
+from structbandits.experiments.plots import log_x_axis
 from structbandits.experiments.sweep_outputs import file_name, log_axis, numeric_values
 
 __all__ = ["COLUMNS", "DECISION_COLUMNS", "decision_sensitivity", "has_decisions", "plot_decision_sensitivity",
@@ -214,7 +215,7 @@ def plot_decision_sensitivity(table: pd.DataFrame, key: str, path: str | Path) -
         for ax in (tv_ax, prop_ax):
             ax.axvline(position[reference], color="0.5", linestyle=":", linewidth=1)
             if numeric and log_axis(values):
-                ax.set_xscale("log")
+                log_x_axis(ax, values)  # labels at the grid values, none overlapping
             if not numeric:
                 ax.set_xticks(range(len(values)), [str(v) for v in values])
             ax.grid(alpha=0.3)

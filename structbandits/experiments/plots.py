@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-__all__ = ["plot_cumulative_regret"]
+__all__ = ["log_x_axis", "plot_cumulative_regret"]
 
 
 def plot_cumulative_regret(results: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
@@ -38,3 +38,26 @@ def plot_cumulative_regret(results: pd.DataFrame, path: str | Path, *, title: st
     path = Path(path)
     fig.savefig(path, dpi=120)
     return path
+
+
+def log_x_axis(ax, values, *, max_labels: int = 7) -> None:
+    """Put ``ax``'s x axis on a log scale with tick labels at the grid's own ``values`` (plain numbers).
+
+    Matplotlib's default log ticks label minor ticks as ``3×10⁰``, ``4×10⁰`` where a grid spans about a
+    decade, and those labels overlap. Here every value gets a tick; labels go to the values left to
+    right, skipping any closer than 1 / ``max_labels`` of the axis' log span to the last labelled one.
+    """
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    ticks = np.unique(np.asarray(values, dtype=float))
+    logs = np.log10(ticks)
+    gap = (logs[-1] - logs[0]) / max_labels
+    labelled = [0]
+    for i in range(1, len(ticks)):
+        if logs[i] - logs[labelled[-1]] >= gap:
+            labelled.append(i)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(ticks[labelled]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_locator(FixedLocator(np.setdiff1d(ticks, ticks[labelled])))
+    ax.xaxis.set_minor_formatter(NullFormatter())

@@ -10,13 +10,21 @@ from matplotlib.figure import Figure
 
 from structbandits.experiments.restless import summarise_restless
 
-__all__ = ["plot_capacity", "plot_ermab_fig3", "plot_ermab_fig4", "plot_pareto"]
+__all__ = ["ermab_fig3_figure", "ermab_fig4_figure", "plot_capacity", "plot_ermab_fig3", "plot_ermab_fig4",
+           "plot_pareto"]
 
 LABELS = {"NoAct": "No Act", "Random": "Rand"}
 _BUDGET_FRACTIONS = {"maternal": {0.1: 20, 0.2: 40}, "diabetes": {0.1: 30, 0.2: 60}}
 
 
-def _bars(ax, table: pd.DataFrame, value: str, error: str | None):
+def _policy_colours(policies) -> dict[str, str]:
+    """One colour per policy (matplotlib's default cycle, in first-seen order), the same in every panel
+    of a figure, so one legend serves them all."""
+    cycle = [f"C{i}" for i in range(10)]
+    return {name: cycle[i % len(cycle)] for i, name in enumerate(dict.fromkeys(policies))}
+
+
+def _bars(ax, table: pd.DataFrame, value: str, error: str | None, colours: dict[str, str]):
     """One bar per policy at each ``x`` of ``table`` (column "x", default 0)."""
     table = table.assign(x=table["x"] if "x" in table else 0.0)
     policies = list(dict.fromkeys(table["policy"]))
@@ -24,16 +32,33 @@ def _bars(ax, table: pd.DataFrame, value: str, error: str | None):
     for k, name in enumerate(policies):
         rows = table[table["policy"] == name].sort_values("x")
         ax.bar(rows["x"] + (k - (len(policies) - 1) / 2) * width, rows[value], width,
-               yerr=None if error is None else rows[error], label=LABELS.get(name, name), capsize=2)
+               yerr=None if error is None else rows[error], label=LABELS.get(name, name), capsize=2,
+               color=colours[name])
+
+
+def _figure_legend(fig: Figure, colours: dict[str, str]) -> None:
+    """One legend for the whole figure, above the panels (outside every axes, so it covers no bar)."""
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=colour, label=LABELS.get(name, name)) for name, colour in colours.items()]
+    fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 10), fontsize=8, frameon=False)
 
 
 def plot_ermab_fig3(frame: pd.DataFrame, path: str | Path) -> Path:
     """Synthetic domain: mean per-arm total reward of each group (left) and over all arms (right),
-    one row per budget, one bar per policy, ± 1 standard error across seeds."""
+    one row per budget, one bar per policy, ± 1 standard error across seeds; one legend above the panels."""
+    path = Path(path)
+    ermab_fig3_figure(frame).savefig(path, dpi=120)
+    return path
+
+
+def ermab_fig3_figure(frame: pd.DataFrame) -> Figure:
+    """The figure ``plot_ermab_fig3`` writes (a ``matplotlib.figure.Figure``, not drawn anywhere)."""
     data = frame[frame["domain"] == "synthetic"]
     budgets = sorted(data["budget"].unique())
-    fig = Figure(figsize=(10, 3.2 * len(budgets)), layout="constrained")
+    fig = Figure(figsize=(10, 3.2 * len(budgets) + 0.4), layout="constrained")
     axes = fig.subplots(len(budgets), 1, squeeze=False)[:, 0]
+    colours = _policy_colours(data["policy"])
     for ax, budget in zip(axes, budgets):
         cell = data[data["budget"] == budget]
         per_group = (cell.groupby(["policy", "group", "group_name"], sort=False)["group_mean"]
@@ -48,23 +73,29 @@ def plot_ermab_fig3(frame: pd.DataFrame, path: str | Path) -> Path:
         ])
         table["x"] = table["group_name"].map({n: i for i, n in enumerate(names + ["all"])}).astype(float)
         table.loc[table["group_name"] == "all", "x"] += 0.5
-        _bars(ax, table, "value", "se")
+        _bars(ax, table, "value", "se", colours)
         ax.axvline(len(names) - 0.25, color="k", linestyle="--", linewidth=1)
         ax.set_xticks(np.sort(table["x"].unique()), names + ["all arms"])
         ax.set(ylabel="mean total reward per arm", title=f"Synthetic, N=100, B={budget}, H=20")
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(ncols=6, fontsize=8)
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    return path
+    _figure_legend(fig, colours)
+    return fig
 
 
 def plot_ermab_fig4(frame: pd.DataFrame, path: str | Path, budget_fraction: float = 0.1) -> Path:
     """Gini index (left panel of each pair) and mean per-arm total reward (right) of every setting.
 
     Rows: synthetic (columns: budgets), maternal (columns: which group has 60%), diabetes (columns:
-    λ); the maternal and diabetes rows use the budget ``budget_fraction`` · N.
+    λ); the maternal and diabetes rows use the budget ``budget_fraction`` · N. Every panel has a title
+    and one legend above the panels names every policy (colours are the same in all panels).
     """
+    path = Path(path)
+    ermab_fig4_figure(frame, budget_fraction).savefig(path, dpi=110)
+    return path
+
+
+def ermab_fig4_figure(frame: pd.DataFrame, budget_fraction: float = 0.1) -> Figure:
+    """The figure ``plot_ermab_fig4`` writes (a ``matplotlib.figure.Figure``, not drawn anywhere)."""
     summary = summarise_restless(frame)
     rows = [d for d in ("synthetic", "maternal", "diabetes") if d in set(summary["domain"])]
     cells = []
@@ -76,24 +107,21 @@ def plot_ermab_fig4(frame: pd.DataFrame, path: str | Path, budget_fraction: floa
                                                   if domain != "synthetic" else ""),
                        part[part["setting"] == setting]) for setting in dict.fromkeys(part["setting"])])
     columns = max(len(c) for c in cells)
-    fig = Figure(figsize=(5.2 * columns, 3.4 * len(rows)), layout="constrained")
-    grid = fig.add_gridspec(len(rows), 2 * columns)
+    fig = Figure(figsize=(5.2 * columns, 3.4 * len(rows) + 0.4), layout="constrained")
+    panels = fig.subfigures(len(rows), columns, squeeze=False)
+    colours = _policy_colours(summary["policy"])
     for r, row_cells in enumerate(cells):
         for c, (title, table) in enumerate(row_cells):
-            for k, (value, error, label) in enumerate([("gini", "gini_se", "Gini (lower is better)"),
-                                                       ("utility", "utility_se", "total reward / arm")]):
-                ax = fig.add_subplot(grid[r, 2 * c + k])
-                _bars(ax, table, value, None if value == "gini" else error)
+            panels[r, c].suptitle(title, fontsize=9)
+            for ax, (value, error, name) in zip(panels[r, c].subplots(1, 2), [
+                    ("gini", "gini_se", "Gini (lower is better)"), ("utility", "utility_se", "total reward / arm")]):
+                _bars(ax, table, value, None if value == "gini" else error, colours)
                 ax.set_xticks([])
-                ax.set_ylabel(label, fontsize=8)
+                ax.set_title(name, fontsize=8)
+                ax.tick_params(labelsize=8)
                 ax.grid(axis="y", alpha=0.3)
-                if k == 0:
-                    ax.set_title(title, fontsize=9, loc="left")
-                if c == 0 and k == 1 and (r == 0 or len(set(table["policy"])) != len(set(cells[0][0][1]["policy"]))):
-                    ax.legend(fontsize=7)
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    return path
+    _figure_legend(fig, colours)
+    return fig
 
 
 def plot_pareto(frame: pd.DataFrame, path: str | Path) -> Path:

@@ -35,7 +35,6 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +58,7 @@ from structbandits.experiments.executors import check_executor, run_tasks
 from structbandits.agents.protocol import stack_params
 from structbandits.experiments.registry import VALUE_KEYS
 from structbandits.experiments.results import library_versions
+from structbandits.experiments.catalog import builtin_sweeps  # noqa: F401  (re-exported)
 from structbandits.experiments.runner import _check_actions, _policy_for, _tidy, batched_simulator
 from structbandits.seeding import seed_keys
 from structbandits.experiments.sweep_outputs import METRICS, write_sweep_outputs
@@ -112,10 +112,6 @@ class SweepResult:
     plots: list[Path] = field(default_factory=list)
 
 
-def builtin_sweeps() -> dict[str, Path]:
-    """Built-in sweep configs shipped with the package: name -> path."""
-    folder = resources.files("structbandits.experiments") / "sweeps"
-    return {Path(entry.name).stem: Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".toml")}
 
 
 def _toml_literal(value: Any) -> str:

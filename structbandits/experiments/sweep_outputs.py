@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from structbandits.experiments.plots import log_x_axis
 from structbandits.experiments.results import standard_error
 
 __all__ = ["METRICS", "file_name", "log_axis", "numeric_values", "plot_sensitivity", "sweep_dataset", "sweep_summary",
@@ -94,7 +95,7 @@ def plot_sensitivity(summary: pd.DataFrame, key: str, path: str | Path, *, keys:
             line, = ax.plot(x, mean, marker="o", label=name)
             ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
         if numeric and log_axis(values):
-            ax.set_xscale("log")
+            log_x_axis(ax, values)  # labels at the grid values, none overlapping
         if not numeric:
             ax.set_xticks(range(len(values)), [str(v) for v in values])
         seeds = int(rows["seeds"].max())
