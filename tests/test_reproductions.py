@@ -1,4 +1,4 @@
-"""Every registered reproduction is complete and tiny at its quick size; two run end to end here.
+"""Every registered reproduction is complete and tiny at its quick size; one runs end to end here.
 
 Running all of them at their quick size would cost most of the CI budget (each compiles its agents),
 so the end-to-end run here covers the built-in-config path (mets-logistic; the CLI tests run
