@@ -15,11 +15,27 @@ the environment.
 
 Throughput is reported in seed-rounds per second (seeds × horizon / seconds), so the two sides are
 comparable despite different seed counts. The mean final cumulative expected regret of each side is
-printed as a sanity check: same algorithm, same kind of problem, so same order of magnitude.
+printed as a sanity check: same algorithm, same kind of problem, so same order of magnitude. The NumPy
+side is a plain NumPy loop written for this benchmark, not a reference implementation.
+
+Before / after (issue 22 item 3)
+--------------------------------
+The second table times the same JAX simulator with ``lin_ts`` as of commit ``round_cost.BEFORE``
+(loaded from git: each round K ``vmap``-ped triangular solves and K Cholesky mean solves, one LAPACK
+call per arm on CPU) and as now (``arm_draws``: the same normals through one substitution vectorised
+over the arms), for K in --perf-arms, in µs per seed-round, with the lower bound and the ratios. The
+two draw the same normals, so their actions and regrets agree (printed).
+
+Lower bound per seed-round (``round_cost.lower_bound_us``, rates measured in the same run): bytes
+8·K·(d² + 2d) (every arm's precision factor and information, the environment's θ for the regret),
+flops 2Kd² + 4Kd (L⁻¹h, L⁻ᵀ(·), the K scores and the K means of the regret), K·d normals, and K + d
+uniform-equivalent draws (the K keys split for the arms, the context). At small K the round is
+dominated by per-operation overhead of the compiled loop, not by this arithmetic.
 
 Run
 ---
     .venv/bin/python benchmarks/bench_lints.py [--seeds 100 --horizon 500 --arms 10 --features 5 --numpy-seeds 10]
+    [--perf-arms 10 1000 --perf-seeds 20 --perf-horizon 100]
 """
 
 from __future__ import annotations
@@ -36,6 +52,7 @@ import numpy as np
 from scipy.linalg import cho_solve, solve_triangular
 
 import structbandits
+from round_cost import BEFORE, Work, best_seconds, describe, lower_bound_us, machine_rates, module_at
 from structbandits.agents import lin_ts
 from structbandits.envs import linear_contextual_bandit
 from structbandits.experiments import Trajectory, batched_simulator, seed_keys
@@ -86,6 +103,44 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
     return result, time.perf_counter() - start
 
 
+def before_after(arms_list: list[int], features: int, seeds: int, horizon: int) -> None:
+    """Issue 22 item 3: LinTS µs per seed-round before and after, against the lower bound."""
+    before = module_at(BEFORE, "structbandits/agents/thompson.py", "thompson_before")
+    rates = machine_rates()
+    keys = seed_keys(0, seeds)
+    print(f"\nLinTS before / after (issue 22): d={features}, {seeds} seeds, {horizon} rounds, load average "
+          f"{os.getloadavg()[0]:.1f}; {describe(rates)}")
+    if before is None:
+        print(f"  before: not measured (no git history here to load agents/thompson.py at {BEFORE[:7]})")
+    print(f"{'K':>6}{'bound µs':>10}{'before µs':>11}{'x bound':>9}{'after µs':>10}{'x bound':>9}{'speed-up':>10}"
+          f"{'same actions':>14}{'regret':>9}")
+    for arms in arms_list:
+        env = linear_contextual_bandit(arms, features, noise_scale=NOISE_SCALE)
+        work = Work(bytes=8 * arms * (features**2 + 2 * features), flops=2 * arms * features**2 + 4 * arms * features,
+                    normals=arms * features, uniforms=arms + features)
+        bound = lower_bound_us(work, rates)
+        results = {}
+        for name, module in (("before", before), ("after", None)):
+            if name == "before" and before is None:
+                continue
+            build = lin_ts if module is None else module.lin_ts
+            simulate = batched_simulator(build(jnp.zeros(features), jnp.eye(features), NOISE_SCALE, num_actions=arms),
+                                         env, horizon)
+            trajectory = jax.block_until_ready(simulate(keys))
+            seconds = best_seconds(lambda: simulate(keys))
+            results[name] = (1e6 * seconds / (seeds * horizon), trajectory)
+        after_us, after = results["after"]
+        regret = float(np.asarray(after.expected_regret).sum(axis=1).mean())
+        if "before" in results:
+            before_us, old = results["before"]
+            same = bool(np.array_equal(np.asarray(old.action), np.asarray(after.action)))
+            print(f"{arms:>6}{bound:>10.1f}{before_us:>11.1f}{before_us / bound:>8.1f}x{after_us:>10.1f}"
+                  f"{after_us / bound:>8.1f}x{before_us / after_us:>9.2f}x{str(same):>14}{regret:>9.2f}", flush=True)
+        else:
+            print(f"{arms:>6}{bound:>10.1f}{'-':>11}{'-':>9}{after_us:>10.1f}{after_us / bound:>8.1f}x{'-':>10}"
+                  f"{'-':>14}{regret:>9.2f}", flush=True)
+
+
 def main() -> None:
     structbandits.configure()  # float64 and one LAPACK thread, as the CLI runs
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -93,7 +148,10 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=500, help="rounds per simulation")
     parser.add_argument("--arms", type=int, default=10, help="number of arms K")
     parser.add_argument("--features", type=int, default=5, help="context dimension d")
-    parser.add_argument("--numpy-seeds", type=int, default=10, help="seeds for the (slow) NumPy reference")
+    parser.add_argument("--numpy-seeds", type=int, default=10, help="seeds for the (slow) plain NumPy loop")
+    parser.add_argument("--perf-arms", type=int, nargs="*", default=[10, 1000], help="K for the before/after table")
+    parser.add_argument("--perf-seeds", type=int, default=20, help="seeds for the before/after table")
+    parser.add_argument("--perf-horizon", type=int, default=100, help="rounds for the before/after table")
     args = parser.parse_args()
 
     env = linear_contextual_bandit(args.arms, args.features, noise_scale=NOISE_SCALE)
@@ -116,19 +174,21 @@ def main() -> None:
     rows = [
         ("JAX compile + first call", args.seeds, jax_first, jax_work / jax_first),
         ("JAX warm (best of 3)", args.seeds, jax_warm, jax_work / jax_warm),
-        ("NumPy reference", args.numpy_seeds, numpy_time, numpy_work / numpy_time),
+        ("plain NumPy loop", args.numpy_seeds, numpy_time, numpy_work / numpy_time),
     ]
     print(f"LinTS: K={args.arms} arms, d={args.features} features, horizon {args.horizon}, σ={NOISE_SCALE}")
     print(f"machine: {os.cpu_count()} CPU cores, JAX backend {jax.default_backend()} "
           f"({jax.devices()[0].device_kind}), x64 {jax.config.jax_enable_x64}")
     print()
-    print(f"{'implementation':<26}{'seeds':>7}{'seconds':>11}{'seed-rounds/s':>16}")
+    print(f"{'implementation':<26}{'seeds':>7}{'seconds':>11}{'seed-rounds/s':>16}{'µs/seed-round':>15}")
     for name, num_seeds, secs, throughput in rows:
-        print(f"{name:<26}{num_seeds:>7}{secs:>11.3f}{throughput:>16,.0f}")
+        print(f"{name:<26}{num_seeds:>7}{secs:>11.3f}{throughput:>16,.0f}{1e6 / throughput:>15.2f}")
     print()
     print(f"speed-up (JAX warm / NumPy throughput): {rows[1][3] / rows[2][3]:,.1f}x")
     print(f"mean final cumulative expected regret: JAX {jax_regret:.2f} ({args.seeds} seeds), "
           f"NumPy {np.mean(numpy_regrets):.2f} ({args.numpy_seeds} seeds)")
+    if args.perf_arms:
+        before_after(args.perf_arms, args.features, args.perf_seeds, args.perf_horizon)
 
 
 if __name__ == "__main__":

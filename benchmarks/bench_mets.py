@@ -30,11 +30,47 @@ from the same joint posterior as meTS, so their regrets should agree up to seed 
 Targets (from the issue): a meTS round at least 100x faster than a NUTS-refit TS round, and at
 least 10x faster than the NumPy implementation when vmapped over seeds.
 
+Round cost at large K (issue 22 item 2; ``--part round-cost``)
+-------------------------------------------------------------
+The same meTS JAX round at K = --perf-arms (default 10,000), L = 10, d = 5, --perf-seeds seeds, in
+one process, µs per seed-round (best of 3 warm calls):
+
+- before: ``agents/mets.py`` as of commit ``round_cost.BEFORE`` (loaded from git), which kept the
+  per-arm evidence (P_i, u_i) in the state; XLA copied both (seeds, K, d, d) / (seeds, K, d) arrays
+  whole twice a round;
+- after, ``sampling="arms"`` (the default): the evidence recomputed for the pulled arm, no copies; the
+  same normals, so the same actions (the regret column must equal before's);
+- after, ``sampling="scores"``: one normal per arm for its score x_iᵀθ̃_i given Ψ̃ (the same law of
+  the action, other draws: the regret differs by seed noise only);
+- each also with the seeds in batches (``jax.lax.map(..., batch_size=b)`` for b in --seed-batches,
+  vmapped inside a batch): b seeds' state (≈ 8·K·(3d² + d + L) bytes each, 11 MB at K = 10,000)
+  stays in cache across the operations of a round, where all seeds vmapped stream S times as much.
+  The experiment runner's ``seed_batch`` is the same knob.
+
+Lower bound per seed-round (``round_cost.lower_bound_us``): the bytes a round must stream, its flops
+and its random draws, at rates measured in the same run (``round_cost.machine_rates``):
+
+- bytes: mixing b (K·L), Σ0_i⁻¹ (K·d²), B_i (K·d), L_i⁻¹ (K·d²) read once, the context (K·d) written
+  by the environment and read: 8·K·(L + 2d² + 3d) = 6.0 MB at K = 10,000, L = 10, d = 5;
+- flops: Σ_l b_il ψ̃_l (2KLd), h_i = Σ0_i⁻¹(·) + B_i (2Kd²), then "arms": L_i⁻¹h_i, L_i⁻ᵀ(·) and the
+  scores (4Kd² + 2Kd) = 2.6 Mflop; "scores": L_i⁻¹h_i, L_i⁻¹x_i and two dots (4Kd² + 4Kd) = 2.7 Mflop;
+  the update is O(d³ + L²d²), nothing at this K;
+- draws: normals K·d + L·d ("arms", 50,050) or K + L·d ("scores", 10,050); uniforms K·d (the context).
+Bound = max(bytes / bandwidth, flops / flop rate) + draws × cost per draw. The lower bound of a
+round is the "scores" one (a Thompson round over K arms needs a normal per arm, no fewer); column
+"x bound" divides by it, "x own" by the bound with the variant's own draws. The issue's target is a
+round within 3x of the lower bound. What separates "arms" from "scores" is almost all the 40,000 extra
+normals; ``jax.random.normal(key, (K, 5))`` also costs about 2.5x ``jax.random.normal(key, (5 K,))``
+(the same numbers) on XLA's CPU backend, whose inverse-erf loop over a last axis of 5 is not vectorised,
+and fusion puts the draw in the (K, d) loop that consumes it.
+
 Run
 ---
     .venv/bin/python benchmarks/bench_mets.py [--arms 10 100 1000 10000 --effects 10 --features 5 --seeds 20 --rounds 50]
+    .venv/bin/python benchmarks/bench_mets.py --part round-cost [--perf-arms 10000 --perf-seeds 20 --perf-rounds 50 --seed-batches 1 4]
 
-Run it as a script: it imports the rank-one Cholesky update and ``timed`` from ``bench_lints.py`` next to it.
+Run it as a script: it imports the rank-one Cholesky update and ``timed`` from ``bench_lints.py`` and
+``round_cost.py`` next to it.
 """
 
 from __future__ import annotations
@@ -48,6 +84,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from bench_lints import cholesky_rank_one_update, timed
+from round_cost import BEFORE, Work, best_seconds, describe, lower_bound_us, machine_rates, module_at
 from scipy.linalg import cho_solve, cholesky, solve_triangular
 
 import structbandits
@@ -82,10 +119,15 @@ def observe(key: jax.Array, theta: jax.Array, context: jax.Array, action: jax.Ar
     return means[action] + NOISE_SCALE * jax.random.normal(key), means.max() - means[action]
 
 
-def jax_mets(problem: Problem, rounds: int) -> Callable[[jax.Array], jax.Array]:
-    """Seed keys (S,) -> final cumulative regret (S,), meTS act + update scanned over ``rounds``."""
+def jax_mets(problem: Problem, rounds: int, build: Callable = mets, seed_batch: int | None = None,
+             **options) -> Callable[[jax.Array], jax.Array]:
+    """Seed keys (S,) -> final cumulative regret (S,), meTS act + update scanned over ``rounds``.
+
+    ``build`` is the ``mets`` constructor (this package's, or the one before issue 22), ``options`` its
+    keyword options; ``seed_batch`` None vmaps all seeds, b runs them b at a time (``lax.map``)."""
     (arms, effects), d = problem.mixing.shape, problem.features
-    policy = mets(problem.mixing, np.zeros((effects, d)), EFFECT_VAR * np.eye(effects * d), np.eye(d), NOISE_SCALE)
+    policy = build(problem.mixing, np.zeros((effects, d)), EFFECT_VAR * np.eye(effects * d), np.eye(d), NOISE_SCALE,
+                   **options)
     theta = jnp.asarray(problem.theta)
 
     def run(key: jax.Array) -> jax.Array:
@@ -100,7 +142,9 @@ def jax_mets(problem: Problem, rounds: int) -> Callable[[jax.Array], jax.Array]:
         _, regrets = jax.lax.scan(step, policy.init(init_key), jax.random.split(loop_key, rounds))
         return regrets.sum()
 
-    return jax.vmap(run)
+    if seed_batch is None:
+        return jax.vmap(run)
+    return lambda keys: jax.lax.map(run, keys, batch_size=seed_batch)
 
 
 def jax_dense(problem: Problem, rounds: int) -> Callable[[jax.Array], jax.Array]:
@@ -191,6 +235,54 @@ def nuts_refit(problem: Problem, observations: int) -> tuple[float, float]:
     return fit(1), fit(2)
 
 
+def round_work(arms: int, effects: int, d: int, sampling: str) -> Work:
+    """The bytes, flops and draws one seed-round must do at least (module docstring)."""
+    flops = 2 * arms * effects * d + 2 * arms * d * d + (4 * arms * d * d + (2 if sampling == "arms" else 4) * arms * d)
+    normals = (arms * d if sampling == "arms" else arms) + effects * d
+    return Work(bytes=8 * arms * (effects + 2 * d * d + 3 * d), flops=flops, normals=normals, uniforms=arms * d)
+
+
+def round_cost(arms_list: list[int], effects: int, d: int, seeds: int, rounds: int, seed_batches: list[int]) -> None:
+    """Issue 22 item 2: µs per seed-round before / after, per sampling and seed batching, against the bound."""
+    before = module_at(BEFORE, "structbandits/agents/mets.py", "mets_before")
+    rates = machine_rates()
+    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    print(f"\nmeTS round cost (issue 22): L={effects}, d={d}, {seeds} seeds, {rounds} rounds; JAX {jax.__version__} on "
+          f"{jax.default_backend()} ({jax.devices()[0].device_kind}), {os.cpu_count()} CPU cores, load average "
+          f"{os.getloadavg()[0]:.1f}\n{describe(rates)}")
+    if before is None:
+        print(f"  before: not measured (no git history here to load agents/mets.py at {BEFORE[:7]})")
+    for arms in arms_list:
+        problem = make_problem(arms, effects, d)
+        bounds = {sampling: lower_bound_us(round_work(arms, effects, d, sampling), rates) for sampling in ("arms", "scores")}
+        print(f"\nK={arms}: lower bound {bounds['scores']:,.0f} µs per seed-round (the draws a Thompson round needs: one "
+              f"normal per arm); {bounds['arms']:,.0f} µs with d normals per arm (sampling='arms')")
+        for sampling in ("scores", "arms"):
+            w = round_work(arms, effects, d, sampling)
+            print(f"  {sampling}: {w.bytes / 1e6:.1f} MB, {w.flops / 1e6:.2f} Mflop, {w.normals:,.0f} normals, "
+                  f"{w.uniforms:,.0f} uniforms")
+        print(f"{'variant':<52}{'µs/seed-round':>14}{'x bound':>9}{'x own':>7}{'speed-up':>10}{'compile s':>11}"
+              f"{'regret':>9}")
+        variants = [] if before is None else [(f"before ({BEFORE[:7]}), seeds vmapped", before.mets, None, "arms")]
+        for sampling in ("arms", "scores"):
+            variants += [(f"after, sampling={sampling!r}, seeds vmapped", mets, None, sampling)]
+            variants += [(f"after, sampling={sampling!r}, {b} seed(s) per batch", mets, b, sampling)
+                         for b in seed_batches if b < seeds]
+        reference = None
+        for name, build, batch, sampling in variants:
+            options = {} if build is not mets else {"sampling": sampling}
+            fn = jax.jit(jax_mets(problem, rounds, build, batch, **options))
+            compiled, compile_s = timed(lambda: fn.lower(keys).compile())
+            regret = float(jax.block_until_ready(compiled(keys)).mean())
+            us = 1e6 * best_seconds(lambda: compiled(keys)) / (seeds * rounds)
+            reference = us if reference is None else reference
+            print(f"{name:<52}{us:>14,.0f}{us / bounds['scores']:>8.1f}x{us / bounds[sampling]:>6.1f}x"
+                  f"{reference / us:>9.2f}x{compile_s:>11.1f}{regret:>9.2f}", flush=True)
+    print("\nx bound: against the lower bound; x own: against the bound with the variant's own draws; speed-up: "
+          "against the first row; regret: mean final cumulative expected regret (before and after with "
+          "sampling='arms' draw the same normals, so theirs agree)")
+
+
 def main() -> None:
     structbandits.configure()  # float64 and one LAPACK thread, as the CLI runs
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -200,7 +292,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20, help="seeds vmapped by meTS JAX")
     parser.add_argument("--rounds", type=int, default=50, help="rounds per run (and NUTS observations)")
     parser.add_argument("--dense-max", type=int, default=3000, help="largest joint dimension L·d + K·d for the dense baseline")
+    parser.add_argument("--part", choices=["all", "baselines", "round-cost"], default="all",
+                        help="the baselines table, the issue-22 round cost at large K, or both")
+    parser.add_argument("--perf-arms", type=int, nargs="+", default=[10000], help="K for the round cost")
+    parser.add_argument("--perf-seeds", type=int, default=20, help="seeds for the round cost")
+    parser.add_argument("--perf-rounds", type=int, default=50, help="rounds for the round cost")
+    parser.add_argument("--seed-batches", type=int, nargs="*", default=[1, 4], help="seeds per batch to compare")
     args = parser.parse_args()
+    if args.part in ("all", "baselines"):
+        baselines(args)
+    if args.part in ("all", "round-cost"):
+        round_cost(args.perf_arms, args.effects, args.features, args.perf_seeds, args.perf_rounds, args.seed_batches)
+
+
+def baselines(args: argparse.Namespace) -> None:
+    """The table of meTS JAX against the dense joint posterior, NumPy and NUTS-refit TS."""
     L, d, seeds, rounds = args.effects, args.features, args.seeds, args.rounds
 
     print(f"meTS per round (act + update): L={L} effects, d={d} features, {seeds} seeds, {rounds} rounds, σ={NOISE_SCALE}")

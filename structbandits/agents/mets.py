@@ -2,12 +2,19 @@
 
 Each round meTS samples hierarchically: Ψ̃ ~ Q_t (the effect posterior), then θ̃_i ~ N(μ̃_i, Σ̃_i)
 given Ψ̃ for every arm, and plays argmax_i x_iᵀθ̃_i. The state keeps per-arm sufficient statistics,
-the Cholesky factor of every arm's conditional precision C_i = Σ0_i⁻¹ + G_i, and the effect
-precision and information as sums of per-arm terms, so an update touches only the pulled arm:
+the Cholesky factor of every arm's conditional precision C_i = Σ0_i⁻¹ + G_i (and its inverse, for
+sampling), and the effect precision and information as sums of per-arm terms, so an update touches only
+the pulled arm:
 
     C_a: rank-one Cholesky update                      O(d²)
-    (P_a, u_a) from C_a's factor                       O(d³) (triangular solves, no refactorisation)
+    (P_a, u_a) before and after, from C_a's factors    O(d³) (triangular solves, no refactorisation)
     effect precision += (b_a b_aᵀ) ⊗ (P_a' − P_a)      O(L² d²)   (factored: per block, O(L d²))
+
+The arm's old evidence (P_a, u_a) is recomputed from its stored G_a, B_a and factor rather than kept per
+arm: a (K, d, d) array written at one arm inside ``lax.scan`` whose old slice is read but whose new value
+does not depend on it was copied whole by XLA every round (twice), which at K = 10,000 cost more than the
+O(d³) recomputation. Old and new evidence go through one batched call, so the recomputed old terms equal
+the ones the previous update added, bit for bit.
 
 and an action costs one Cholesky of the effect precision, O((L d)³) (factored: O(L d³)), plus
 O(K d²) for the arms. Contexts are (d,) shared by all arms or (K, d), one per arm.
@@ -33,7 +40,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import solve_triangular
 
 from structbandits.agents.protocol import ActInfo, Policy, no_propensity
 from structbandits.agents.thompson import arm_features, arm_scores
@@ -45,10 +51,14 @@ from structbandits.inference.conjugate import (
     effect_evidence_from_conditional,
     gaussian_from_moments,
     gaussian_sample,
+    stacked_gaussian_draws,
+    stacked_gaussian_score_draws,
+    triangular_inverse,
 )
 from structbandits.inference.forgetting import check_forgetting, data_direction, window_init, window_push
 
-__all__ = ["METSCore", "METSForgettingParams", "METSForgettingState", "METSParams", "METSState", "average_effect_prior",
+__all__ = ["METS_SAMPLING", "METSCore", "METSForgettingParams", "METSForgettingState", "METSParams", "METSState",
+           "average_effect_prior",
            "check_effect_prior", "hier_ts", "mets", "mets_core", "mets_params", "validate_mixed_effect_prior"]
 
 
@@ -97,7 +107,6 @@ class METSState(NamedTuple):
     conditional_chol : (K, d, d) Cholesky factor L_i of C_i = Σ0_i⁻¹ + G_i.
     conditional_chol_inv : (K, d, d) L_i⁻¹, refreshed for the pulled arm only (O(d³)), so that
         sampling every arm is two batched mat-vecs instead of 2K triangular solves.
-    evidence_precision, evidence_info : (K, d, d), (K, d) per-arm P_i, u_i (``effect_evidence``).
     effect_precision : (L d, L d) dense, or (L, d, d) blocks when factored.
     effect_info : (L d,) or (L, d).
     params : METSParams, the prior the posterior started from.
@@ -107,8 +116,6 @@ class METSState(NamedTuple):
     moment: jax.Array
     conditional_chol: jax.Array
     conditional_chol_inv: jax.Array
-    evidence_precision: jax.Array
-    evidence_info: jax.Array
     effect_precision: jax.Array
     effect_info: jax.Array
     params: METSParams
@@ -168,6 +175,8 @@ class METSCore(NamedTuple):
     params : METSParams, the validated prior (the defaults of ``init``).
     init : (params) -> METSState with no data.
     sample_actions : (state, key) -> θ̃ (K, d), one hierarchical draw Ψ̃ ~ Q_t, θ̃_i ~ N(μ̃_i, Σ̃_i).
+    sample_scores : (state, key, context) -> (K,) the scores x_iᵀθ̃_i of one hierarchical draw, drawn
+        directly given Ψ̃ (one normal per arm instead of d; ``conjugate.stacked_gaussian_score_draws``).
     posterior_draws : (state, key, n) -> {"psi": (n, L, d), "theta": (n, K, d)}.
     set_arm : (state, arm, gram, moment, conditional_chol) -> state with arm's statistics replaced
         and the effect posterior refreshed by the change in its evidence.
@@ -182,6 +191,10 @@ class METSCore(NamedTuple):
     posterior_draws: Callable[[METSState, jax.Array, int], dict[str, jax.Array]]
     set_arm: Callable[..., METSState]
     rebuild: Callable[..., METSState]
+    sample_scores: Callable[[METSState, jax.Array, jax.Array], jax.Array]
+
+
+METS_SAMPLING = ("arms", "scores")
 
 
 def mets_params(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarray, action_cov: np.ndarray,
@@ -209,10 +222,9 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
     defaults = mets_params(mixing, effect_mean, effect_cov, action_cov, factored, noise_var)
 
     def init(params: METSParams) -> METSState:
-        zeros = jnp.zeros((k, d, d))
-        return METSState(zeros, jnp.zeros((k, d)), params.action_precision_chol,
+        return METSState(jnp.zeros((k, d, d)), jnp.zeros((k, d)), params.action_precision_chol,
                          jax.vmap(triangular_inverse)(params.action_precision_chol),
-                         zeros, jnp.zeros((k, d)), params.effect_precision, params.effect_info, params)
+                         params.effect_precision, params.effect_info, params)
 
     def sample_effects(state: METSState, key: jax.Array) -> jax.Array:
         """Ψ̃ ~ Q_t as (L, d)."""
@@ -221,19 +233,28 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
             return jax.vmap(gaussian_sample)(effects, jax.random.split(key, num_effects))
         return gaussian_sample(effects, key).reshape(num_effects, d)
 
-    def sample_hierarchically(state: METSState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def conditional_information(state: METSState, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Ψ̃ ~ Q_t (L, d), the information h_i = Σ0_i⁻¹ Σ_l b_il ψ̃_l + B_i (K, d) of every θ_i | Ψ̃, and the
+        key left for the arms' normals."""
         effect_key, action_key = jax.random.split(key)
         effects = sample_effects(state, effect_key)
         mixed_means = state.params.mixing @ effects  # (K, d): Σ_l b_il ψ̃_l
-        info = jnp.einsum("kab,kb->ka", state.params.action_precision, mixed_means) + state.moment
+        return effects, jnp.einsum("kab,kb->ka", state.params.action_precision, mixed_means) + state.moment, action_key
+
+    def sample_hierarchically(state: METSState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        effects, info, action_key = conditional_information(state, key)
         # θ̃_i = C_i⁻¹ h_i + L_i⁻ᵀ z_i = L_i⁻ᵀ (L_i⁻¹ h_i + z_i): two batched mat-vecs with the stored
         # L_i⁻¹ and one (K, d) normal draw, the per-arm sampling being the hot path of a round.
         noise = jax.random.normal(action_key, (k, d), dtype=info.dtype)
-        whitened = jnp.einsum("kab,kb->ka", state.conditional_chol_inv, info)
-        return effects, jnp.einsum("kba,kb->ka", state.conditional_chol_inv, whitened + noise)
+        return effects, stacked_gaussian_draws(state.conditional_chol_inv, info, noise, inverse=True)
 
     def sample_actions(state: METSState, key: jax.Array) -> jax.Array:
         return sample_hierarchically(state, key)[1]
+
+    def sample_scores(state: METSState, key: jax.Array, context: jax.Array) -> jax.Array:
+        _, info, action_key = conditional_information(state, key)
+        noise = jax.random.normal(action_key, (k,), dtype=info.dtype)
+        return stacked_gaussian_score_draws(state.conditional_chol_inv, info, context, noise, inverse=True)
 
     def posterior_draws(state: METSState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
         psi, theta = jax.vmap(sample_hierarchically, (None, 0))(state, jax.random.split(key, num_draws))
@@ -241,9 +262,14 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
 
     def set_arm(state: METSState, arm: jax.Array, gram: jax.Array, moment: jax.Array,
                 conditional_chol: jax.Array) -> METSState:
-        evidence_precision, evidence_info = effect_evidence_from_conditional(conditional_chol, gram, moment)
-        delta_precision = evidence_precision - state.evidence_precision[arm]
-        delta_info = evidence_info - state.evidence_info[arm]
+        # The arm's evidence before (its stored statistics) and after, in one batched call: the old terms
+        # are then exactly those this arm's previous update added (module docstring).
+        pair = jax.vmap(effect_evidence_from_conditional)(
+            jnp.stack([state.conditional_chol[arm], conditional_chol]), jnp.stack([state.gram[arm], gram]),
+            jnp.stack([state.moment[arm], moment]))
+        (old_precision, evidence_precision), (old_info, evidence_info) = pair
+        delta_precision = evidence_precision - old_precision
+        delta_info = evidence_info - old_info
         b = state.params.mixing[arm]
         if factored:
             effect_precision = state.effect_precision + (b**2)[:, None, None] * delta_precision
@@ -256,8 +282,6 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
             moment=state.moment.at[arm].set(moment),
             conditional_chol=state.conditional_chol.at[arm].set(conditional_chol),
             conditional_chol_inv=state.conditional_chol_inv.at[arm].set(triangular_inverse(conditional_chol)),
-            evidence_precision=state.evidence_precision.at[arm].set(evidence_precision),
-            evidence_info=state.evidence_info.at[arm].set(evidence_info),
             effect_precision=0.5 * (effect_precision + jnp.swapaxes(effect_precision, -1, -2)),
             effect_info=effect_info,
             params=state.params,
@@ -279,20 +303,14 @@ def mets_core(mixing: np.ndarray, effect_mean: np.ndarray, effect_cov: np.ndarra
                 "kl,km,kab->lamb", b, b, evidence_precision).reshape(num_effects * d, num_effects * d)
             effect_info = params.effect_info + jnp.einsum("kl,ka->la", b, evidence_info).reshape(-1)
         return METSState(gram, moment, conditional_chol, jax.vmap(triangular_inverse)(conditional_chol),
-                         evidence_precision, evidence_info,
                          0.5 * (effect_precision + jnp.swapaxes(effect_precision, -1, -2)), effect_info, params)
 
-    return METSCore(defaults, init, sample_actions, posterior_draws, set_arm, rebuild)
-
-
-def triangular_inverse(chol: jax.Array) -> jax.Array:
-    """L⁻¹ (d, d) of a lower-triangular ``chol``, by one triangular solve against the identity."""
-    return solve_triangular(chol, jnp.eye(chol.shape[-1], dtype=chol.dtype), lower=True)
+    return METSCore(defaults, init, sample_actions, posterior_draws, set_arm, rebuild, sample_scores)
 
 
 def mets(mixing, effect_mean, effect_cov, action_cov, noise_scale: float, *, factored: bool = False,
          forgetting: str | None = None, forgetting_rate: float = 1.0, effect_forgetting_rate: float = 1.0,
-         window: int | None = None) -> Policy:
+         window: int | None = None, sampling: str = "arms") -> Policy:
     """meTS for linear-Gaussian rewards.
 
     Parameters
@@ -311,26 +329,43 @@ def mets(mixing, effect_mean, effect_cov, action_cov, noise_scale: float, *, fac
     effect_forgetting_rate : γ_Ψ in (0, 1] of the effects Ψ (slow: typically closer to 1), likewise.
         Both rates are data (``METSForgettingParams``): a sweep over them runs one program.
     window : w >= 1 rounds, with ``forgetting="window"`` only (both levels; a buffer shape: structural).
+    sampling : "arms" (default): each round draws θ̃_i (d normals per arm) and scores x_iᵀθ̃_i, the paper's
+        sampler, K·d normals a round. "scores": draws each arm's score x_iᵀθ̃_i given Ψ̃ directly, N(x_iᵀμ̃_i,
+        x_iᵀΣ̃_i x_i), with one normal per arm (``conjugate.stacked_gaussian_score_draws``): the same law of
+        the action, K normals a round (at K = 10,000, d = 5 the normals are most of a round's cost), but
+        other draws, so runs differ from "arms" runs seed by seed (not in distribution). ``posterior_draws``
+        is the same under both.
     """
+    if sampling not in METS_SAMPLING:
+        raise ValidationError(f"sampling: expected one of {list(METS_SAMPLING)}, got {sampling!r}")
     mixing, effect_mean, effect_cov, action_cov = validate_mixed_effect_prior(mixing, effect_mean, effect_cov, action_cov)
     noise_var = float(check_positive("noise_scale", noise_scale)) ** 2
     forgetting, rate, window = check_forgetting(forgetting, forgetting_rate, window)
     _, effect_rate, _ = check_forgetting(forgetting, effect_forgetting_rate, window, rate_name="effect_forgetting_rate")
     core = mets_core(mixing, effect_mean, effect_cov, action_cov, factored, noise_var)
     if forgetting is not None:
-        return _forgetting_mets(core, forgetting, rate, effect_rate, window)
+        return _forgetting_mets(core, forgetting, rate, effect_rate, window, sampling)
 
     def init(key: jax.Array, params: METSParams | None = None) -> METSState:
         return core.init(core.params if params is None else params)
 
     def act(state: METSState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
-        theta = core.sample_actions(state, key)
-        return jnp.argmax(arm_scores(theta, context)), no_propensity(theta.dtype)
+        return _thompson_action(core, sampling, state, key, context)
 
     def update(state: METSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> METSState:
         return _observe(core, state, arm_features(context, action), action, reward)
 
     return Policy(init, act, update, core.posterior_draws, core.params)
+
+
+def _thompson_action(core: METSCore, sampling: str, state: METSState, key: jax.Array,
+                     context: jax.Array) -> tuple[jax.Array, ActInfo]:
+    """argmax_i of one hierarchical draw of the scores x_iᵀθ̃_i, through θ̃ ("arms") or directly ("scores")."""
+    if sampling == "scores":
+        scores = core.sample_scores(state, key, context)
+    else:
+        scores = arm_scores(core.sample_actions(state, key), context)
+    return jnp.argmax(scores), no_propensity(scores.dtype)
 
 
 def _observe(core: METSCore, state: METSState, x: jax.Array, action: jax.Array, reward: jax.Array) -> METSState:
@@ -343,7 +378,8 @@ def _observe(core: METSCore, state: METSState, x: jax.Array, action: jax.Array, 
     return core.set_arm(state, action, gram, moment, conditional_chol)
 
 
-def _forgetting_mets(core: METSCore, forgetting: str, rate: float, effect_rate: float, window: int | None) -> Policy:
+def _forgetting_mets(core: METSCore, forgetting: str, rate: float, effect_rate: float, window: int | None,
+                     sampling: str) -> Policy:
     """meTS with forgetting (``mets``' docstring): the statistics (G, B) twice, at the arms' rate and at the
     effects' rate, forgotten as ``inference.forgetting`` prescribes for data parts, then every arm rebuilt."""
     base = core.params
@@ -362,8 +398,7 @@ def _forgetting_mets(core: METSCore, forgetting: str, rate: float, effect_rate: 
         return METSForgettingState(posterior, posterior.gram, posterior.moment, buffer)
 
     def act(state: METSForgettingState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
-        theta = core.sample_actions(state.posterior, key)
-        return jnp.argmax(arm_scores(theta, context)), no_propensity(theta.dtype)
+        return _thompson_action(core, sampling, state.posterior, key, context)
 
     def forget(gram, moment, precision, x, action, arm_rate):
         """(G, B) of every arm after this round's forgetting at ``arm_rate`` (exponential / stabilised)."""
@@ -424,10 +459,11 @@ def hier_ts(effect_mean, effect_cov, action_cov, noise_scale: float, *, num_acti
     The arms' mixing weights are ignored: θ_i | μ ~ N(μ, Σ0_i), with μ's prior the distribution of
     the average effect (1/L) Σ_l ψ_l, i.e. mean (1/L) Σ_l μ_l and covariance (1/L²) Σ_{l,m} Σ_Ψ[l, m].
     This is meTS with a single effect and all weights equal to one. ``forgetting`` takes ``mets``'
-    forgetting options (``forgetting``, ``forgetting_rate``, ``effect_forgetting_rate``, ``window``).
+    forgetting options (``forgetting``, ``forgetting_rate``, ``effect_forgetting_rate``, ``window``) and its
+    ``sampling``.
     """
     num_actions = check_integer("num_actions", num_actions, minimum=2)
-    options = {"forgetting", "forgetting_rate", "effect_forgetting_rate", "window"}
+    options = {"forgetting", "forgetting_rate", "effect_forgetting_rate", "window", "sampling"}
     if set(forgetting) - options:
         raise ValidationError(f"{sorted(set(forgetting) - options)[0]}: unknown option of hier_ts; expected "
                               f"num_actions or one of {sorted(options)}")
