@@ -153,19 +153,21 @@ def stacked_gaussian_draws(factor: jax.Array, info: jax.Array, noise: jax.Array,
 
     Returns
     -------
-    θ (K, *S, d). Cost O(K |S| d²), no per-arm solve.
+    θ (K, *S, d). Cost O(K |S| d²) (and O(K d³) from L with extra draws), no per-arm solve.
     """
     sample_axes = noise.ndim - info.ndim
-    if inverse:
-        whitened = jnp.einsum("kab,kb->ka", factor, info)
-        if sample_axes == 0:
-            return jnp.einsum("kba,kb->ka", factor, whitened + noise)
-        spread = whitened.reshape(whitened.shape[:1] + (1,) * sample_axes + whitened.shape[1:]) + noise
-        return jnp.einsum("kba,k...b->k...a", factor, spread)
-    whitened = lower_solve(factor, info)
-    expand = (1,) * sample_axes
-    chol = factor.reshape(factor.shape[:1] + expand + factor.shape[1:])
-    return lower_solve(chol, whitened.reshape(whitened.shape[:1] + expand + whitened.shape[1:]) + noise, transpose=True)
+    if not inverse and sample_axes == 0:
+        return lower_solve(factor, lower_solve(factor, info) + noise, transpose=True)
+    if not inverse:  # many draws per arm: L⁻¹ once (O(K d³), no noise inside the substitution), then batched
+        # dots; substituting through (K, *S) noise directly let XLA fuse the normals' generation into the
+        # substitution's loops, which for small d ran up to 2.5x slower than the per-arm solves
+        identity = jnp.broadcast_to(jnp.eye(factor.shape[-1], dtype=factor.dtype), factor.shape)
+        factor = jnp.swapaxes(lower_solve(factor[:, None], identity), -1, -2)  # row j of the solve is L⁻¹e_j
+    whitened = jnp.einsum("kab,kb->ka", factor, info)
+    if sample_axes == 0:
+        return jnp.einsum("kba,kb->ka", factor, whitened + noise)
+    spread = whitened.reshape(whitened.shape[:1] + (1,) * sample_axes + whitened.shape[1:]) + noise
+    return jnp.einsum("kba,k...b->k...a", factor, spread)
 
 
 def stacked_gaussian_score_draws(factor: jax.Array, info: jax.Array, features: jax.Array, noise: jax.Array, *,
