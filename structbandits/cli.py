@@ -20,6 +20,7 @@ A bad config or value prints one line naming the key and exits with code 2.
 
 from __future__ import annotations
 
+import os
 import sys
 import tomllib
 from pathlib import Path
@@ -302,7 +303,6 @@ def serve(
         typer.echo(f"error: the decision service needs FastAPI and uvicorn ({err.name} is missing); install them "
                    "with: pip install 'structbandits[serve]'", err=True)
         raise typer.Exit(code=2) from None
-    import os
 
     from structbandits.runtime import CACHE_VARIABLE, ensure_configured
     from structbandits.study.service import STUDY_VARIABLE, TOKEN_ENV_VARIABLE, create_app, token_from_environment
@@ -351,8 +351,19 @@ def build_response_db(ctx: typer.Context) -> None:
     builder(args=ctx.args, prog_name="structbandits build-response-db")
 
 
+def gpu_process_settings() -> None:
+    """Set ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` unless it is set, before JAX starts (called by ``main``).
+
+    On a GPU, JAX takes 75% of the device's memory at its first use. The CLI starts other processes that use
+    JAX (``sweep --executor processes`` or ``dask``, ``serve --workers N``); with preallocation each would find
+    the device full and print out-of-memory errors. JAX then allocates what it needs as it goes. On the CPU
+    the variable changes nothing."""
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+
 def main() -> None:
     """Console-script entry point."""
+    gpu_process_settings()
     app(prog_name="structbandits")
 
 
