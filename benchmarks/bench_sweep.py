@@ -100,7 +100,7 @@ def main() -> None:
     structbandits.configure(compilation_cache=None)
 
     from structbandits.experiments import load_sweep, run_sweep
-    from structbandits.experiments.config import apply_overrides, build_components, load_config, resolve_config
+    from structbandits.experiments.config import apply_overrides, build_components, resolve_config
     from structbandits.experiments.runner import run_experiment
 
     counter = CompileCounter()

@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import structbandits  # noqa: F401  (float64)
 from structbandits.agents.bayes_restless import RestlessOutcome, TransitionCounts, bayes_restless_policy
 from structbandits.agents.restless import RestlessContext, restless_policy
 from structbandits.diagnostics import policy_to_arviz, posterior_to_arviz

@@ -171,9 +171,7 @@ def clipped(
     def update(state: ClippedState, context: Any, action: jax.Array, reward: jax.Array) -> ClippedState:
         return state._replace(inner=policy.update(state.inner, context, action, reward))
 
-    posterior_draws = None
-    if policy.posterior_draws is not None:
-        def posterior_draws(state: ClippedState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
-            return policy.posterior_draws(state.inner, key, num_draws)
+    def posterior_draws(state: ClippedState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
+        return policy.posterior_draws(state.inner, key, num_draws)
 
-    return Policy(init, act, update, posterior_draws, defaults)
+    return Policy(init, act, update, posterior_draws if policy.posterior_draws is not None else None, defaults)
