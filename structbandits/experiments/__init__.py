@@ -8,10 +8,11 @@ The names below are imported on first use (PEP 562), so importing the package (`
 reading the built-in configs, reproductions and sweeps) does not load JAX.
 """
 
-import importlib
 import sys
 import types
 from typing import TYPE_CHECKING, Any
+
+from structbandits.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "decision_sensitivity": "decision_sensitivity",
@@ -65,16 +66,7 @@ if TYPE_CHECKING:  # what static tools see; at run time ``__getattr__`` imports 
     from structbandits.experiments.sweep import SweepResult, SweepSpec, load_sweep, run_sweep
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 class _Package(types.ModuleType):

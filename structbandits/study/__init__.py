@@ -13,8 +13,9 @@ themselves (``agents``, including ``agents.clipped`` for clipped randomisation p
 simulation (``experiments``).
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from structbandits.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "Decision": "online", "OnlineAgent": "online", "DecisionStore": "store",
@@ -40,13 +41,4 @@ if TYPE_CHECKING:  # what static tools see; at run time ``__getattr__`` imports 
     from structbandits.study.service import create_app
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
