@@ -72,6 +72,15 @@ def _unit_interval(name: str, value, *, open_low: bool = False) -> float:
     return value
 
 
+def _stationary_bandit(num_actions, num_features, prior_scale, noise_scale):
+    """The linear bandit a drifting one moves (its arguments checked there) and θ_1's prior: mean (K, d)
+    zeros, covariance (K, d, d) prior_scale² I."""
+    base = linear_contextual_bandit(num_actions, num_features, prior_scale=prior_scale, noise_scale=noise_scale)
+    k, d = base.num_actions, base.context_shape[0]
+    prior_cov = jnp.broadcast_to(float(prior_scale) ** 2 * jnp.eye(d), (k, d, d))
+    return base, jnp.zeros((k, d)), prior_cov
+
+
 def _first_theta(program, prior_mean: jax.Array, prior_cov: jax.Array, noise_scale: float, *args):
     """init's draw of θ_1: the program's first site, as ``linear_bandit`` draws it from the same key."""
     prior_predictive = Predictive(program, num_samples=1, return_sites=["theta"])
@@ -105,8 +114,8 @@ def changepoint_bandit(
     change_means : (C, K, d) the mean each declared change redraws around, C = len(change_rounds)
         (None: 0, the prior mean); with a small ``prior_scale`` the new parameters are these.
     """
-    base = linear_contextual_bandit(num_actions, num_features, prior_scale=prior_scale, noise_scale=noise_scale)
-    k, d = base.num_actions, base.context_shape[0]
+    base, prior_mean, prior_cov = _stationary_bandit(num_actions, num_features, prior_scale, noise_scale)
+    k, d = prior_mean.shape
     if isinstance(change_rounds, np.ndarray) and change_rounds.ndim == 1:
         change_rounds = change_rounds.tolist()
     if not isinstance(change_rounds, (list, tuple)):
@@ -117,8 +126,6 @@ def changepoint_bandit(
         raise ValidationError(f"change_rounds: expected strictly increasing rounds, got {rounds}")
     hazard = _unit_interval("hazard", hazard)
     prior_scale, noise_scale = float(prior_scale), float(noise_scale)
-    prior_mean = jnp.zeros((k, d))
-    prior_cov = jnp.broadcast_to(prior_scale**2 * jnp.eye(d), (k, d, d))
     chol = jnp.broadcast_to(prior_scale * jnp.eye(d), (k, d, d))
     change_rounds = jnp.asarray(rounds, dtype=jnp.int32)
     if change_means is None:
@@ -163,13 +170,11 @@ def random_walk_bandit(
         (Var θ_t = prior_scale² + (t − 1) τ²); r > 0 an Ornstein–Uhlenbeck process whose stationary
         variance τ² / (1 − (1 − r)²) equals prior_scale² when τ = prior_scale · sqrt(1 − (1 − r)²).
     """
-    base = linear_contextual_bandit(num_actions, num_features, prior_scale=prior_scale, noise_scale=noise_scale)
-    k, d = base.num_actions, base.context_shape[0]
+    base, prior_mean, prior_cov = _stationary_bandit(num_actions, num_features, prior_scale, noise_scale)
+    k, d = prior_mean.shape
     drift_scale = float(check_positive("drift_scale", drift_scale, allow_zero=True))
     reversion = _unit_interval("reversion", reversion)
     prior_scale, noise_scale = float(prior_scale), float(noise_scale)
-    prior_mean = jnp.zeros((k, d))
-    prior_cov = jnp.broadcast_to(prior_scale**2 * jnp.eye(d), (k, d, d))
     first_theta = _first_theta(random_walk_linear_bandit, prior_mean, prior_cov, noise_scale, drift_scale, reversion)
 
     def init(key: jax.Array) -> DriftState:
@@ -205,13 +210,11 @@ def habituation_bandit(
     retention : ρ in [0, 1], the share of exposure kept per round (0: only the last round counts; 1: no
         recovery).
     """
-    base = linear_contextual_bandit(num_actions, num_features, prior_scale=prior_scale, noise_scale=noise_scale)
-    k, d = base.num_actions, base.context_shape[0]
+    base, prior_mean, prior_cov = _stationary_bandit(num_actions, num_features, prior_scale, noise_scale)
+    k, d = prior_mean.shape
     decay = _unit_interval("decay", decay, open_low=True)
     retention = _unit_interval("retention", retention)
     prior_scale, noise_scale = float(prior_scale), float(noise_scale)
-    prior_mean = jnp.zeros((k, d))
-    prior_cov = jnp.broadcast_to(prior_scale**2 * jnp.eye(d), (k, d, d))
     first_theta = _first_theta(habituation_linear_bandit, prior_mean, prior_cov, noise_scale, decay, retention)
 
     def init(key: jax.Array) -> HabituationState:
