@@ -8,8 +8,8 @@ and optionally saves a results folder (``experiments.results.save_results``).
 =============================  =========================================================================
 name                           what varies (defaults: K = 5 prompts, noise level 0, horizon 1000, 250 runs)
 =============================  =========================================================================
-gambitts-illustrative          1-D optimism model (section 6.1): foGAMBITTS, poGAMBITTS, StdTS, StdTS:Contextual
-gambitts-misspecification      1-D optimism model; fo/po agents on another style (section 6.2): encouragement
+gambitts-illustrative          1-D optimism model (section 6.1): po-, ens-po- and foGAMBITTS, StdTS, StdTS:Contextual
+gambitts-misspecification      1-D optimism model; po/ens-po/fo agents on another style (section 6.2): encouragement
                                (r = −0.96 with optimism), severity (0.79), clarity (0.18), formality (−0.10)
 gambitts-arms                  3-D model, K in {3, 5, 15, 30, 40} (section 6.3)
 gambitts-noise                 3-D model, the five reference noise levels (appendix E.1)
@@ -173,7 +173,7 @@ def _core_agents(propensity_draws: int, ensemble: bool = True) -> dict[str, Agen
 
 def _illustrative(m: int, values=None, bandit=mhealth_bandit):
     env = bandit("linear-1d", 5)
-    agents = _core_agents(m, ensemble=False)
+    agents = _core_agents(m)  # the authors' 1-D runs: po, ens-po and fo on the true style, both baselines
     agents["StdTS:Contextual"] = lambda env: stdts_agent(env, contextual=True, propensity_draws=m)
     return "1-D optimism outcome model (seed section 6.1)", {"linear-1d": env}, agents
 
@@ -181,8 +181,9 @@ def _illustrative(m: int, values=None, bandit=mhealth_bandit):
 def _misspecification(m: int, values=None, bandit=mhealth_bandit):
     env = bandit("linear-1d", 5)
     agents: dict[str, AgentFactory] = {"StdTS": lambda env: stdts_agent(env, propensity_draws=m)}
-    for style in ("optimism", "encouragement", "severity", "clarity", "formality"):
+    for style in ("optimism", "encouragement", "severity", "clarity", "formality"):  # as the authors' 1-D runs
         agents[f"poGAMBITTS:{style}"] = lambda env, s=style: po_agent(env, [s], propensity_draws=m)
+        agents[f"ens-poGAMBITTS:{style}"] = lambda env, s=style: ens_po_agent(env, [s], propensity_draws=m)
         agents[f"foGAMBITTS:{style}"] = lambda env, s=style: fo_agent(env, [s], propensity_draws=m)
     return "1-D optimism outcome, agents on another style (seed section 6.2)", {"linear-1d": env}, agents
 
