@@ -17,7 +17,7 @@ from structbandits.errors import ValidationError
 
 @pytest.fixture(scope="module")
 def generator():
-    pytest.importorskip("llama_cpp", reason="extra 'llm' not installed: pip install 'structbandits[llm]'")
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (optional backend, compiles from source)")
     try:
         return LlamaCppGenerator(n_threads=1)
     except ValidationError as err:
@@ -26,7 +26,7 @@ def generator():
 
 def test_missing_extra_names_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
-    with pytest.raises(ImportError, match=r"structbandits\[llm\]"):
+    with pytest.raises(ImportError, match=r"pip install llama-cpp-python.*TransformersGenerator.*structbandits\[llm\]"):
         LlamaCppGenerator()
 
 

@@ -28,6 +28,7 @@ from structbandits.tools.build_response_db import (
     choose_prompts,
     generate_messages,
     graded_tasks,
+    interleaved,
     response_tasks,
 )
 
@@ -177,3 +178,148 @@ def test_simulator_runs_on_the_llm_database_and_refuses_oversized_requests():
     np.testing.assert_array_equal(default["treatment_draws"], p["treatment_draws"])
     with pytest.raises(ValidationError, match="response_db"):
         mhealth_bandit("linear-1d", 2, response_db=None)
+
+
+# --- re-prompting, batches and the data card (issue 26) -------------------------------------------------
+
+
+def _meta_unless(seed: int) -> bool:
+    """The fake model's rule: a try whose seed is divisible by 3 talks about the message."""
+    return seed % 3 == 0
+
+
+def reprompt_generator(prompt, context, key) -> str:
+    seed = key_to_seed(key)
+    if _meta_unless(seed):
+        return f"The message is designed to encourage you ({seed})."
+    return fake_generator(prompt, context, key)
+
+
+def fake_rule(text: str) -> str | None:
+    """The reject rule of these tests (the fake's style messages say "level 8.1", which meta_talk would flag)."""
+    return "describes" if text.startswith("The message is") else None
+
+
+class BatchedFake:
+    """A generator with ``generate_batch`` that records each batch's task ids (prompt, context, seed)."""
+
+    def __init__(self):
+        self.batches = []
+
+    def __call__(self, prompt, context, key):
+        return reprompt_generator(prompt, context, key)
+
+    def generate_batch(self, tasks, stop=None):
+        self.batches.append(tuple((p, c, key_to_seed(k)) for p, c, k in tasks))
+        return [reprompt_generator(p, c, k) for p, c, k in tasks]
+
+
+def _expected_tries(task: dict, max_tries: int) -> list[int]:
+    """The sampler seeds of a task's tries, by the documented formula (crc32 of "seed:id#try<t>")."""
+    seeds = [task["seed"]] + [zlib.crc32(f"{task['seed']}:{task['task']}#try{t}".encode()) & 0x7FFFFFFF
+                              for t in range(1, max_tries)]
+    out = []
+    for s in seeds:
+        out.append(s)
+        if not _meta_unless(key_to_seed(jax.random.PRNGKey(s))):
+            break
+    return out
+
+
+def test_reprompting_asks_again_with_new_seeds_and_resumes(tmp_path):
+    tasks = response_tasks(choose_prompts(2), 3) + graded_tasks(("humor",), 2)
+    rows = generate_messages(tasks, reprompt_generator, tmp_path / "a.jsonl", progress=False, reject=fake_rule,
+                             max_tries=3)
+    for task, row in zip(tasks, rows.to_dict(orient="records")):
+        seeds = _expected_tries(task, 3)
+        assert row["tries"] == len(seeds)
+        assert row["message"] == reprompt_generator(task["prompt_id"], (task["curr_loc"], task["prev_steps"]),
+                                                    jax.random.PRNGKey(seeds[-1]))
+        assert pd.isna(row["rejected"]) == (not _meta_unless(key_to_seed(jax.random.PRNGKey(seeds[-1]))))
+    assert rows["tries"].max() > 1 and rows["rejected"].isna().mean() > 0.5  # both branches exercised
+    lines = (tmp_path / "a.jsonl").read_text().splitlines()
+    assert len(lines) == rows["tries"].sum()
+    # a run killed after 20 tries, then resumed, writes the same rows; batches give the same rows too
+    calls = {"n": 0}
+
+    def dying(prompt, context, key):
+        calls["n"] += 1
+        if calls["n"] > 20:
+            raise RuntimeError("killed")
+        return reprompt_generator(prompt, context, key)
+
+    with pytest.raises(RuntimeError, match="killed"):
+        generate_messages(tasks, dying, tmp_path / "b.jsonl", progress=False, reject=fake_rule, max_tries=3)
+    resumed = generate_messages(tasks, reprompt_generator, tmp_path / "b.jsonl", progress=False, reject=fake_rule,
+                                max_tries=3)
+    batched = generate_messages(tasks, BatchedFake(), tmp_path / "c.jsonl", progress=False, reject=fake_rule,
+                                max_tries=3, batch_size=4)
+    for other in (resumed, batched):
+        pd.testing.assert_frame_equal(rows.drop(columns="seconds"), other.drop(columns="seconds"))
+    with pytest.raises(ValidationError, match="max_tries"):
+        generate_messages(tasks, reprompt_generator, tmp_path / "d.jsonl", progress=False, max_tries=2)
+
+
+def test_a_resumed_batched_run_repeats_the_same_batches(tmp_path):
+    tasks = response_tasks(choose_prompts(1), 5)  # 60 tasks
+    whole = BatchedFake()
+    generate_messages(tasks, whole, tmp_path / "a.jsonl", progress=False, reject=fake_rule, max_tries=2, batch_size=8)
+    # keep the first 13 lines only (a kill in the middle of the second batch's writes), then resume
+    lines = (tmp_path / "a.jsonl").read_text().splitlines()
+    (tmp_path / "b.jsonl").write_text("\n".join(lines[:13]) + "\n")
+    resumed = BatchedFake()
+    generate_messages(tasks, resumed, tmp_path / "b.jsonl", progress=False, reject=fake_rule, max_tries=2,
+                      batch_size=8)
+    assert resumed.batches == whole.batches[1:]  # the first batch was complete: not asked again
+    assert [len(b) for b in whole.batches[:8]] == [8] * 7 + [4]  # first wave: 60 tasks in batches of 8
+
+
+def test_interleaved_blocks_keep_a_cells_samples_together():
+    graded, responses = graded_tasks(("humor",), 3), response_tasks(choose_prompts(1), 3)
+    assert interleaved(graded, responses) == sorted([*graded, *responses], key=lambda t: t["sample"])  # k = 1
+    blocked = interleaved(graded, responses, rounds_per_block=2)
+    ids = [t["task"] for t in blocked]
+    assert ids[:4] == ["graded:humor:0:0", "graded:humor:0:1", "graded:humor:1:0", "graded:humor:1:1"]
+    assert ids.index("response:optimism-high:home:1:1") == ids.index("response:optimism-high:home:1:0") + 1
+    assert [t["sample"] for t in blocked[-(11 + 12):]] == [2] * (11 + 12)  # the last block: round 2 only
+    assert sorted(ids) == sorted(t["task"] for t in [*graded, *responses])
+
+
+def test_data_card_numbers_against_hand_computed_values():
+    from structbandits.tools.data_card import auc, graded_auc, prompt_auc, rejection_report, style_correlations
+
+    assert auc([3, 4], [1, 2]) == 1.0 and auc([1, 2], [3, 4]) == 0.0
+    assert auc([1, 2], [2, 3]) == 0.125  # pairs (1,2) (1,3) (2,2)=½ (2,3): ½ of 4
+    assert np.isnan(auc([], [1.0]))
+    db = pd.DataFrame({"prompt_id": ["optimism-high"] * 2 + ["optimism-low"] * 2, "optimism": [3.0, 1.0, 2.0, 0.0],
+                       "severity": [-3.0, -1.0, -2.0, 0.0], "ridge_optimism": [0.0, 1.0, 2.0, 3.0]})
+    assert prompt_auc(db, ["optimism", "severity"]) == {"optimism": 0.75}  # (3>2, 3>0, 1<2, 1>0)
+    assert prompt_auc(db, ["optimism"], "ridge_") == {"optimism": 0.0}
+    assert style_correlations(db, ["optimism", "severity"]) == {"severity": pytest.approx(-1.0)}
+    graded = pd.DataFrame({"style": ["humor"] * 5, "grade": [0, 10, 9, 5, 10], "split": ["test"] * 4 + ["train"],
+                           "vae_score": [0.5, 1.0, 0.2, 9.0, 0.0]})
+    assert graded_auc(graded, "vae_score") == {"humor": 0.5}  # 10: 1.0 > 0.5, 9: 0.2 < 0.5; grade 5, train out
+    attempts = pd.DataFrame({"try": [0, 0, 1, 0, 1, 2, 0],
+                             "rejected": [None, "echoes", None, "assistant", "echoes", "echoes", None]})
+    final = pd.DataFrame({"tries": [1, 2, 3, 1], "rejected": [None, None, "echoes", None]})
+    report = rejection_report(attempts, final)
+    assert report["rejection_rate"] == 4 / 7 and report["first_try_rejection_rate"] == 2 / 4
+    assert report["rejected_by_rule"] == {"echoes": 3, "assistant": 1}
+    assert report["tasks_still_rejected_after_max_tries"] == 1 and report["mean_tries"] == 7 / 4
+
+
+def test_build_with_reprompting_drops_what_stays_rejected(tmp_path):
+    kwargs = dict(num_prompts=4, samples=2, graded=4, vae_steps=300, progress=False, reject=fake_rule, max_tries=2)
+    card = build_response_db(tmp_path, reprompt_generator, fake_embed, **kwargs)
+    db = pd.read_parquet(tmp_path / "mhealth_llm_responses.parquet")
+    graded = pd.read_parquet(tmp_path / "mhealth_llm_responses_graded.parquet")
+    assert db["message"].map(fake_rule).isna().all() and graded["message"].map(fake_rule).isna().all()
+    meta = card["meta_talk"]
+    partial = tmp_path / ".build-mhealth_llm_responses" / "messages.jsonl"
+    lines = [json.loads(x) for x in partial.read_text().splitlines()]
+    assert meta["attempts"] == len(lines) and meta["rejected_attempts"] == sum(x["rejected"] is not None for x in lines)
+    assert len(db) + len(graded) == meta["tasks"] - meta["tasks_still_rejected_after_max_tries"]
+    assert card["counts"]["database_rows"] == len(db) < 4 * 12 * 2
+    assert card["rows_per_cell"]["max"] <= 2 and set(db["tries"]) <= {1, 2}
+    assert card["high_low_auc"]["prompts_vae"]["optimism"] > 0.9  # the fake's high prompts sit at 8, low at 2
+    assert set(card["correlation_with_optimism"]["vae"]) == set(STYLES) - {"optimism"}
