@@ -186,3 +186,20 @@ def test_optional_prompting_experiment_puts_the_send_nothing_outcome_where_its_n
         best_is_silence[label] = means.argmax(axis=1) == 0
     assert best_is_silence["between"].any() and not best_is_silence["between"].all()
     assert not best_is_silence["below"].any()
+
+
+def test_style_correlations_state_the_database_the_experiment_runs_on(db):
+    from structbandits.experiments.gambitts import style_correlations
+
+    planted = db.copy()
+    planted["encouragement"] = 1.0 - 2.0 * planted["optimism"]  # r = −1 on any subset of rows
+    planted["severity"] = 3.0 * planted["optimism"] + 0.5  # r = +1
+    correlations = style_correlations(mhealth_bandit("linear-1d", 5, response_db=planted))
+    assert correlations["encouragement"] == pytest.approx(-1.0, abs=1e-12)
+    assert correlations["severity"] == pytest.approx(1.0, abs=1e-12)
+    assert "optimism" not in correlations and abs(correlations["clarity"]) < 1
+    with pytest.raises(ValidationError, match="reference"):
+        style_correlations(mhealth_bandit("linear-1d", 5, response_db=planted), reference="nope")
+    description = gambitts_experiment("gambitts-misspecification", response_db="synthetic",
+                                      propensity_draws=5).description
+    assert "encouragement -0.9" in description and "severity +0.8" in description

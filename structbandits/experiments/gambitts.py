@@ -10,7 +10,9 @@ name                           what varies (defaults: K = 5 prompts, noise level
 =============================  =========================================================================
 gambitts-illustrative          1-D optimism model (section 6.1): po-, ens-po- and foGAMBITTS, StdTS, StdTS:Contextual
 gambitts-misspecification      1-D optimism model; po/ens-po/fo agents on another style (section 6.2): encouragement
-                               (r = −0.96 with optimism), severity (0.79), clarity (0.18), formality (−0.10)
+                               (r = −0.96 with optimism in the seed's Table 1 and the synthetic database),
+                               severity (0.79), clarity (0.18), formality (−0.10); the description states
+                               the correlations of the database it runs on (``style_correlations``)
 gambitts-arms                  3-D model, K in {3, 5, 15, 30, 40} (section 6.3)
 gambitts-noise                 3-D model, the five reference noise levels (appendix E.1)
 gambitts-nonlinear             MLP outcome model, five noise levels (appendix E.2)
@@ -64,6 +66,7 @@ __all__ = [
     "po_agent",
     "run_gambitts_experiment",
     "stdts_agent",
+    "style_correlations",
 ]
 
 AgentFactory = Callable[[Environment], Policy]
@@ -132,6 +135,23 @@ def optional_prompting_agent(env: Environment, prompter: str = "po", propensity_
     return optional_prompting(gate, factories[prompter](env, propensity_draws=propensity_draws))
 
 
+def _offered_rows(env: Environment) -> np.ndarray:
+    """(rows, S) the database rows of the environment's offered prompts, every context cell."""
+    p = _params(env)
+    draws = np.asarray(p["treatment_draws"])
+    return draws[np.arange(draws.shape[2]) < np.asarray(p["treatment_counts"])[..., None]]
+
+
+def style_correlations(env: Environment, reference: str = "optimism") -> dict[str, float]:
+    """Pearson correlation of every style with ``reference`` over the offered prompts' database rows
+    (what section 6.2's misspecified agents see: on the synthetic database the seed's Table 1)."""
+    styles = list(_params(env)["styles"])
+    if reference not in styles:
+        raise ValidationError(f"reference: expected one of the environment's styles {styles}, got {reference!r}")
+    correlation = np.corrcoef(_offered_rows(env).T)[styles.index(reference)]
+    return {style: float(r) for style, r in zip(styles, correlation) if style != reference}
+
+
 def clustered_styles(env: Environment, num_styles: int, seed: int = 0) -> tuple[str, ...]:
     """``num_styles`` styles, one drawn at random from each of as many clusters of the database's styles.
 
@@ -140,10 +160,7 @@ def clustered_styles(env: Environment, num_styles: int, seed: int = 0) -> tuple[
     """
     p = _params(env)
     k = check_integer("num_styles", num_styles, minimum=1, maximum=len(p["styles"]))
-    draws = p["treatment_draws"]
-    valid = np.arange(draws.shape[2]) < p["treatment_counts"][..., None]
-    rows = draws[valid]
-    distance = 1.0 - np.abs(np.corrcoef(rows.T))
+    distance = 1.0 - np.abs(np.corrcoef(_offered_rows(env).T))
     np.fill_diagonal(distance, 0.0)
     labels = fcluster(linkage(squareform(distance, checks=False), "average"), k, criterion="maxclust")
     rng = np.random.default_rng(seed)
@@ -178,14 +195,20 @@ def _illustrative(m: int, values=None, bandit=mhealth_bandit):
     return "1-D optimism outcome model (seed section 6.1)", {"linear-1d": env}, agents
 
 
+_MISSPECIFIED_STYLES = ("encouragement", "severity", "clarity", "formality")
+
+
 def _misspecification(m: int, values=None, bandit=mhealth_bandit):
     env = bandit("linear-1d", 5)
     agents: dict[str, AgentFactory] = {"StdTS": lambda env: stdts_agent(env, propensity_draws=m)}
-    for style in ("optimism", "encouragement", "severity", "clarity", "formality"):  # as the authors' 1-D runs
+    correlations = style_correlations(env)
+    stated = ", ".join(f"{style} {correlations[style]:+.2f}" for style in _MISSPECIFIED_STYLES)
+    for style in ("optimism",) + _MISSPECIFIED_STYLES:  # as the authors' 1-D runs
         agents[f"poGAMBITTS:{style}"] = lambda env, s=style: po_agent(env, [s], propensity_draws=m)
         agents[f"ens-poGAMBITTS:{style}"] = lambda env, s=style: ens_po_agent(env, [s], propensity_draws=m)
         agents[f"foGAMBITTS:{style}"] = lambda env, s=style: fo_agent(env, [s], propensity_draws=m)
-    return "1-D optimism outcome, agents on another style (seed section 6.2)", {"linear-1d": env}, agents
+    return (f"1-D optimism outcome, agents on another style (seed section 6.2); correlation with optimism in "
+            f"this database's offered messages: {stated}"), {"linear-1d": env}, agents
 
 
 def _arms(m: int, values=(3, 5, 15, 30, 40), bandit=mhealth_bandit):
