@@ -47,9 +47,22 @@ One logistic row evaluation (logit, sigmoid, softplus, gradient and Hessian term
   rows from the first round on, masked): 5.7e6 at T = 5000, ~0.6 ms at 10 GFLOP/s; a run of T rounds
   ≈ 1.1e3 · T² flops, quadratic in the horizon.
 
+GLM-TS sampling before / after (part 3, issue 22 item 3)
+-------------------------------------------------------
+GLM-TS's act drew each arm's Laplace posterior with ``jax.vmap(gaussian_sample)`` over ``split(key, K)``: K
+triangular solves and K Cholesky mean solves a round (one LAPACK call per arm on CPU). It now draws all arms
+through ``thompson.arm_draws`` (``conjugate.stacked_gaussian_draws``, a substitution vectorised over the arms)
+from the same normals, so its actions are unchanged (printed). Part 3 times GLM-TS (``refit="per_arm"``)
+before (``agents/glm.py`` as of ``bench_lints.SAMPLING_BEFORE``, loaded from git) and after, in this process, on
+the logistic mixed-effect bandit with K in --sampling-arms, L = 3, d = --sampling-features, a pool of 100
+contexts, over --sampling-horizon rounds (history_size = that horizon) and --seeds seeds. The refit of the pulled
+arm is the same code on both sides, so the difference is the act's sampling; the two sides' warm calls are
+interleaved (--repeats each, the best reported).
+
 Run
 ---
     .venv/bin/python benchmarks/bench_glm.py [--horizons 500 2000 5000 --seeds 5 --repeats 2]
+    .venv/bin/python benchmarks/bench_glm.py --part sampling [--sampling-arms 10 100 1000 --sampling-features 5]
 
 On an accelerator it runs unchanged (JAX picks the device); the header prints the backend.
 """
@@ -66,6 +79,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import structbandits
+from bench_lints import SAMPLING_BEFORE
+from round_cost import module_at
 from structbandits.agents import glm_ts, hier_ts_glm, mets, mets_glm
 from structbandits.agents.protocol import Policy
 from structbandits.envs import Environment, mixed_effect_bandit
@@ -130,6 +145,45 @@ HEADER = (f"{'':>18}{'history':>11}{'per_arm':>11}{'ratio':>9}{'first s':>9}{'fi
           f"{'':>18}{'µs':>11}{'µs':>11}{'':>9}{'history':>9}{'per_arm':>9}{'history':>10}{'per_arm':>10}")
 
 
+def sampling_before_after(arms_list: list[int], features: int, horizon: int, seeds: int, repeats: int) -> None:
+    """Part 3: GLM-TS µs per seed-round with per-arm solves (before) and stacked draws (after)."""
+    before = module_at(SAMPLING_BEFORE, "structbandits/agents/glm.py", "glm_before")
+    print(f"\npart 3: GLM-TS sampling, per-arm solves (before, {SAMPLING_BEFORE[:7]}) against stacked draws (after); "
+          f"L=3, d={features}, {seeds} seeds, {horizon} rounds, load average {os.getloadavg()[0]:.1f}")
+    if before is None:
+        print(f"  before: not measured (no git history here to load agents/glm.py at {SAMPLING_BEFORE[:7]})")
+    print(f"{'K':>6}{'before µs':>11}{'after µs':>10}{'speed-up':>10}{'same actions':>14}{'regret':>9}")
+    keys = seed_keys(0, seeds)
+    for arms in arms_list:
+        env = mixed_effect_bandit(arms, 3, features, rewards="logistic")
+        prior = marginal_action_prior(*(jnp.asarray(env.model.params[name]) for name in PRIOR))
+        simulators, trajectories = {}, {}
+        for name, build_glm_ts in (("before", None if before is None else before.glm_ts), ("after", glm_ts)):
+            if build_glm_ts is not None:
+                simulators[name] = batched_simulator(build_glm_ts(*prior, history_size=horizon), env, horizon)
+                trajectories[name] = jax.block_until_ready(simulators[name](keys))
+        seconds = {name: [] for name in simulators}
+        for _ in range(repeats):  # interleaved, so a change of load hits both sides alike
+            for name, simulate in simulators.items():
+                seconds[name].append(timed_call(lambda: simulate(keys)))
+        results = {name: (1e6 * min(seconds[name]) / (seeds * horizon), trajectories[name]) for name in simulators}
+        after_us, after = results["after"]
+        regret = float(np.asarray(after.expected_regret).sum(axis=1).mean())
+        if "before" in results:
+            before_us, old = results["before"]
+            same = bool(np.array_equal(np.asarray(old.action), np.asarray(after.action)))
+            print(f"{arms:>6}{before_us:>11.1f}{after_us:>10.1f}{before_us / after_us:>9.2f}x{str(same):>14}"
+                  f"{regret:>9.2f}", flush=True)
+        else:
+            print(f"{arms:>6}{'-':>11}{after_us:>10.1f}{'-':>10}{'-':>14}{regret:>9.2f}", flush=True)
+
+
+def timed_call(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - start
+
+
 def main() -> None:
     structbandits.configure()  # float64 and one LAPACK thread, as the CLI runs
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -138,7 +192,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="warm calls; the best is reported")
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=AGENTS, help="part 2 agents")
     parser.add_argument("--target-horizon", type=int, default=0, help="part 2 horizon (0: the experiment's, 5000)")
+    parser.add_argument("--part", choices=["all", "refit", "sampling"], default="all",
+                        help="parts 1-2 (refit), part 3 (GLM-TS sampling) or all")
+    parser.add_argument("--sampling-arms", type=int, nargs="+", default=[10, 100, 1000], help="part 3 K")
+    parser.add_argument("--sampling-features", type=int, default=5, help="part 3 d")
+    parser.add_argument("--sampling-horizon", type=int, default=100, help="part 3 rounds (and history_size)")
     args = parser.parse_args()
+    if args.part in ("all", "refit"):
+        refit_parts(args)
+    if args.part in ("all", "sampling"):
+        sampling_before_after(args.sampling_arms, args.sampling_features, args.sampling_horizon, args.seeds,
+                              args.repeats)
+
+
+def refit_parts(args: argparse.Namespace) -> None:
+    """Parts 1 and 2: per-arm refit against whole-history refit."""
     env, full_horizon = experiment_env()
     full_horizon = args.target_horizon or full_horizon
     seeds = args.seeds

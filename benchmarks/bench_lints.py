@@ -32,10 +32,21 @@ flops 2Kd² + 4Kd (L⁻¹h, L⁻ᵀ(·), the K scores and the K means of the reg
 uniform-equivalent draws (the K keys split for the arms, the context). At small K the round is
 dominated by per-operation overhead of the compiled loop, not by this arithmetic.
 
+LinTS-NIG (unknown noise variance) before / after
+------------------------------------------------
+The third table does the same for ``lin_ts_nig`` (σ²_a ~ InvGamma(2, 1) per arm, θ_a | σ² ~ N(0, σ² I)):
+before, ``inference/nig.py`` as of ``SAMPLING_BEFORE`` (``regression_nig_sample`` with one vmapped
+``solve_triangular`` and one Cholesky mean solve per arm); after, all arms through
+``conjugate.stacked_gaussian_draws`` from the same normals (same actions, printed); the two sides' warm calls
+interleaved, the best of 5 each. Lower bound: LinTS's,
+plus two numbers per arm (α, β) in the bytes and one gamma draw per arm (at least one normal and one
+uniform each, Marsaglia-Tsang), and no per-arm key split: bytes 8·K·(d² + 2d + 2), flops 2Kd² + 4Kd,
+K·d + K normals, K + d uniforms.
+
 Run
 ---
     .venv/bin/python benchmarks/bench_lints.py [--seeds 100 --horizon 500 --arms 10 --features 5 --numpy-seeds 10]
-    [--perf-arms 10 1000 --perf-seeds 20 --perf-horizon 100]
+    [--perf-arms 10 1000 --perf-seeds 20 --perf-horizon 100] [--nig-arms 10 100 1000]
 """
 
 from __future__ import annotations
@@ -53,12 +64,15 @@ from scipy.linalg import cho_solve, solve_triangular
 
 import structbandits
 from round_cost import BEFORE, Work, best_seconds, describe, lower_bound_us, machine_rates, module_at
-from structbandits.agents import lin_ts
+from structbandits.agents import lin_ts, lin_ts_nig
 from structbandits.envs import linear_contextual_bandit
 from structbandits.experiments import Trajectory, batched_simulator, seed_keys
 
 NOISE_SCALE = 1.0
 T = TypeVar("T")
+# The last commit before issue 22's stacked sampling reached LinTS-NIG and GLM-TS (inference/nig.py, agents/glm.py,
+# agents/lin_ts_nig.py as they were): the "before" side of the LinTS-NIG table here and the GLM-TS one in bench_glm.py.
+SAMPLING_BEFORE = "9c9557e79180057633dd19f68de424656a337ba2"
 
 
 def cholesky_rank_one_update(chol: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -141,6 +155,56 @@ def before_after(arms_list: list[int], features: int, seeds: int, horizon: int) 
                   f"{'-':>14}{regret:>9.2f}", flush=True)
 
 
+def lin_ts_nig_before():
+    """``lin_ts_nig`` drawing through ``regression_nig_sample`` as of ``SAMPLING_BEFORE``; None without git history."""
+    nig = module_at(SAMPLING_BEFORE, "structbandits/inference/nig.py", "nig_before")
+    agent = module_at(SAMPLING_BEFORE, "structbandits/agents/lin_ts_nig.py", "lin_ts_nig_before")
+    if nig is None or agent is None:
+        return None
+    agent.regression_nig_sample = nig.regression_nig_sample  # the agent's one call into the sampler
+    return agent.lin_ts_nig
+
+
+def nig_before_after(arms_list: list[int], features: int, seeds: int, horizon: int) -> None:
+    """LinTS-NIG µs per seed-round before and after the stacked draws, against the lower bound."""
+    before = lin_ts_nig_before()
+    rates = machine_rates()
+    keys = seed_keys(0, seeds)
+    print(f"\nLinTS-NIG before / after (issue 22): d={features}, σ² per arm ~ InvGamma(2, 1), {seeds} seeds, "
+          f"{horizon} rounds, load average {os.getloadavg()[0]:.1f}; {describe(rates)}")
+    if before is None:
+        print(f"  before: not measured (no git history here to load inference/nig.py at {SAMPLING_BEFORE[:7]})")
+    print(f"{'K':>6}{'bound µs':>10}{'before µs':>11}{'x bound':>9}{'after µs':>10}{'x bound':>9}{'speed-up':>10}"
+          f"{'same actions':>14}{'regret':>9}")
+    for arms in arms_list:
+        env = linear_contextual_bandit(arms, features, noise_scale=NOISE_SCALE)
+        work = Work(bytes=8 * arms * (features**2 + 2 * features + 2),
+                    flops=2 * arms * features**2 + 4 * arms * features,
+                    normals=arms * features + arms, uniforms=arms + features)
+        bound = lower_bound_us(work, rates)
+        simulators, trajectories = {}, {}
+        for name, build in (("before", before), ("after", lin_ts_nig)):
+            if build is not None:
+                simulators[name] = batched_simulator(
+                    build(jnp.zeros(features), jnp.eye(features), 2.0, 1.0, num_actions=arms), env, horizon)
+                trajectories[name] = jax.block_until_ready(simulators[name](keys))
+        seconds = {name: [] for name in simulators}
+        for _ in range(5):  # interleaved, so a change of load hits both sides alike; the best of 5
+            for name, simulate in simulators.items():
+                seconds[name].append(best_seconds(lambda: simulate(keys), 1))
+        results = {name: (1e6 * min(seconds[name]) / (seeds * horizon), trajectories[name]) for name in simulators}
+        after_us, after = results["after"]
+        regret = float(np.asarray(after.expected_regret).sum(axis=1).mean())
+        if "before" in results:
+            before_us, old = results["before"]
+            same = bool(np.array_equal(np.asarray(old.action), np.asarray(after.action)))
+            print(f"{arms:>6}{bound:>10.1f}{before_us:>11.1f}{before_us / bound:>8.1f}x{after_us:>10.1f}"
+                  f"{after_us / bound:>8.1f}x{before_us / after_us:>9.2f}x{str(same):>14}{regret:>9.2f}", flush=True)
+        else:
+            print(f"{arms:>6}{bound:>10.1f}{'-':>11}{'-':>9}{after_us:>10.1f}{after_us / bound:>8.1f}x{'-':>10}"
+                  f"{'-':>14}{regret:>9.2f}", flush=True)
+
+
 def main() -> None:
     structbandits.configure()  # float64 and one LAPACK thread, as the CLI runs
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -152,8 +216,20 @@ def main() -> None:
     parser.add_argument("--perf-arms", type=int, nargs="*", default=[10, 1000], help="K for the before/after table")
     parser.add_argument("--perf-seeds", type=int, default=20, help="seeds for the before/after table")
     parser.add_argument("--perf-horizon", type=int, default=100, help="rounds for the before/after table")
+    parser.add_argument("--nig-arms", type=int, nargs="*", default=[10, 100, 1000], help="K for the LinTS-NIG table")
+    parser.add_argument("--only-before-after", action="store_true", help="skip the JAX / NumPy throughput table")
     args = parser.parse_args()
 
+    if not args.only_before_after:
+        throughput(args)
+    if args.perf_arms:
+        before_after(args.perf_arms, args.features, args.perf_seeds, args.perf_horizon)
+    if args.nig_arms:
+        nig_before_after(args.nig_arms, args.features, args.perf_seeds, args.perf_horizon)
+
+
+def throughput(args: argparse.Namespace) -> None:
+    """The JAX simulator against the plain NumPy loop at one K."""
     env = linear_contextual_bandit(args.arms, args.features, noise_scale=NOISE_SCALE)
     policy = lin_ts(jnp.zeros(args.features), jnp.eye(args.features), NOISE_SCALE, num_actions=args.arms)
     simulate = batched_simulator(policy, env, args.horizon)
@@ -187,8 +263,6 @@ def main() -> None:
     print(f"speed-up (JAX warm / NumPy throughput): {rows[1][3] / rows[2][3]:,.1f}x")
     print(f"mean final cumulative expected regret: JAX {jax_regret:.2f} ({args.seeds} seeds), "
           f"NumPy {np.mean(numpy_regrets):.2f} ({args.numpy_seeds} seeds)")
-    if args.perf_arms:
-        before_after(args.perf_arms, args.features, args.perf_seeds, args.perf_horizon)
 
 
 if __name__ == "__main__":

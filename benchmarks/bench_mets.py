@@ -64,10 +64,37 @@ normals; ``jax.random.normal(key, (K, 5))`` also costs about 2.5x ``jax.random.n
 (the same numbers) on XLA's CPU backend, whose inverse-erf loop over a last axis of 5 is not vectorised,
 and fusion puts the draw in the (K, d) loop that consumes it.
 
+Normal draws of ``sampling="arms"`` (``--part normals``)
+------------------------------------------------------
+The (K, d) normals are about half of a round at K = 10,000, d = 5: ``jax.random.normal(key, (K, d))`` costs
+about 2.5x ``jax.random.normal(key, (K·d,))`` (the same numbers) materialised on XLA's CPU backend, whose
+inverse-erf loop over a last axis of 5 does not vectorise. This part times the meTS round (as above,
+``sampling="arms"``) with the normals drawn in other layouts that give the same values (``mets._arm_normals``
+replaced for the measurement; each variant's regret must equal the default's), and says whether XLA compiled
+a different program (the act's optimised HLO without metadata):
+
+- ``(K, d)``: ``jax.random.normal(key, (K, d))``, as meTS drew them before;
+- ``flat``: ``jax.random.normal(key, (K·d,)).reshape(K, d)``, what meTS does now (identical values: threefry
+  counts over the flattened shape; XLA hashes the counters in a flat loop, ~1.1x faster a round at K = 10,000);
+- ``flat + barrier`` / ``(K, d) + barrier``: the same under ``jax.lax.optimization_barrier``, meant to make
+  XLA materialise the normals before the substitution instead of fusing their generation into it.
+
+A (d, K) draw transposed is not among them: its values differ. The normals alone (materialised, no consumer)
+are timed too: (K, d), flat, and flat reshaped to (K, d). What the measurements show (and the act's HLO): a draw
+is two loops, threefry's hash of the counters (a while loop over an array of the draw's shape) and the
+inverse-erf transform of the bits, which XLA computes in a loop over the shape of the array it writes. Drawn
+flat, the hash runs flat (the gain in the round); the transform is fast only while its output stays flat, and
+reshaped, or fused into the (K, d)-shaped add that consumes it (L_i⁻¹h_i + z_i), it runs in a (K, d) loop
+again. The CPU pipeline expands ``optimization_barrier`` before fusion, so the barrier variants compile to the
+same programs as without it. Materialising the normals flat before the add (possible only by
+steering XLA with extra operations) would also change the rounding of the draws: fused, √2·erf⁻¹(u) + L_i⁻¹h_i
+is one fused multiply-add, so the draws would no longer equal the current ones bit for bit.
+
 Run
 ---
     .venv/bin/python benchmarks/bench_mets.py [--arms 10 100 1000 10000 --effects 10 --features 5 --seeds 20 --rounds 50]
     .venv/bin/python benchmarks/bench_mets.py --part round-cost [--perf-arms 10000 --perf-seeds 20 --perf-rounds 50 --seed-batches 1 4]
+    .venv/bin/python benchmarks/bench_mets.py --part normals [--perf-arms 10000 --perf-seeds 20 --perf-rounds 50 --repeats 5]
 
 Run it as a script: it imports the rank-one Cholesky update and ``timed`` from ``bench_lints.py`` and
 ``round_cost.py`` next to it.
@@ -77,6 +104,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import sys
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -283,6 +312,77 @@ def round_cost(arms_list: list[int], effects: int, d: int, seeds: int, rounds: i
           "sampling='arms' draw the same normals, so theirs agree)")
 
 
+def _normals_default(key, k, d, dtype):
+    return jax.random.normal(key, (k, d), dtype=dtype)
+
+
+def _normals_flat(key, k, d, dtype):
+    return jax.random.normal(key, (k * d,), dtype=dtype).reshape(k, d)
+
+
+NORMAL_LAYOUTS = {
+    "(K, d)": _normals_default,
+    "flat": _normals_flat,
+    "(K, d) + barrier": lambda key, k, d, dtype: jax.lax.optimization_barrier(_normals_default(key, k, d, dtype)),
+    "flat + barrier": lambda key, k, d, dtype: jax.lax.optimization_barrier(
+        jax.random.normal(key, (k * d,), dtype=dtype)).reshape(k, d),
+}
+
+
+def _program_text(compiled) -> str:
+    """Optimised HLO without metadata (names of source lines differ between variants, not the program)."""
+    text = re.sub(r", metadata=\{[^}]*\}", "", compiled.as_text())
+    return "\n".join(line for line in text.splitlines() if line.startswith((" ", "%", "ROOT", "ENTRY")))
+
+
+def normal_layouts(arms_list: list[int], effects: int, d: int, seeds: int, rounds: int, repeats: int) -> None:
+    """The meTS round with the (K, d) normals of sampling="arms" drawn in other layouts of the same values."""
+    mets_module = sys.modules[mets.__module__]
+    default = mets_module._arm_normals
+    rates = machine_rates()
+    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    print(f"\nmeTS normals' layout (sampling='arms'): L={effects}, d={d}, {seeds} seeds, {rounds} rounds, best of "
+          f"{repeats} interleaved calls; load average {os.getloadavg()[0]:.1f}\n{describe(rates)}")
+    for arms in arms_list:
+        problem = make_problem(arms, effects, d)
+        bound = lower_bound_us(round_work(arms, effects, d, "scores"), rates)
+        own = lower_bound_us(round_work(arms, effects, d, "arms"), rates)
+        # the flat draw returned flat: returned as (K, d), XLA computes it in a (K, d) loop again
+        draw = {name: jax.jit(lambda key, shape=shape: jax.random.normal(key, shape)).lower(keys[0]).compile()
+                for name, shape in (("(K, d)", (arms, d)), ("flat", (arms * d,)), ("flat, reshaped", (arms, d)))}
+        draw["flat, reshaped"] = jax.jit(lambda key: _normals_flat(key, arms, d, jnp.float64)).lower(keys[0]).compile()
+        draw_s = {name: best_seconds(lambda: fn(keys[0]), 2 * repeats) for name, fn in draw.items()}
+        same_values = bool(np.array_equal(draw["(K, d)"](keys[0]), np.reshape(draw["flat"](keys[0]), (arms, d))))
+        alone = ", ".join(f"{name} {1e6 * seconds:,.0f} µs" for name, seconds in draw_s.items())
+        print(f"\nK={arms}: the {arms * d:,} normals alone, materialised: {alone}; same values {same_values}; "
+              f"lower bound {bound:,.0f} µs per seed-round ({own:,.0f} µs with d normals per arm)")
+        compiled, programs, regrets = {}, {}, {}
+        try:
+            for name, layout in NORMAL_LAYOUTS.items():
+                mets_module._arm_normals = layout
+                fn = jax.jit(jax_mets(problem, rounds, mets, None, sampling="arms"))
+                compiled[name] = fn.lower(keys).compile()
+                regrets[name] = np.asarray(jax.block_until_ready(compiled[name](keys)))
+                policy = mets(problem.mixing, np.zeros((effects, d)), EFFECT_VAR * np.eye(effects * d), np.eye(d),
+                              NOISE_SCALE)
+                context = jnp.zeros((arms, d))
+                programs[name] = _program_text(jax.jit(policy.act).lower(policy.init(keys[0]), keys[0], context).compile())
+        finally:
+            mets_module._arm_normals = default
+        seconds = {name: [] for name in compiled}
+        for _ in range(repeats):  # interleaved, so a change of load hits every variant alike
+            for name, fn in compiled.items():
+                seconds[name].append(best_seconds(lambda: fn(keys), 1))
+        print(f"{'normals':<20}{'µs/seed-round':>14}{'x bound':>9}{'x own':>7}{'speed-up':>10}{'same regrets':>14}"
+              f"  program (the first variant compiled to the same act)")
+        reference = min(seconds["(K, d)"])  # speed-up and regrets against the draw meTS used before
+        for name in compiled:
+            us = 1e6 * min(seconds[name]) / (seeds * rounds)
+            same_as = next(other for other in compiled if programs[other] == programs[name])
+            print(f"{name:<20}{us:>14,.0f}{us / bound:>8.1f}x{us / own:>6.1f}x{reference / min(seconds[name]):>9.2f}x"
+                  f"{str(np.array_equal(regrets[name], regrets['(K, d)'])):>14}  {same_as}", flush=True)
+
+
 def main() -> None:
     structbandits.configure()  # float64 and one LAPACK thread, as the CLI runs
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -292,17 +392,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20, help="seeds vmapped by meTS JAX")
     parser.add_argument("--rounds", type=int, default=50, help="rounds per run (and NUTS observations)")
     parser.add_argument("--dense-max", type=int, default=3000, help="largest joint dimension L·d + K·d for the dense baseline")
-    parser.add_argument("--part", choices=["all", "baselines", "round-cost"], default="all",
+    parser.add_argument("--part", choices=["all", "baselines", "round-cost", "normals"], default="all",
                         help="the baselines table, the issue-22 round cost at large K, or both")
     parser.add_argument("--perf-arms", type=int, nargs="+", default=[10000], help="K for the round cost")
     parser.add_argument("--perf-seeds", type=int, default=20, help="seeds for the round cost")
     parser.add_argument("--perf-rounds", type=int, default=50, help="rounds for the round cost")
     parser.add_argument("--seed-batches", type=int, nargs="*", default=[1, 4], help="seeds per batch to compare")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved calls per variant (normals part)")
     args = parser.parse_args()
     if args.part in ("all", "baselines"):
         baselines(args)
     if args.part in ("all", "round-cost"):
         round_cost(args.perf_arms, args.effects, args.features, args.perf_seeds, args.perf_rounds, args.seed_batches)
+    if args.part in ("all", "normals"):
+        normal_layouts(args.perf_arms, args.effects, args.features, args.perf_seeds, args.perf_rounds, args.repeats)
 
 
 def baselines(args: argparse.Namespace) -> None:

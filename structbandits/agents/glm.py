@@ -50,6 +50,7 @@ from structbandits.agents.mets import (
 )
 from structbandits.agents.protocol import ActInfo, Policy, no_propensity
 from structbandits.agents.thompson import (
+    arm_draws,
     arm_features,
     arm_posterior_draws,
     arm_scores,
@@ -59,7 +60,7 @@ from structbandits.agents.thompson import (
 )
 from structbandits.errors import ValidationError, check_integer, check_num_elements, check_positive
 from structbandits.inference.arm_rows import ArmRows, arm_rows_add, arm_rows_init, arm_rows_remove, arm_rows_sum
-from structbandits.inference.conjugate import GaussianInfo, gaussian_condition, gaussian_from_moments, gaussian_sample
+from structbandits.inference.conjugate import GaussianInfo, gaussian_condition, gaussian_from_moments
 from structbandits.inference.pseudo_observations import (
     logistic_count_terms,
     logistic_mode,
@@ -303,7 +304,7 @@ def glm_ts(prior_mean, prior_cov, *, history_size: int, num_actions: int | None 
         return GLMTSState(params.prior, *data.init(), params.laplace.mean, jnp.zeros((), jnp.int32), params)
 
     def act(state: GLMTSState, key: jax.Array, context: jax.Array) -> tuple[jax.Array, ActInfo]:
-        theta = jax.vmap(gaussian_sample)(state.posterior, jax.random.split(key, num_arms))
+        theta = arm_draws(state.posterior, key)  # the normals of vmap(gaussian_sample) over split(key, K)
         return jnp.argmax(arm_scores(theta, context)), no_propensity(theta.dtype)
 
     def update(state: GLMTSState, context: jax.Array, action: jax.Array, reward: jax.Array) -> GLMTSState:

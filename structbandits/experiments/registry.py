@@ -214,14 +214,15 @@ def _agent_prior(env: Environment, kind: str, models: tuple[str, ...], effect_sc
 
 def mets_agent(env: Environment, factored: bool = False, effect_scale: float = 0.0, action_scale: float = 0.0,
                noise_scale: float = 0.0, forgetting: str = "", forgetting_rate: float = 1.0,
-               effect_forgetting_rate: float = 1.0, window: int = 0) -> Policy:
+               effect_forgetting_rate: float = 1.0, window: int = 0, sampling: str = "arms") -> Policy:
     """meTS given the environment's mixed-effect structure (mixing weights, effect and action priors);
     ``effect_scale`` / ``action_scale`` / ``noise_scale`` > 0 replace the prior's Σ_Ψ = effect_scale² I,
     Σ0 = action_scale² I and σ (0: the environment's own); forgetting as ``lints``, with the effects'
-    own ``effect_forgetting_rate`` (``agents.mets``)."""
+    own ``effect_forgetting_rate``; ``sampling`` "arms" (θ̃ per arm) or "scores" (one normal per arm's
+    score, cheaper at large K) (``agents.mets``)."""
     params = _agent_prior(env, "mets", ("mixed_effect_linear",), effect_scale, action_scale, noise_scale)
     return mets(*(params[name] for name in _MIXED_EFFECT_PRIOR), params["noise_scale"], factored=factored,
-                effect_forgetting_rate=effect_forgetting_rate,
+                effect_forgetting_rate=effect_forgetting_rate, sampling=sampling,
                 **_forgetting_options(forgetting, forgetting_rate, window))
 
 
@@ -235,12 +236,12 @@ def mets_glm_agent(env: Environment, *, horizon: int, factored: bool = False, ne
 
 
 def hierts_agent(env: Environment, effect_scale: float = 0.0, action_scale: float = 0.0,
-                 noise_scale: float = 0.0) -> Policy:
+                 noise_scale: float = 0.0, sampling: str = "arms") -> Policy:
     """HierTS: one shared hyper-parameter with the prior of the average effect; mixing weights ignored;
-    the scales replace the prior's as for ``mets``."""
+    the scales and ``sampling`` as for ``mets``."""
     params = _agent_prior(env, "hierts", ("mixed_effect_linear",), effect_scale, action_scale, noise_scale)
     return hier_ts(params["effect_mean"], params["effect_cov"], params["action_cov"], params["noise_scale"],
-                   num_actions=env.num_actions)
+                   num_actions=env.num_actions, sampling=sampling)
 
 
 def hierts_glm_agent(env: Environment, *, horizon: int, newton_steps: int = 20, effect_scale: float = 0.0,
