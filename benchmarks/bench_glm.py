@@ -80,7 +80,7 @@ import numpy as np
 
 import structbandits
 from bench_lints import SAMPLING_BEFORE
-from round_cost import module_at
+from round_cost import before_after_row, module_at, time_before_after
 from structbandits.agents import glm_ts, hier_ts_glm, mets, mets_glm
 from structbandits.agents.protocol import Policy
 from structbandits.envs import Environment, mixed_effect_bandit
@@ -157,31 +157,9 @@ def sampling_before_after(arms_list: list[int], features: int, horizon: int, see
     for arms in arms_list:
         env = mixed_effect_bandit(arms, 3, features, rewards="logistic")
         prior = marginal_action_prior(*(jnp.asarray(env.model.params[name]) for name in PRIOR))
-        simulators, trajectories = {}, {}
-        for name, build_glm_ts in (("before", None if before is None else before.glm_ts), ("after", glm_ts)):
-            if build_glm_ts is not None:
-                simulators[name] = batched_simulator(build_glm_ts(*prior, history_size=horizon), env, horizon)
-                trajectories[name] = jax.block_until_ready(simulators[name](keys))
-        seconds = {name: [] for name in simulators}
-        for _ in range(repeats):  # interleaved, so a change of load hits both sides alike
-            for name, simulate in simulators.items():
-                seconds[name].append(timed_call(lambda: simulate(keys)))
-        results = {name: (1e6 * min(seconds[name]) / (seeds * horizon), trajectories[name]) for name in simulators}
-        after_us, after = results["after"]
-        regret = float(np.asarray(after.expected_regret).sum(axis=1).mean())
-        if "before" in results:
-            before_us, old = results["before"]
-            same = bool(np.array_equal(np.asarray(old.action), np.asarray(after.action)))
-            print(f"{arms:>6}{before_us:>11.1f}{after_us:>10.1f}{before_us / after_us:>9.2f}x{str(same):>14}"
-                  f"{regret:>9.2f}", flush=True)
-        else:
-            print(f"{arms:>6}{'-':>11}{after_us:>10.1f}{'-':>10}{'-':>14}{regret:>9.2f}", flush=True)
-
-
-def timed_call(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    return time.perf_counter() - start
+        policies = {name: None if build_glm_ts is None else build_glm_ts(*prior, history_size=horizon)
+                    for name, build_glm_ts in (("before", None if before is None else before.glm_ts), ("after", glm_ts))}
+        print(f"{arms:>6}" + before_after_row(time_before_after(policies, env, horizon, keys, repeats)), flush=True)
 
 
 def main() -> None:

@@ -63,7 +63,16 @@ import numpy as np
 from scipy.linalg import cho_solve, solve_triangular
 
 import structbandits
-from round_cost import BEFORE, Work, best_seconds, describe, lower_bound_us, machine_rates, module_at
+from round_cost import (
+    BEFORE,
+    Work,
+    before_after_row,
+    describe,
+    lower_bound_us,
+    machine_rates,
+    module_at,
+    time_before_after,
+)
 from structbandits.agents import lin_ts, lin_ts_nig
 from structbandits.envs import linear_contextual_bandit
 from structbandits.experiments import Trajectory, batched_simulator, seed_keys
@@ -133,26 +142,11 @@ def before_after(arms_list: list[int], features: int, seeds: int, horizon: int) 
         work = Work(bytes=8 * arms * (features**2 + 2 * features), flops=2 * arms * features**2 + 4 * arms * features,
                     normals=arms * features, uniforms=arms + features)
         bound = lower_bound_us(work, rates)
-        results = {}
-        for name, module in (("before", before), ("after", None)):
-            if name == "before" and before is None:
-                continue
-            build = lin_ts if module is None else module.lin_ts
-            simulate = batched_simulator(build(jnp.zeros(features), jnp.eye(features), NOISE_SCALE, num_actions=arms),
-                                         env, horizon)
-            trajectory = jax.block_until_ready(simulate(keys))
-            seconds = best_seconds(lambda: simulate(keys))
-            results[name] = (1e6 * seconds / (seeds * horizon), trajectory)
-        after_us, after = results["after"]
-        regret = float(np.asarray(after.expected_regret).sum(axis=1).mean())
-        if "before" in results:
-            before_us, old = results["before"]
-            same = bool(np.array_equal(np.asarray(old.action), np.asarray(after.action)))
-            print(f"{arms:>6}{bound:>10.1f}{before_us:>11.1f}{before_us / bound:>8.1f}x{after_us:>10.1f}"
-                  f"{after_us / bound:>8.1f}x{before_us / after_us:>9.2f}x{str(same):>14}{regret:>9.2f}", flush=True)
-        else:
-            print(f"{arms:>6}{bound:>10.1f}{'-':>11}{'-':>9}{after_us:>10.1f}{after_us / bound:>8.1f}x{'-':>10}"
-                  f"{'-':>14}{regret:>9.2f}", flush=True)
+        policies = {name: None if build is None else build(jnp.zeros(features), jnp.eye(features), NOISE_SCALE,
+                                                           num_actions=arms)
+                    for name, build in (("before", None if before is None else before.lin_ts), ("after", lin_ts))}
+        print(f"{arms:>6}" + before_after_row(time_before_after(policies, env, horizon, keys, repeats=3), bound),
+              flush=True)
 
 
 def lin_ts_nig_before():
@@ -182,27 +176,10 @@ def nig_before_after(arms_list: list[int], features: int, seeds: int, horizon: i
                     flops=2 * arms * features**2 + 4 * arms * features,
                     normals=arms * features + arms, uniforms=arms + features)
         bound = lower_bound_us(work, rates)
-        simulators, trajectories = {}, {}
-        for name, build in (("before", before), ("after", lin_ts_nig)):
-            if build is not None:
-                simulators[name] = batched_simulator(
-                    build(jnp.zeros(features), jnp.eye(features), 2.0, 1.0, num_actions=arms), env, horizon)
-                trajectories[name] = jax.block_until_ready(simulators[name](keys))
-        seconds = {name: [] for name in simulators}
-        for _ in range(5):  # interleaved, so a change of load hits both sides alike; the best of 5
-            for name, simulate in simulators.items():
-                seconds[name].append(best_seconds(lambda: simulate(keys), 1))
-        results = {name: (1e6 * min(seconds[name]) / (seeds * horizon), trajectories[name]) for name in simulators}
-        after_us, after = results["after"]
-        regret = float(np.asarray(after.expected_regret).sum(axis=1).mean())
-        if "before" in results:
-            before_us, old = results["before"]
-            same = bool(np.array_equal(np.asarray(old.action), np.asarray(after.action)))
-            print(f"{arms:>6}{bound:>10.1f}{before_us:>11.1f}{before_us / bound:>8.1f}x{after_us:>10.1f}"
-                  f"{after_us / bound:>8.1f}x{before_us / after_us:>9.2f}x{str(same):>14}{regret:>9.2f}", flush=True)
-        else:
-            print(f"{arms:>6}{bound:>10.1f}{'-':>11}{'-':>9}{after_us:>10.1f}{after_us / bound:>8.1f}x{'-':>10}"
-                  f"{'-':>14}{regret:>9.2f}", flush=True)
+        policies = {name: None if build is None else build(jnp.zeros(features), jnp.eye(features), 2.0, 1.0,
+                                                           num_actions=arms)
+                    for name, build in (("before", before), ("after", lin_ts_nig))}
+        print(f"{arms:>6}" + before_after_row(time_before_after(policies, env, horizon, keys), bound), flush=True)
 
 
 def main() -> None:

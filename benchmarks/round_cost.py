@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 # The last commit before issue 22 items 2-3 that touched agents/mets.py, agents/thompson.py and
@@ -62,6 +63,40 @@ def best_seconds(fn: Callable[[], object], repeats: int = 3) -> float:
         jax.block_until_ready(fn())
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def time_before_after(policies: dict, env, horizon: int, keys: jax.Array, repeats: int = 5) -> dict:
+    """µs per seed-round and trajectory of each policy's batched simulator: ``policies`` name -> Policy
+    (None: skipped, e.g. "before" without git history). Each simulator is compiled and run once, then the
+    simulators are called in turn ``repeats`` times (a change of load hits all alike) and each keeps its
+    best. Returns name -> (µs per seed-round, trajectory of the first run)."""
+    from structbandits.experiments import batched_simulator
+
+    simulators = {name: batched_simulator(policy, env, horizon) for name, policy in policies.items()
+                  if policy is not None}
+    trajectories = {name: jax.block_until_ready(simulate(keys)) for name, simulate in simulators.items()}
+    seconds = {name: [] for name in simulators}
+    for _ in range(repeats):
+        for name, simulate in simulators.items():
+            seconds[name].append(best_seconds(lambda: simulate(keys), 1))
+    rounds = keys.shape[0] * horizon
+    return {name: (1e6 * min(seconds[name]) / rounds, trajectories[name]) for name in simulators}
+
+
+def before_after_row(results: dict, bound: float | None = None) -> str:
+    """The columns after K of a before/after table: [bound, before µs, x bound,] after µs, [x bound,]
+    speed-up, same actions, mean final regret (from ``time_before_after``'s results)."""
+    after_us, after = results["after"]
+    regret = float(np.asarray(after.expected_regret).sum(axis=1).mean())
+    bound_of = (lambda us: f"{us / bound:>8.1f}x") if bound is not None else (lambda us: "")
+    row = f"{bound:>10.1f}" if bound is not None else ""
+    if "before" in results:
+        before_us, old = results["before"]
+        same = bool(np.array_equal(np.asarray(old.action), np.asarray(after.action)))
+        return (row + f"{before_us:>11.1f}{bound_of(before_us)}{after_us:>10.1f}{bound_of(after_us)}"
+                f"{before_us / after_us:>9.2f}x{str(same):>14}{regret:>9.2f}")
+    dash = f"{'-':>9}" if bound is not None else ""
+    return row + f"{'-':>11}{dash}{after_us:>10.1f}{bound_of(after_us)}{'-':>10}{'-':>14}{regret:>9.2f}"
 
 
 class Rates(NamedTuple):

@@ -112,6 +112,20 @@ def _check_sampling(temperature, top_p, top_k, min_p, max_tokens) -> tuple[float
             check_integer("max_tokens", max_tokens, minimum=1))
 
 
+def _set_common(generator, model_path, n_threads, temperature, top_p, top_k, min_p, max_tokens, system_prompt,
+                render) -> Path:
+    """Check and set what both language-model backends share (the gguf's path, threads, sampler settings,
+    system prompt and renderer) on ``generator``; returns the gguf's path."""
+    path = smollm2_path() if model_path is None else Path(model_path)
+    if not path.is_file():
+        raise ValidationError(f"model_path: no gguf file at {str(path)!r}")
+    generator.n_threads = check_integer("n_threads", n_threads, minimum=1)
+    generator.temperature, generator.top_p, generator.top_k, generator.min_p, generator.max_tokens = _check_sampling(
+        temperature, top_p, top_k, min_p, max_tokens)
+    generator.system_prompt, generator.render, generator.model_path = system_prompt, render, path
+    return path
+
+
 def _chat(system_prompt: str, render: Callable[[str, str, int], str], prompt, context) -> list[dict]:
     curr_loc, prev_steps = _check_context(context)
     return [{"role": "system", "content": system_prompt},
@@ -137,13 +151,8 @@ class LlamaCppGenerator:
                  render: Callable[[str, str, int], str] = render_prompt, n_ctx: int = 1024, top_k: int = 40,
                  min_p: float = 0.05):
         llama_cpp = _llama_cpp()
-        path = smollm2_path() if model_path is None else Path(model_path)
-        if not path.is_file():
-            raise ValidationError(f"model_path: no gguf file at {str(path)!r}")
-        self.n_threads = check_integer("n_threads", n_threads, minimum=1)
-        self.temperature, self.top_p, self.top_k, self.min_p, self.max_tokens = _check_sampling(
-            temperature, top_p, top_k, min_p, max_tokens)
-        self.system_prompt, self.render, self.model_path = system_prompt, render, path
+        path = _set_common(self, model_path, n_threads, temperature, top_p, top_k, min_p, max_tokens, system_prompt,
+                           render)
         self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=check_integer("n_ctx", n_ctx, minimum=64),
                                     n_threads=self.n_threads, n_threads_batch=self.n_threads, seed=0, verbose=False)
 
@@ -244,13 +253,8 @@ class TransformersGenerator:
                  render: Callable[[str, str, int], str] = render_prompt, top_k: int = 40, min_p: float = 0.05,
                  device: str = "cpu"):
         torch, transformers = _import_transformers()
-        path = smollm2_path() if model_path is None else Path(model_path)
-        if not path.is_file():
-            raise ValidationError(f"model_path: no gguf file at {str(path)!r}")
-        self.n_threads = check_integer("n_threads", n_threads, minimum=1)
-        self.temperature, self.top_p, self.top_k, self.min_p, self.max_tokens = _check_sampling(
-            temperature, top_p, top_k, min_p, max_tokens)
-        self.system_prompt, self.render, self.model_path = system_prompt, render, path
+        path = _set_common(self, model_path, n_threads, temperature, top_p, top_k, min_p, max_tokens, system_prompt,
+                           render)
         self._torch, self._transformers = torch, transformers
         with _torch_threads(torch, self.n_threads):
             load = dict(gguf_file=path.name, local_files_only=True)
