@@ -80,7 +80,7 @@ import numpy as np
 
 import structbandits
 from bench_lints import SAMPLING_BEFORE
-from round_cost import before_after_row, module_at, time_before_after
+from round_cost import before_after_header, before_after_row, module_at, time_before_after
 from structbandits.agents import glm_ts, hier_ts_glm, mets, mets_glm
 from structbandits.agents.protocol import Policy
 from structbandits.envs import Environment, mixed_effect_bandit
@@ -152,7 +152,7 @@ def sampling_before_after(arms_list: list[int], features: int, horizon: int, see
           f"L=3, d={features}, {seeds} seeds, {horizon} rounds, load average {os.getloadavg()[0]:.1f}")
     if before is None:
         print(f"  before: not measured (no git history here to load agents/glm.py at {SAMPLING_BEFORE[:7]})")
-    print(f"{'K':>6}{'before µs':>11}{'after µs':>10}{'speed-up':>10}{'same actions':>14}{'regret':>9}")
+    print(before_after_header(bound=False))
     keys = seed_keys(0, seeds)
     for arms in arms_list:
         env = mixed_effect_bandit(arms, 3, features, rewards="logistic")

@@ -66,6 +66,7 @@ import structbandits
 from round_cost import (
     BEFORE,
     Work,
+    before_after_header,
     before_after_row,
     describe,
     lower_bound_us,
@@ -135,8 +136,7 @@ def before_after(arms_list: list[int], features: int, seeds: int, horizon: int) 
           f"{os.getloadavg()[0]:.1f}; {describe(rates)}")
     if before is None:
         print(f"  before: not measured (no git history here to load agents/thompson.py at {BEFORE[:7]})")
-    print(f"{'K':>6}{'bound µs':>10}{'before µs':>11}{'x bound':>9}{'after µs':>10}{'x bound':>9}{'speed-up':>10}"
-          f"{'same actions':>14}{'regret':>9}")
+    print(before_after_header())
     for arms in arms_list:
         env = linear_contextual_bandit(arms, features, noise_scale=NOISE_SCALE)
         work = Work(bytes=8 * arms * (features**2 + 2 * features), flops=2 * arms * features**2 + 4 * arms * features,
@@ -168,8 +168,7 @@ def nig_before_after(arms_list: list[int], features: int, seeds: int, horizon: i
           f"{horizon} rounds, load average {os.getloadavg()[0]:.1f}; {describe(rates)}")
     if before is None:
         print(f"  before: not measured (no git history here to load inference/nig.py at {SAMPLING_BEFORE[:7]})")
-    print(f"{'K':>6}{'bound µs':>10}{'before µs':>11}{'x bound':>9}{'after µs':>10}{'x bound':>9}{'speed-up':>10}"
-          f"{'same actions':>14}{'regret':>9}")
+    print(before_after_header())
     for arms in arms_list:
         env = linear_contextual_bandit(arms, features, noise_scale=NOISE_SCALE)
         work = Work(bytes=8 * arms * (features**2 + 2 * features + 2),

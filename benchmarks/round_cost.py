@@ -83,6 +83,13 @@ def time_before_after(policies: dict, env, horizon: int, keys: jax.Array, repeat
     return {name: (1e6 * min(seconds[name]) / rounds, trajectories[name]) for name in simulators}
 
 
+def before_after_header(bound: bool = True) -> str:
+    """The header line of a ``before_after_row`` table (with or without the bound columns)."""
+    x = f"{'x bound':>9}" if bound else ""
+    return (f"{'K':>6}" + (f"{'bound µs':>10}" if bound else "") + f"{'before µs':>11}{x}{'after µs':>10}{x}"
+            f"{'speed-up':>10}{'same actions':>14}{'regret':>9}")
+
+
 def before_after_row(results: dict, bound: float | None = None) -> str:
     """The columns after K of a before/after table: [bound, before µs, x bound,] after µs, [x bound,]
     speed-up, same actions, mean final regret (from ``time_before_after``'s results)."""

@@ -174,7 +174,7 @@ def random_walk_bandit(
     k, d = prior_mean.shape
     drift_scale = float(check_positive("drift_scale", drift_scale, allow_zero=True))
     reversion = _unit_interval("reversion", reversion)
-    prior_scale, noise_scale = float(prior_scale), float(noise_scale)
+    noise_scale = float(noise_scale)
     first_theta = _first_theta(random_walk_linear_bandit, prior_mean, prior_cov, noise_scale, drift_scale, reversion)
 
     def init(key: jax.Array) -> DriftState:
@@ -214,7 +214,7 @@ def habituation_bandit(
     k, d = prior_mean.shape
     decay = _unit_interval("decay", decay, open_low=True)
     retention = _unit_interval("retention", retention)
-    prior_scale, noise_scale = float(prior_scale), float(noise_scale)
+    noise_scale = float(noise_scale)
     first_theta = _first_theta(habituation_linear_bandit, prior_mean, prior_cov, noise_scale, decay, retention)
 
     def init(key: jax.Array) -> HabituationState:

@@ -17,18 +17,18 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
 
 __all__ = ["auc", "graded_auc", "prompt_auc", "rejection_report", "style_correlations"]
 
 
 def auc(high, low) -> float:
-    """P(a score of ``high`` > one of ``low``) + P(tie) / 2 (Mann-Whitney); NaN when either is empty."""
+    """P(a score of ``high`` > one of ``low``) + P(tie) / 2 (scikit-learn's ROC AUC); NaN when either is empty."""
     high, low = np.asarray(high, dtype=float), np.asarray(low, dtype=float)
     if len(high) == 0 or len(low) == 0:
         return float("nan")
-    ranks = rankdata(np.concatenate([high, low]))  # average ranks: ties count half
-    return float((ranks[:len(high)].sum() - len(high) * (len(high) + 1) / 2) / (len(high) * len(low)))
+    labels = np.concatenate([np.ones(len(high)), np.zeros(len(low))])
+    return float(roc_auc_score(labels, np.concatenate([high, low])))
 
 
 def prompt_auc(database: pd.DataFrame, styles: Sequence[str], prefix: str = "") -> dict[str, float]:
