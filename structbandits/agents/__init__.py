@@ -15,7 +15,10 @@ them. Shapes and structural options (numbers of arms, draws, Newton steps, histo
 pooling choices) stay fixed in the functions. To run a grid of values through one program, build a
 policy per value, stack their params with ``stack_params`` and ``jax.vmap`` over them (the sweep
 runner does this); pass ``without_params(policy)`` where a policy must be a static ``jax.jit``
-argument. Details and an example: ``agents.protocol``.
+argument. Constructors that build their functions once per structure (``shared_policy``: the
+GAMBITTS agents and standard TS) return the same functions for every value of their params, so
+policies differing only in values (another style column of the same width, another prior) share one
+compiled program too. Details and an example: ``agents.protocol``.
 """
 
 from structbandits.agents.bayes_restless import (
@@ -60,6 +63,7 @@ from structbandits.agents.mets import METSForgettingParams, METSForgettingState
 from structbandits.agents.propensity import monte_carlo_propensity, thompson_choice
 from structbandits.agents.protocol import ActInfo, Policy, init_state, no_propensity, stack_params, without_params
 from structbandits.agents.random import uniform_random
+from structbandits.agents.shared_functions import shared_policy
 from structbandits.agents.restless import (
     EXACT_SETTINGS,
     POLICY_NAMES,
@@ -157,6 +161,7 @@ __all__ = [
     "optional_prompting",
     "po_gambitts",
     "restless_policy",
+    "shared_policy",
     "stack_params",
     "standard_ts",
     "thompson_choice",

@@ -24,10 +24,14 @@ the draws look their member's choice up); during warm-up it is exactly 1/K.
 The state carries its own PRNG key (``update`` takes none) for target perturbations and minibatches.
 
 Hyperparameters are data (``agents.protocol``): ``EnsGambittsParams`` holds Adam's learning rate,
-the perturbation scale, the anchor term's prior scale and the treatment model the agent is told (ens-po:
-the offline draws; ens-fo: the NIW prior of one cell); member, hidden-unit, buffer, batch, warm-up and
-Monte-Carlo sizes fix shapes and stay in the functions. A custom ``optimizer`` stays in the functions
-too (its numbers are its own), and then ``learning_rate`` is None.
+the perturbation scale, the anchor term's prior scale, the treatment model the agent is told (ens-po:
+the offline draws; ens-fo: the NIW prior of one cell) and the working-embedding columns; member,
+hidden-unit, buffer, batch, warm-up and Monte-Carlo sizes fix shapes and stay in the functions. A custom
+``optimizer`` stays in the functions too (its numbers are its own), and then ``learning_rate`` is None.
+The functions come from an ``lru_cache``-d builder keyed on the structural options only (a custom
+optimizer by identity), so agents that differ only in values (styles of the same d, learning rate,
+perturbation scale, offline draws of one shape) share them and one compiled program
+(``agents.shared_functions``).
 
 ``posterior_draws`` treats the members as the posterior's draws: each draw is one member's
 parameters (``w1``, ``b1``, ``w2``, ``b2``, the sites of ``models.mediated.mlp_reward_stage``; ``w``,
@@ -38,6 +42,7 @@ posterior's ``mu`` and ``Sigma`` per (cell, prompt).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import NamedTuple
 
 import jax
@@ -47,6 +52,7 @@ import optax
 from structbandits.agents.gambitts import check_feature_index, niw_cell_draws, niw_cell_prior
 from structbandits.agents.propensity import choice_frequency
 from structbandits.agents.protocol import ActInfo, Policy, no_propensity
+from structbandits.agents.shared_functions import shared_policy
 from structbandits.errors import ValidationError, check_integer, check_positive
 from structbandits.inference.empirical import (
     EmpiricalTreatment,
@@ -80,6 +86,7 @@ class EnsGambittsParams(NamedTuple):
     prior_var : () σ0² of the anchor term; None without it (``prior_scale`` None).
     treatment : ens-po: the offline draws of the working columns (``EmpiricalTreatment``, (K, C, N, d));
         ens-fo: the NIW prior of every (cell, prompt), fields (d,) ....
+    feature_index : (d,) int32 the working-embedding columns of ``context.treatments``.
     """
 
     learning_rate: jax.Array | None
@@ -87,6 +94,7 @@ class EnsGambittsParams(NamedTuple):
     perturbation_var: jax.Array
     prior_var: jax.Array | None
     treatment: object
+    feature_index: jax.Array
 
 
 class EnsGambittsState(NamedTuple):
@@ -112,9 +120,11 @@ class EnsGambittsState(NamedTuple):
 
 
 class _EnsembleOptions(NamedTuple):
+    """The structural options: the functions' cache key (hashable; no arrays)."""
+
     members: int
     hidden: int
-    optimizer: optax.GradientTransformation
+    optimizer: optax.GradientTransformation | None  # None: Adam at the params' learning rate
     buffer_size: int
     batch_size: int
     warmup: int
@@ -127,17 +137,17 @@ class _EnsembleOptions(NamedTuple):
 
 def _ensemble_options(num_members, num_hidden, learning_rate, buffer_size, batch_size, warmup, perturbation_scale,
                       mc_draws, reset_optimizer, prior_scale, propensity_draws, optimizer, dtype,
-                      treatment) -> tuple[_EnsembleOptions, EnsGambittsParams]:
-    """The validated structural options and the hyperparameters (``treatment``: the treatment model's params)."""
+                      treatment, index: tuple[int, ...]) -> tuple[_EnsembleOptions, EnsGambittsParams]:
+    """The validated structural options and the hyperparameters (``treatment``: the treatment model's params;
+    ``index``: the validated working columns)."""
     if dtype not in ("float32", "float64"):
         raise ValidationError(f"dtype: expected \"float32\" or \"float64\", got {dtype!r}")
     net = jnp.dtype(dtype)
     rate = None
     if optimizer is None:
         rate = float(check_positive("learning_rate", learning_rate))
-        # Built once for the state's structure (Adam's state does not depend on the rate); ``update``
-        # rebuilds it from the traced rate, which multiplies the update exactly as the constant did.
-        optimizer = optax.adam(rate)
+        # None: ``init`` and ``update`` build Adam from the traced rate (Adam's state does not depend on
+        # it; the traced rate multiplies the update exactly as the constant did).
     elif not isinstance(optimizer, optax.GradientTransformation):
         raise ValidationError(f"optimizer: expected an optax.GradientTransformation, got {type(optimizer).__name__}")
     scale = float(check_positive("perturbation_scale", perturbation_scale, allow_zero=True))
@@ -149,6 +159,7 @@ def _ensemble_options(num_members, num_hidden, learning_rate, buffer_size, batch
         perturbation_var=jnp.asarray(scale**2, net),
         prior_var=None if prior_scale is None else jnp.asarray(prior_scale**2, net),
         treatment=treatment,
+        feature_index=jnp.asarray(index, jnp.int32),
     )
     return _EnsembleOptions(
         members=check_integer("num_members", num_members, minimum=1),
@@ -187,9 +198,10 @@ def _prompt_scores(member, batch) -> jax.Array:
     return jnp.sum(weights * model_apply(member, z), axis=0)
 
 
-def _ensemble_policy(opts: _EnsembleOptions, defaults: EnsGambittsParams, num_actions: int, d: int, index: jax.Array,
-                     init_treatment, treatment_draws, observe_treatment, treatment_posterior=None) -> Policy:
-    """The parts shared by ens-po and ens-fo; they differ in how treatments are drawn and learned.
+def _ensemble_functions(opts: _EnsembleOptions, num_actions: int, d: int, init_treatment, treatment_draws,
+                        observe_treatment, treatment_posterior=None) -> tuple:
+    """(init(key, params), act, update, posterior_draws): the parts shared by ens-po and ens-fo; they
+    differ in how treatments are drawn and learned.
 
     ``init_treatment(key, treatment_params)`` → the state's treatment;
     ``treatment_draws(treatment, treatment_params, key, cell)`` → a Monte-Carlo batch (z (R, K, d), weights (R, K)), the
@@ -200,11 +212,13 @@ def _ensemble_policy(opts: _EnsembleOptions, defaults: EnsGambittsParams, num_ac
     """
     k = num_actions
 
-    def init(key: jax.Array, params: EnsGambittsParams | None = None) -> EnsGambittsState:
-        params = defaults if params is None else params
+    def optimizer(params: EnsGambittsParams) -> optax.GradientTransformation:
+        return opts.optimizer if opts.optimizer is not None else optax.adam(params.learning_rate)
+
+    def init(key: jax.Array, params: EnsGambittsParams) -> EnsGambittsState:
         ens_key, treatment_key, own_key = jax.random.split(key, 3)
         return EnsGambittsState(
-            ensemble_init(ens_key, opts.members, d, opts.hidden, opts.optimizer, opts.dtype),
+            ensemble_init(ens_key, opts.members, d, opts.hidden, optimizer(params), opts.dtype),
             buffer_init(opts.buffer_size, d, opts.members, opts.dtype),
             jnp.zeros((), jnp.int32), own_key, init_treatment(treatment_key, params.treatment), params,
         )
@@ -234,7 +248,7 @@ def _ensemble_policy(opts: _EnsembleOptions, defaults: EnsGambittsParams, num_ac
         return action, ActInfo(jnp.where(warming, 1.0 / k, propensity))
 
     def update(state: EnsGambittsState, context, action: jax.Array, reward: jax.Array) -> EnsGambittsState:
-        z = context.treatments[action, index]
+        z = context.treatments[action, state.params.feature_index]
         own_key, noise_key, batch_key = jax.random.split(state.key, 3)
         hyper = state.params
         perturbation = hyper.perturbation_scale * jax.random.normal(noise_key, (opts.members,), opts.dtype)
@@ -244,10 +258,9 @@ def _ensemble_policy(opts: _EnsembleOptions, defaults: EnsGambittsParams, num_ac
             regularization = hyper.perturbation_var / (seen * hyper.prior_var)
         else:
             regularization = 0.0
-        optimizer = opts.optimizer if hyper.learning_rate is None else optax.adam(hyper.learning_rate)
         ensemble = jax.lax.cond(
             state.round + 1 >= opts.warmup,
-            lambda e: ensemble_step(e, buffer, batch_key, optimizer, batch_size=opts.batch_size,
+            lambda e: ensemble_step(e, buffer, batch_key, optimizer(hyper), batch_size=opts.batch_size,
                                     reset_optimizer=opts.reset_optimizer, regularization=regularization),
             lambda e: e,
             state.ensemble,
@@ -263,7 +276,49 @@ def _ensemble_policy(opts: _EnsembleOptions, defaults: EnsGambittsParams, num_ac
             draws.update(treatment_posterior(state.treatment, treatment_key, num_draws))
         return draws
 
-    return Policy(init, act, update, posterior_draws, defaults)
+    return init, act, update, posterior_draws
+
+
+@lru_cache(maxsize=256)  # a custom optimizer is a key by identity (a NamedTuple of functions)
+def _ens_po_functions(opts: _EnsembleOptions, k: int, n: int, d: int, num_draws: int | None) -> tuple:
+    """ens-po's functions for offline draws (k, ·, n, d) and ``num_draws`` rows per seed (None: all)."""
+    subsampled = num_draws is not None and num_draws < n
+
+    def init_treatment(key, offline_params):
+        return empirical_subsample(offline_params, key, num_draws) if subsampled else None
+
+    rows = num_draws if subsampled else n
+    score_rows = rows <= opts.mc_draws  # score the stored rows, weighted, rather than mc resampled copies
+
+    def draws(treatment, offline_params, key, cell):
+        model = treatment if subsampled else offline_params
+        if score_rows:
+            weights = empirical_weights(model, key, cell, opts.mc_draws).T / opts.mc_draws  # (N, K)
+            return jnp.swapaxes(model.draws[:, cell], 0, 1).astype(opts.dtype), weights.astype(opts.dtype)
+        return _equal_weights(empirical_sample(model, key, cell, (opts.mc_draws,)).astype(opts.dtype))
+
+    return _ensemble_functions(opts, k, d, init_treatment, draws, lambda treatment, cell, action, z: treatment)
+
+
+@lru_cache(maxsize=256)
+def _ens_fo_functions(opts: _EnsembleOptions, k: int, c: int, d: int) -> tuple:
+    """ens-fo's functions for K = k prompts, C = c cells, d columns."""
+
+    def init_treatment(key, one: NIW) -> NIW:
+        return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (c, k) + leaf.shape), one)
+
+    def draws(treatment: NIW, prior_params, key, cell):
+        cell_niw = jax.tree.map(lambda leaf: leaf[cell], treatment)  # fields (K, ...)
+        niw_key, eps_key = jax.random.split(key)
+        mean, root = jax.vmap(niw_sample, (0, 0, None))(cell_niw, jax.random.split(niw_key, k), ())  # (K, d), (K, d, d)
+        eps = jax.random.normal(eps_key, (opts.mc_draws, k, d), mean.dtype)
+        return _equal_weights((mean + jnp.einsum("kij,mkj->mki", root, eps)).astype(opts.dtype))
+
+    def observe(treatment: NIW, cell, action, z):
+        one = jax.tree.map(lambda leaf: leaf[cell, action], treatment)
+        return jax.tree.map(lambda leaf, new: leaf.at[cell, action].set(new), treatment, niw_observe(one, z))
+
+    return _ensemble_functions(opts, k, d, init_treatment, draws, observe, niw_cell_draws)
 
 
 def ens_po_gambitts(
@@ -317,24 +372,9 @@ def ens_po_gambitts(
     num_draws = None if num_draws is None else check_integer("num_draws", num_draws, minimum=1)
     opts, defaults = _ensemble_options(num_members, num_hidden, learning_rate, buffer_size, batch_size, warmup,
                                        perturbation_scale, mc_draws, reset_optimizer, prior_scale, propensity_draws,
-                                       optimizer, dtype, offline)
-    subsampled = num_draws is not None and num_draws < offline.draws.shape[2]
-
-    def init_treatment(key, offline_params):
-        return empirical_subsample(offline_params, key, num_draws) if subsampled else None
-
-    rows = num_draws if subsampled else offline.draws.shape[2]
-    score_rows = rows <= opts.mc_draws  # score the stored rows, weighted, rather than mc resampled copies
-
-    def draws(treatment, offline_params, key, cell):
-        model = treatment if subsampled else offline_params
-        if score_rows:
-            weights = empirical_weights(model, key, cell, opts.mc_draws).T / opts.mc_draws  # (N, K)
-            return jnp.swapaxes(model.draws[:, cell], 0, 1).astype(opts.dtype), weights.astype(opts.dtype)
-        return _equal_weights(empirical_sample(model, key, cell, (opts.mc_draws,)).astype(opts.dtype))
-
-    return _ensemble_policy(opts, defaults, offline.draws.shape[0], len(index), jnp.asarray(index), init_treatment,
-                            draws, lambda treatment, cell, action, z: treatment)
+                                       optimizer, dtype, offline, index)
+    k, _, n, d = (int(size) for size in offline.draws.shape)
+    return shared_policy(*_ens_po_functions(opts, k, n, d, num_draws), defaults)
 
 
 def ens_fo_gambitts(
@@ -373,20 +413,5 @@ def ens_fo_gambitts(
     prior = niw_cell_prior(d, mean0=niw_mean, kappa0=niw_kappa, psi0=niw_psi, nu0=niw_nu)
     opts, defaults = _ensemble_options(num_members, num_hidden, learning_rate, buffer_size, batch_size, warmup,
                                        perturbation_scale, mc_draws, reset_optimizer, prior_scale, propensity_draws,
-                                       optimizer, dtype, prior)
-
-    def init_treatment(key, one: NIW) -> NIW:
-        return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (c, k) + leaf.shape), one)
-
-    def draws(treatment: NIW, prior_params, key, cell):
-        cell_niw = jax.tree.map(lambda leaf: leaf[cell], treatment)  # fields (K, ...)
-        niw_key, eps_key = jax.random.split(key)
-        mean, root = jax.vmap(niw_sample, (0, 0, None))(cell_niw, jax.random.split(niw_key, k), ())  # (K, d), (K, d, d)
-        eps = jax.random.normal(eps_key, (opts.mc_draws, k, d), mean.dtype)
-        return _equal_weights((mean + jnp.einsum("kij,mkj->mki", root, eps)).astype(opts.dtype))
-
-    def observe(treatment: NIW, cell, action, z):
-        one = jax.tree.map(lambda leaf: leaf[cell, action], treatment)
-        return jax.tree.map(lambda leaf, new: leaf.at[cell, action].set(new), treatment, niw_observe(one, z))
-
-    return _ensemble_policy(opts, defaults, k, d, jnp.asarray(index), init_treatment, draws, observe, niw_cell_draws)
+                                       optimizer, dtype, prior, index)
+    return shared_policy(*_ens_fo_functions(opts, k, c, d), defaults)

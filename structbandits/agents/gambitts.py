@@ -11,12 +11,17 @@ exact for a linear reward:
 * ``po_gambitts`` (partially online): E(z | x, a) from offline generator draws (``inference.empirical``);
   only β is learned online.
 
-``optional_prompting`` puts a gate policy (send a message or not) in front of any prompt policy.
+``optional_prompting`` (``agents.optional_prompting``, re-exported here) puts a gate policy (send a
+message or not) in front of any prompt policy.
 
 Hyperparameters are data (``agents.protocol``): ``FOGambittsParams`` / ``POGambittsParams`` hold the
-reward prior in information form, the noise variance σ², and the treatment model the agent is told
-(fo: the NIW prior of one cell; po: the offline draws and their means); the functions close over
-shapes and the working-embedding columns only.
+reward prior in information form, the noise variance σ², the treatment model the agent is told
+(fo: the NIW prior of one cell; po: the offline draws and their means) and the working-embedding
+columns ``feature_index``; the functions close over shapes and structural options only. They come from
+an ``lru_cache``-d builder keyed on those, so two agents that differ only in values (the styles they
+model, for the same d; priors; offline draws) have the same functions and share one compiled program
+(``agents.shared_functions``). With reward forgetting "exponential" / "stabilised" the params
+(``reward_forgetting``) have no ``feature_index`` field: the columns are then part of the key.
 
 Mediated context protocol. The context is a pytree with ``cell`` (), the integer context cell in
 [0, C), and ``treatments`` (K, S), the embedding of the treatment each prompt would deliver this round
@@ -39,6 +44,7 @@ last ``reward_window`` rounds (the state then carries the buffer as ``window``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import NamedTuple
 
 import jax
@@ -46,6 +52,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from structbandits.agents.propensity import thompson_choice  # re-exported: the agents' shared helper
+from structbandits.agents.optional_prompting import (  # re-exported: imports from here keep working
+    OptionalPromptingParams,
+    OptionalPromptingState,
+    optional_prompting,
+)
 from structbandits.agents.protocol import ActInfo, Policy
 from structbandits.agents.reward_forgetting import (
     FOGambittsForgettingParams,
@@ -56,6 +67,7 @@ from structbandits.agents.reward_forgetting import (
     reward_forgetting_options,
     reward_window_buffer,
 )
+from structbandits.agents.shared_functions import shared_policy
 from structbandits.errors import ValidationError, check_finite, check_integer, check_positive, check_positive_definite
 from structbandits.inference.conjugate import GaussianInfo, gaussian_sample, linear_regression_observe
 from structbandits.inference.empirical import (
@@ -171,11 +183,13 @@ def _linear_scores(reward: GaussianInfo, key: jax.Array, shape: tuple[int, ...],
 
 class FOGambittsParams(NamedTuple):
     """foGAMBITTS hyperparameters: ``reward_prior`` β's Gaussian prior in information form (p = d + 1),
-    ``noise_var`` () σ², ``treatment_prior`` the NIW prior of every (cell, prompt), fields (d,) ...."""
+    ``noise_var`` () σ², ``treatment_prior`` the NIW prior of every (cell, prompt), fields (d,) ...,
+    ``feature_index`` (d,) int32 the working-embedding columns of ``context.treatments``."""
 
     reward_prior: GaussianInfo
     noise_var: jax.Array
     treatment_prior: NIW
+    feature_index: jax.Array
 
 
 class FOGambittsState(NamedTuple):
@@ -190,12 +204,14 @@ class FOGambittsState(NamedTuple):
 class POGambittsParams(NamedTuple):
     """poGAMBITTS hyperparameters: ``reward_prior``, ``noise_var`` as ``FOGambittsParams``;
     ``treatment`` the offline draws of the working columns (``EmpiricalTreatment``, draws (K, C, N, d));
-    ``treatment_means`` (K, C, d) their per-cell means (used when every row is available)."""
+    ``treatment_means`` (K, C, d) their per-cell means (used when every row is available);
+    ``feature_index`` (d,) int32 the working-embedding columns of ``context.treatments``."""
 
     reward_prior: GaussianInfo
     noise_var: jax.Array
     treatment: EmpiricalTreatment
     treatment_means: jax.Array
+    feature_index: jax.Array
 
 
 class POGambittsState(NamedTuple):
@@ -216,6 +232,96 @@ def _reward_options(num_styles: int, reward_prior_mean, reward_prior_precision, 
     prior = reward_prior(num_styles, intercept_mean=float(mean[0]), intercept_precision=float(precision[0]),
                          coef_mean=float(mean[1]), coef_precision=float(precision[1]))
     return prior, jnp.asarray(noise_var, prior.info.dtype)
+
+
+def _index_param(index: tuple[int, ...]) -> jax.Array:
+    return jnp.asarray(index, jnp.int32)
+
+
+def _fixed_index(forgetting: str | None, index: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The columns as a cache key where the params cannot carry them (forgetting params have no such field)."""
+    return index if forgetting in ("exponential", "stabilised") else None
+
+
+def _columns(params, fixed_index: tuple[int, ...] | None) -> jax.Array:
+    return params.feature_index if fixed_index is None else jnp.asarray(fixed_index)
+
+
+@lru_cache(maxsize=256)
+def _fo_functions(k: int, c: int, d: int, m: int, forgetting: str | None, window: int | None,
+                  fixed_index: tuple[int, ...] | None):
+    """foGAMBITTS' (init(key, params), act, update, posterior_draws) for K = k, C = c, d columns, M = m
+    propensity draws; everything else comes from the params (``fixed_index``: see ``_fixed_index``)."""
+
+    def init(key: jax.Array, params: FOGambittsParams) -> FOGambittsState:
+        treatment = _replicate_cells(params.treatment_prior, c, k)
+        if forgetting == "window":
+            return FOGambittsWindowState(params.reward_prior, treatment, params, reward_window_buffer(params, window))
+        return FOGambittsState(params.reward_prior, treatment, params)
+
+    def act(state: FOGambittsState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
+        cell_niw = jax.tree.map(lambda leaf: leaf[context.cell], state.treatment)  # fields (K, ...)
+
+        def score_draws(score_key, shape):
+            beta_key, mean_key = jax.random.split(score_key)
+            means = jax.vmap(niw_sample_mean, (0, 0, None))(cell_niw, jax.random.split(mean_key, k), shape)
+            return _linear_scores(state.reward, beta_key, shape, jnp.moveaxis(means, 0, -2))
+
+        return thompson_choice(score_draws, key, m, state.reward.info.dtype)
+
+    def update(state: FOGambittsState, context, action: jax.Array, reward: jax.Array) -> FOGambittsState:
+        z = context.treatments[action, _columns(state.params, fixed_index)]
+        cell_arm = jax.tree.map(lambda leaf: leaf[context.cell, action], state.treatment)
+        treatment = jax.tree.map(lambda leaf, new: leaf.at[context.cell, action].set(new),
+                                 state.treatment, niw_observe(cell_arm, z))
+        if forgetting is None:
+            return FOGambittsState(linear_regression_observe(state.reward, _with_intercept(z), reward,
+                                                             state.params.noise_var), treatment, state.params)
+        posterior, buffer = forgetting_reward(forgetting, state, _with_intercept(z), reward)
+        if forgetting == "window":
+            return FOGambittsWindowState(posterior, treatment, state.params, buffer)
+        return FOGambittsState(posterior, treatment, state.params)
+
+    def posterior_draws(state: FOGambittsState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
+        beta_key, treatment_key = jax.random.split(key)
+        return {"beta": gaussian_sample(state.reward, beta_key, (num_draws,)),
+                **niw_cell_draws(state.treatment, treatment_key, num_draws)}
+
+    return init, act, update, posterior_draws
+
+
+@lru_cache(maxsize=256)
+def _po_functions(k: int, c: int, n: int, d: int, num_draws: int | None, m: int, forgetting: str | None,
+                  window: int | None, fixed_index: tuple[int, ...] | None):
+    """poGAMBITTS' (init(key, params), act, update, posterior_draws) for offline draws (k, c, n, d), ``num_draws``
+    rows per seed (None: all), M = m propensity draws; everything else comes from the params."""
+
+    def init(key: jax.Array, params: POGambittsParams) -> POGambittsState:
+        means = (params.treatment_means if num_draws is None
+                 else empirical_means(empirical_subsample(params.treatment, key, num_draws)))
+        if forgetting == "window":
+            return POGambittsWindowState(params.reward_prior, means, params, reward_window_buffer(params, window))
+        return POGambittsState(params.reward_prior, means, params)
+
+    def act(state: POGambittsState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
+        means = state.treatment_means[:, context.cell]  # (K, d)
+        return thompson_choice(lambda k_, shape: _linear_scores(state.reward, k_, shape, means), key, m,
+                               state.reward.info.dtype)
+
+    def update(state: POGambittsState, context, action: jax.Array, reward: jax.Array) -> POGambittsState:
+        z = context.treatments[action, _columns(state.params, fixed_index)]
+        if forgetting is None:
+            return POGambittsState(linear_regression_observe(state.reward, _with_intercept(z), reward,
+                                                             state.params.noise_var), state.treatment_means, state.params)
+        posterior, buffer = forgetting_reward(forgetting, state, _with_intercept(z), reward)
+        if forgetting == "window":
+            return POGambittsWindowState(posterior, state.treatment_means, state.params, buffer)
+        return POGambittsState(posterior, state.treatment_means, state.params)
+
+    def posterior_draws(state: POGambittsState, key: jax.Array, num_draws_: int) -> dict[str, jax.Array]:
+        return {"beta": gaussian_sample(state.reward, key, (num_draws_,))}
+
+    return init, act, update, posterior_draws
 
 
 def fo_gambitts(
@@ -256,56 +362,21 @@ def fo_gambitts(
     -------
     Policy on mediated contexts (module docstring); state ``FOGambittsState`` (``FOGambittsWindowState``
     with a window), params ``FOGambittsParams`` (``FOGambittsForgettingParams`` with γ). Per round
-    O(M K d² + d²).
+    O(M K d² + d²). Calls that differ only in values (feature columns of the same d, priors) return the
+    same ``act`` / ``update`` / ``posterior_draws`` and compare equal without params: one compiled program.
     """
     k = check_integer("num_actions", num_actions, minimum=2)
     c = check_integer("num_cells", num_cells, minimum=1)
-    index = jnp.asarray(check_feature_index(feature_index))
-    d = int(index.shape[0])
+    index = check_feature_index(feature_index)
     m = check_integer("propensity_draws", propensity_draws, minimum=0)
-    prior, noise_var = _reward_options(d, reward_prior_mean, reward_prior_precision, reward_noise_scale)
-    treatment_prior = niw_cell_prior(d, mean0=niw_mean, kappa0=niw_kappa, psi0=niw_psi, nu0=niw_nu)
+    prior, noise_var = _reward_options(len(index), reward_prior_mean, reward_prior_precision, reward_noise_scale)
+    treatment_prior = niw_cell_prior(len(index), mean0=niw_mean, kappa0=niw_kappa, psi0=niw_psi, nu0=niw_nu)
     forgetting, rate, window = reward_forgetting_options(reward_forgetting, reward_forgetting_rate, reward_window)
-    defaults = FOGambittsParams(prior, noise_var, treatment_prior)
+    defaults = FOGambittsParams(prior, noise_var, treatment_prior, _index_param(index))
     if forgetting in ("exponential", "stabilised"):
-        defaults = FOGambittsForgettingParams(*defaults, jnp.asarray(rate, noise_var.dtype))
-
-    def init(key: jax.Array, params: FOGambittsParams | None = None) -> FOGambittsState:
-        params = defaults if params is None else params
-        treatment = _replicate_cells(params.treatment_prior, c, k)
-        if forgetting == "window":
-            return FOGambittsWindowState(params.reward_prior, treatment, params, reward_window_buffer(params, window))
-        return FOGambittsState(params.reward_prior, treatment, params)
-
-    def act(state: FOGambittsState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
-        cell_niw = jax.tree.map(lambda leaf: leaf[context.cell], state.treatment)  # fields (K, ...)
-
-        def score_draws(score_key, shape):
-            beta_key, mean_key = jax.random.split(score_key)
-            means = jax.vmap(niw_sample_mean, (0, 0, None))(cell_niw, jax.random.split(mean_key, k), shape)
-            return _linear_scores(state.reward, beta_key, shape, jnp.moveaxis(means, 0, -2))
-
-        return thompson_choice(score_draws, key, m, state.reward.info.dtype)
-
-    def update(state: FOGambittsState, context, action: jax.Array, reward: jax.Array) -> FOGambittsState:
-        z = context.treatments[action, index]
-        cell_arm = jax.tree.map(lambda leaf: leaf[context.cell, action], state.treatment)
-        treatment = jax.tree.map(lambda leaf, new: leaf.at[context.cell, action].set(new),
-                                 state.treatment, niw_observe(cell_arm, z))
-        if forgetting is None:
-            return FOGambittsState(linear_regression_observe(state.reward, _with_intercept(z), reward,
-                                                             state.params.noise_var), treatment, state.params)
-        posterior, buffer = forgetting_reward(forgetting, state, _with_intercept(z), reward)
-        if forgetting == "window":
-            return FOGambittsWindowState(posterior, treatment, state.params, buffer)
-        return FOGambittsState(posterior, treatment, state.params)
-
-    def posterior_draws(state: FOGambittsState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
-        beta_key, treatment_key = jax.random.split(key)
-        return {"beta": gaussian_sample(state.reward, beta_key, (num_draws,)),
-                **niw_cell_draws(state.treatment, treatment_key, num_draws)}
-
-    return Policy(init, act, update, posterior_draws, defaults)
+        defaults = FOGambittsForgettingParams(*defaults[:3], jnp.asarray(rate, noise_var.dtype))
+    functions = _fo_functions(k, c, len(index), m, forgetting, window, _fixed_index(forgetting, index))
+    return shared_policy(*functions, defaults)
 
 
 def po_gambitts(
@@ -339,6 +410,8 @@ def po_gambitts(
     -------
     Policy on mediated contexts; state ``POGambittsState`` (``POGambittsWindowState`` with a window),
     params ``POGambittsParams`` (``POGambittsForgettingParams`` with γ). Per round O(M (K d + d²)).
+    Calls that differ only in values (feature columns of the same d, priors, offline draws of the same
+    shape) return the same functions, as ``fo_gambitts``.
     """
     offline = empirical_treatment(treatment_draws, treatment_counts)
     index = check_feature_index(feature_index, offline.draws.shape[-1])
@@ -347,99 +420,9 @@ def po_gambitts(
     m = check_integer("propensity_draws", propensity_draws, minimum=0)
     prior, noise_var = _reward_options(len(index), reward_prior_mean, reward_prior_precision, reward_noise_scale)
     forgetting, rate, window = reward_forgetting_options(reward_forgetting, reward_forgetting_rate, reward_window)
-    defaults = POGambittsParams(prior, noise_var, offline, empirical_means(offline))
+    defaults = POGambittsParams(prior, noise_var, offline, empirical_means(offline), _index_param(index))
     if forgetting in ("exponential", "stabilised"):
-        defaults = POGambittsForgettingParams(*defaults, jnp.asarray(rate, noise_var.dtype))
-
-    def init(key: jax.Array, params: POGambittsParams | None = None) -> POGambittsState:
-        params = defaults if params is None else params
-        means = (params.treatment_means if num_draws is None
-                 else empirical_means(empirical_subsample(params.treatment, key, num_draws)))
-        if forgetting == "window":
-            return POGambittsWindowState(params.reward_prior, means, params, reward_window_buffer(params, window))
-        return POGambittsState(params.reward_prior, means, params)
-
-    def act(state: POGambittsState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
-        means = state.treatment_means[:, context.cell]  # (K, d)
-        return thompson_choice(lambda k_, shape: _linear_scores(state.reward, k_, shape, means), key, m,
-                               state.reward.info.dtype)
-
-    def update(state: POGambittsState, context, action: jax.Array, reward: jax.Array) -> POGambittsState:
-        z = context.treatments[action, jnp.asarray(index)]
-        if forgetting is None:
-            return POGambittsState(linear_regression_observe(state.reward, _with_intercept(z), reward,
-                                                             state.params.noise_var), state.treatment_means, state.params)
-        posterior, buffer = forgetting_reward(forgetting, state, _with_intercept(z), reward)
-        if forgetting == "window":
-            return POGambittsWindowState(posterior, state.treatment_means, state.params, buffer)
-        return POGambittsState(posterior, state.treatment_means, state.params)
-
-    def posterior_draws(state: POGambittsState, key: jax.Array, num_draws_: int) -> dict[str, jax.Array]:
-        return {"beta": gaussian_sample(state.reward, key, (num_draws_,))}
-
-    return Policy(init, act, update, posterior_draws, defaults)
-
-
-class OptionalPromptingParams(NamedTuple):
-    """The two inner policies' params: ``gate``, ``prompter`` (either None for a policy without any)."""
-
-    gate: object
-    prompter: object
-
-
-class OptionalPromptingState(NamedTuple):
-    """``gate`` state of the send / don't-send policy, ``prompter`` state of the prompt policy.
-
-    ``params`` (a property: the inner states already hold them) is ``OptionalPromptingParams``.
-    """
-
-    gate: object
-    prompter: object
-
-    @property
-    def params(self) -> OptionalPromptingParams:
-        return OptionalPromptingParams(getattr(self.gate, "params", None), getattr(self.prompter, "params", None))
-
-
-def _init_inner(policy: Policy, key: jax.Array, params):
-    # A policy without hyperparameters may keep the one-argument init(key).
-    return policy.init(key) if params is None else policy.init(key, params)
-
-
-def optional_prompting(gate: Policy, prompter: Policy) -> Policy:
-    """GAMBITTS with optional prompting (the seed's appendix A): a gate decides whether to send at all.
-
-    Actions: 0 = send nothing, 1 + a = send prompt a. Each round the gate (a two-action policy:
-    0 = don't send, 1 = send; e.g. ``standard_ts(2, num_cells=C)``) decides; when it sends, the prompt
-    policy picks the prompt and, alone, learns from that round (it sees ``treatments[a]``). The gate
-    learns from every round. The propensity is P(gate) · P(prompt | send) when sending, P(gate) when not.
-    Params: ``OptionalPromptingParams(gate.params, prompter.params)``.
-    """
-    if not isinstance(gate, Policy) or not isinstance(prompter, Policy):
-        raise ValidationError("gate / prompter: expected two Policy objects, got "
-                              f"{type(gate).__name__} and {type(prompter).__name__}")
-
-    defaults = OptionalPromptingParams(gate.params, prompter.params)
-
-    def init(key: jax.Array, params: OptionalPromptingParams | None = None) -> OptionalPromptingState:
-        params = defaults if params is None else params
-        gate_key, prompter_key = jax.random.split(key)
-        return OptionalPromptingState(_init_inner(gate, gate_key, params.gate),
-                                      _init_inner(prompter, prompter_key, params.prompter))
-
-    def act(state: OptionalPromptingState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
-        gate_key, prompter_key = jax.random.split(key)
-        send, gate_info = gate.act(state.gate, gate_key, context)
-        prompt, prompt_info = prompter.act(state.prompter, prompter_key, context)
-        action = jnp.where(send == 1, prompt + 1, 0)
-        propensity = jnp.where(send == 1, gate_info.propensity * prompt_info.propensity, gate_info.propensity)
-        return action, ActInfo(propensity)
-
-    def update(state: OptionalPromptingState, context, action: jax.Array, reward: jax.Array) -> OptionalPromptingState:
-        sent = action > 0
-        gate_state = gate.update(state.gate, context, sent.astype(action.dtype), reward)
-        updated = prompter.update(state.prompter, context, jnp.maximum(action - 1, 0), reward)
-        prompter_state = jax.tree.map(lambda new, old: jnp.where(sent, new, old), updated, state.prompter)
-        return OptionalPromptingState(gate_state, prompter_state)
-
-    return Policy(init, act, update, params=defaults)
+        defaults = POGambittsForgettingParams(*defaults[:4], jnp.asarray(rate, noise_var.dtype))
+    k, c, n, d = (int(size) for size in offline.draws.shape)
+    functions = _po_functions(k, c, n, d, num_draws, m, forgetting, window, _fixed_index(forgetting, index))
+    return shared_policy(*functions, defaults)

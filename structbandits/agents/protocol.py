@@ -87,8 +87,13 @@ def init_state(policy: Policy, key: jax.Array, params: Any = None) -> State:
 
 def without_params(policy: Policy) -> Policy:
     """``policy`` with ``params`` None: hashable, so it can be a static argument of ``jax.jit``
-    (pass the params as a traced argument beside it)."""
-    return policy._replace(params=None)
+    (pass the params as a traced argument beside it).
+
+    Where ``policy.init`` wraps a shared initialiser (``init.shared``: ``agents.shared_functions``),
+    that one replaces it: it takes the params as a required argument, so policies built on the same
+    shared functions give equal static policies (one compiled program), and a program traced without
+    params fails instead of holding one construction's defaults."""
+    return policy._replace(init=getattr(policy.init, "shared", policy.init), params=None)
 
 
 def stack_params(params: list[Any]) -> Any:

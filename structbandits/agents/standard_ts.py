@@ -15,11 +15,16 @@ draws of every arm's (μ, σ²): ``mean_reward`` and ``noise_var``, each (n, C, 
 (``inference.forgetting``): "exponential" decays every arm's κ, κm, α and 2β + κm² toward the prior by γ
 each round, "stabilised" decays the pulled arm only (its mean's information, keeping the scatter of its
 rewards), "window" keeps the last w rounds and removes the one leaving them.
+
+The functions come from an ``lru_cache``-d builder keyed on the structural options (K, C, M, ``cell_of``,
+forgetting kind and window), so agents that differ only in prior values or γ share them and one
+compiled program (``agents.shared_functions``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import jax
@@ -27,6 +32,7 @@ import jax.numpy as jnp
 
 from structbandits.agents.propensity import thompson_choice
 from structbandits.agents.protocol import ActInfo, Policy
+from structbandits.agents.shared_functions import shared_policy
 from structbandits.errors import check_finite, check_integer, check_positive
 from structbandits.inference.forgetting import (
     check_forgetting,
@@ -73,6 +79,61 @@ class StandardTSWindowState(NamedTuple):
 
 def _context_cell(context) -> jax.Array:
     return context.cell
+
+
+@lru_cache(maxsize=256)
+def _functions(k: int, num_cells: int | None, m: int, cell_of: Callable, forgetting: str | None,
+               window: int | None) -> tuple:
+    """(init(key, params), act, update, posterior_draws) of ``standard_ts``: structure only, values from the params."""
+
+    def cell(context) -> jax.Array:
+        return jnp.asarray(0) if num_cells is None else cell_of(context)
+
+    def init(key: jax.Array, params: StandardTSParams) -> StandardTSState:
+        if forgetting == "window":
+            row = {"cell": jnp.zeros((), jnp.int32), "action": jnp.zeros((), jnp.int32), "reward": params.prior.mean[0, 0]}
+            return StandardTSWindowState(params.prior, params, window_init(row, window))
+        return StandardTSState(params.prior, params)
+
+    def act(state: StandardTSState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
+        arms = jax.tree.map(lambda leaf: leaf[cell(context)], state.arms)  # fields (K,)
+        return thompson_choice(lambda k_, shape: nig_sample_mean(arms, k_, shape), key, m, arms.mean.dtype)
+
+    def update(state: StandardTSState, context, action: jax.Array, reward: jax.Array) -> StandardTSState:
+        x = cell(context)
+        if forgetting is None:
+            arm = jax.tree.map(lambda leaf: leaf[x, action], state.arms)
+            new = nig_observe(arm, reward)
+            return StandardTSState(jax.tree.map(lambda leaf, value: leaf.at[x, action].set(value), state.arms, new),
+                                   state.params)
+        arms, params = state.arms, state.params
+
+        def take(tree, at_cell, at_action):
+            return jax.tree.map(lambda leaf: leaf[at_cell, at_action], tree)
+
+        def put(tree, at_cell, at_action, value):
+            return jax.tree.map(lambda leaf, one: leaf.at[at_cell, at_action].set(one), tree, value)
+
+        if forgetting == "exponential":
+            arms = nig_forget(arms, params.prior, params.forgetting_rate)
+        elif forgetting == "stabilised":
+            decayed = nig_forget_directional(take(arms, x, action), take(params.prior, x, action), params.forgetting_rate)
+            arms = put(arms, x, action, decayed)
+        else:
+            buffer, leaving, weight = window_push(state.window, {"cell": x, "action": action, "reward": reward},
+                                                  arms.mean.dtype)
+            removed = nig_remove(take(arms, leaving["cell"], leaving["action"]), leaving["reward"], weight)
+            arms = put(arms, leaving["cell"], leaving["action"], removed)
+        arms = put(arms, x, action, nig_observe(take(arms, x, action), reward))
+        if forgetting == "window":
+            return StandardTSWindowState(arms, params, buffer)
+        return StandardTSState(arms, params)
+
+    def posterior_draws(state: StandardTSState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
+        mean, var = nig_sample(state.arms, key, (num_draws,))
+        return {"mean_reward": mean, "noise_var": var}
+
+    return init, act, update, posterior_draws
 
 
 def standard_ts(
@@ -123,52 +184,4 @@ def standard_ts(
     if forgetting in ("exponential", "stabilised"):
         defaults = StandardTSForgettingParams(defaults.prior, jnp.asarray(rate, defaults.prior.mean.dtype))
 
-    def cell(context) -> jax.Array:
-        return jnp.asarray(0) if num_cells is None else cell_of(context)
-
-    def init(key: jax.Array, params: StandardTSParams | None = None) -> StandardTSState:
-        params = defaults if params is None else params
-        if forgetting == "window":
-            row = {"cell": jnp.zeros((), jnp.int32), "action": jnp.zeros((), jnp.int32), "reward": params.prior.mean[0, 0]}
-            return StandardTSWindowState(params.prior, params, window_init(row, window))
-        return StandardTSState(params.prior, params)
-
-    def act(state: StandardTSState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
-        arms = jax.tree.map(lambda leaf: leaf[cell(context)], state.arms)  # fields (K,)
-        return thompson_choice(lambda k_, shape: nig_sample_mean(arms, k_, shape), key, m, arms.mean.dtype)
-
-    def update(state: StandardTSState, context, action: jax.Array, reward: jax.Array) -> StandardTSState:
-        x = cell(context)
-        if forgetting is None:
-            arm = jax.tree.map(lambda leaf: leaf[x, action], state.arms)
-            new = nig_observe(arm, reward)
-            return StandardTSState(jax.tree.map(lambda leaf, value: leaf.at[x, action].set(value), state.arms, new),
-                                   state.params)
-        arms, params = state.arms, state.params
-
-        def take(tree, at_cell, at_action):
-            return jax.tree.map(lambda leaf: leaf[at_cell, at_action], tree)
-
-        def put(tree, at_cell, at_action, value):
-            return jax.tree.map(lambda leaf, one: leaf.at[at_cell, at_action].set(one), tree, value)
-
-        if forgetting == "exponential":
-            arms = nig_forget(arms, params.prior, params.forgetting_rate)
-        elif forgetting == "stabilised":
-            decayed = nig_forget_directional(take(arms, x, action), take(params.prior, x, action), params.forgetting_rate)
-            arms = put(arms, x, action, decayed)
-        else:
-            buffer, leaving, weight = window_push(state.window, {"cell": x, "action": action, "reward": reward},
-                                                  arms.mean.dtype)
-            removed = nig_remove(take(arms, leaving["cell"], leaving["action"]), leaving["reward"], weight)
-            arms = put(arms, leaving["cell"], leaving["action"], removed)
-        arms = put(arms, x, action, nig_observe(take(arms, x, action), reward))
-        if forgetting == "window":
-            return StandardTSWindowState(arms, params, buffer)
-        return StandardTSState(arms, params)
-
-    def posterior_draws(state: StandardTSState, key: jax.Array, num_draws: int) -> dict[str, jax.Array]:
-        mean, var = nig_sample(state.arms, key, (num_draws,))
-        return {"mean_reward": mean, "noise_var": var}
-
-    return Policy(init, act, update, posterior_draws, defaults)
+    return shared_policy(*_functions(k, None if num_cells is None else c, m, cell_of, forgetting, window), defaults)
