@@ -156,9 +156,8 @@ def test_init_under_jit_keeps_each_agents_own_params():
     (lambda: po_gambitts(DRAWS, [0]), lambda: po_gambitts(DRAWS, [0], reward_forgetting="window", reward_window=3)),
     (lambda: fo_gambitts(K, C, [0]), lambda: fo_gambitts(K, C, [0, 2])),
     (lambda: fo_gambitts(K, C, [0]), lambda: fo_gambitts(K, C + 1, [0])),
-    # forgetting params carry no feature_index: the columns are then part of the key
     (lambda: fo_gambitts(K, C, [0], reward_forgetting="exponential", reward_forgetting_rate=0.9),
-     lambda: fo_gambitts(K, C, [1], reward_forgetting="exponential", reward_forgetting_rate=0.9)),
+     lambda: fo_gambitts(K, C, [0], reward_forgetting="stabilised", reward_forgetting_rate=0.9)),
     (lambda: ens_po_gambitts(DRAWS, [0], **ENSEMBLE), lambda: ens_po_gambitts(DRAWS, [0, 1], **ENSEMBLE)),
     (lambda: ens_po_gambitts(DRAWS, [0], **ENSEMBLE), lambda: ens_po_gambitts(DRAWS, [0], num_draws=2, **ENSEMBLE)),
     (lambda: ens_po_gambitts(DRAWS, [0], **ENSEMBLE),
@@ -189,3 +188,11 @@ def test_custom_optimizer_is_keyed_by_identity():
     assert ens_fo_gambitts(K, C, [1], optimizer=sgd, **ENSEMBLE).update is a.update
     assert ens_fo_gambitts(K, C, [0], optimizer=optax.sgd(0.1), **ENSEMBLE).update is not a.update
     assert ens_fo_gambitts(K, C, [0], **ENSEMBLE).update is not a.update
+
+
+def test_forgetting_agents_on_other_columns_share_functions():
+    for build in (lambda cols: fo_gambitts(K, C, cols, reward_forgetting="exponential", reward_forgetting_rate=0.9),
+                  lambda cols: po_gambitts(DRAWS, cols, reward_forgetting="stabilised", reward_forgetting_rate=0.8)):
+        a, b = build([0]), build([1])
+        assert all(f is g for f, g in zip(_functions(a), _functions(b)))
+        assert a.params.feature_index.tolist() == [0] and b.params.feature_index.tolist() == [1]

@@ -20,8 +20,7 @@ reward prior in information form, the noise variance σ², the treatment model t
 columns ``feature_index``; the functions close over shapes and structural options only. They come from
 an ``lru_cache``-d builder keyed on those, so two agents that differ only in values (the styles they
 model, for the same d; priors; offline draws) have the same functions and share one compiled program
-(``agents.shared_functions``). With reward forgetting "exponential" / "stabilised" the params
-(``reward_forgetting``) have no ``feature_index`` field: the columns are then part of the key.
+(``agents.shared_functions``).
 
 Mediated context protocol. The context is a pytree with ``cell`` (), the integer context cell in
 [0, C), and ``treatments`` (K, S), the embedding of the treatment each prompt would deliver this round
@@ -238,20 +237,10 @@ def _index_param(index: tuple[int, ...]) -> jax.Array:
     return jnp.asarray(index, jnp.int32)
 
 
-def _fixed_index(forgetting: str | None, index: tuple[int, ...]) -> tuple[int, ...] | None:
-    """The columns as a cache key where the params cannot carry them (forgetting params have no such field)."""
-    return index if forgetting in ("exponential", "stabilised") else None
-
-
-def _columns(params, fixed_index: tuple[int, ...] | None) -> jax.Array:
-    return params.feature_index if fixed_index is None else jnp.asarray(fixed_index)
-
-
 @lru_cache(maxsize=256)
-def _fo_functions(k: int, c: int, d: int, m: int, forgetting: str | None, window: int | None,
-                  fixed_index: tuple[int, ...] | None):
+def _fo_functions(k: int, c: int, d: int, m: int, forgetting: str | None, window: int | None):
     """foGAMBITTS' (init(key, params), act, update, posterior_draws) for K = k, C = c, d columns, M = m
-    propensity draws; everything else comes from the params (``fixed_index``: see ``_fixed_index``)."""
+    propensity draws; everything else comes from the params."""
 
     def init(key: jax.Array, params: FOGambittsParams) -> FOGambittsState:
         treatment = _replicate_cells(params.treatment_prior, c, k)
@@ -270,7 +259,7 @@ def _fo_functions(k: int, c: int, d: int, m: int, forgetting: str | None, window
         return thompson_choice(score_draws, key, m, state.reward.info.dtype)
 
     def update(state: FOGambittsState, context, action: jax.Array, reward: jax.Array) -> FOGambittsState:
-        z = context.treatments[action, _columns(state.params, fixed_index)]
+        z = context.treatments[action, state.params.feature_index]
         cell_arm = jax.tree.map(lambda leaf: leaf[context.cell, action], state.treatment)
         treatment = jax.tree.map(lambda leaf, new: leaf.at[context.cell, action].set(new),
                                  state.treatment, niw_observe(cell_arm, z))
@@ -292,7 +281,7 @@ def _fo_functions(k: int, c: int, d: int, m: int, forgetting: str | None, window
 
 @lru_cache(maxsize=256)
 def _po_functions(k: int, c: int, n: int, d: int, num_draws: int | None, m: int, forgetting: str | None,
-                  window: int | None, fixed_index: tuple[int, ...] | None):
+                  window: int | None):
     """poGAMBITTS' (init(key, params), act, update, posterior_draws) for offline draws (k, c, n, d), ``num_draws``
     rows per seed (None: all), M = m propensity draws; everything else comes from the params."""
 
@@ -309,7 +298,7 @@ def _po_functions(k: int, c: int, n: int, d: int, num_draws: int | None, m: int,
                                state.reward.info.dtype)
 
     def update(state: POGambittsState, context, action: jax.Array, reward: jax.Array) -> POGambittsState:
-        z = context.treatments[action, _columns(state.params, fixed_index)]
+        z = context.treatments[action, state.params.feature_index]
         if forgetting is None:
             return POGambittsState(linear_regression_observe(state.reward, _with_intercept(z), reward,
                                                              state.params.noise_var), state.treatment_means, state.params)
@@ -374,8 +363,8 @@ def fo_gambitts(
     forgetting, rate, window = reward_forgetting_options(reward_forgetting, reward_forgetting_rate, reward_window)
     defaults = FOGambittsParams(prior, noise_var, treatment_prior, _index_param(index))
     if forgetting in ("exponential", "stabilised"):
-        defaults = FOGambittsForgettingParams(*defaults[:3], jnp.asarray(rate, noise_var.dtype))
-    functions = _fo_functions(k, c, len(index), m, forgetting, window, _fixed_index(forgetting, index))
+        defaults = FOGambittsForgettingParams(*defaults[:3], jnp.asarray(rate, noise_var.dtype), defaults.feature_index)
+    functions = _fo_functions(k, c, len(index), m, forgetting, window)
     return shared_policy(*functions, defaults)
 
 
@@ -422,7 +411,7 @@ def po_gambitts(
     forgetting, rate, window = reward_forgetting_options(reward_forgetting, reward_forgetting_rate, reward_window)
     defaults = POGambittsParams(prior, noise_var, offline, empirical_means(offline), _index_param(index))
     if forgetting in ("exponential", "stabilised"):
-        defaults = POGambittsForgettingParams(*defaults[:4], jnp.asarray(rate, noise_var.dtype))
+        defaults = POGambittsForgettingParams(*defaults[:4], jnp.asarray(rate, noise_var.dtype), defaults.feature_index)
     k, c, n, d = (int(size) for size in offline.draws.shape)
-    functions = _po_functions(k, c, n, d, num_draws, m, forgetting, window, _fixed_index(forgetting, index))
+    functions = _po_functions(k, c, n, d, num_draws, m, forgetting, window)
     return shared_policy(*functions, defaults)

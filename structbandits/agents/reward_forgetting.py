@@ -22,12 +22,14 @@ __all__ = ["FOGambittsForgettingParams", "FOGambittsWindowState", "POGambittsFor
 
 
 class FOGambittsForgettingParams(NamedTuple):
-    """``FOGambittsParams`` and ``reward_forgetting_rate`` γ () (reward forgetting "exponential" / "stabilised")."""
+    """``FOGambittsParams`` and ``reward_forgetting_rate`` γ () (reward forgetting "exponential" / "stabilised");
+    ``feature_index`` (d,) int32 as there."""
 
     reward_prior: GaussianInfo
     noise_var: jax.Array
     treatment_prior: NIW
     reward_forgetting_rate: jax.Array
+    feature_index: jax.Array
 
 
 class FOGambittsWindowState(NamedTuple):
@@ -40,13 +42,15 @@ class FOGambittsWindowState(NamedTuple):
 
 
 class POGambittsForgettingParams(NamedTuple):
-    """``POGambittsParams`` and ``reward_forgetting_rate`` γ () (reward forgetting "exponential" / "stabilised")."""
+    """``POGambittsParams`` and ``reward_forgetting_rate`` γ () (reward forgetting "exponential" / "stabilised");
+    ``feature_index`` (d,) int32 as there."""
 
     reward_prior: GaussianInfo
     noise_var: jax.Array
     treatment: EmpiricalTreatment
     treatment_means: jax.Array
     reward_forgetting_rate: jax.Array
+    feature_index: jax.Array
 
 
 class POGambittsWindowState(NamedTuple):
