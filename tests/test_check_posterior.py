@@ -15,6 +15,28 @@ pytestmark = pytest.mark.slow
 SETTINGS = dict(num_draws=1000, num_warmup=500)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def nuts_once():
+    """Run each NUTS reference once per module: the wrong closed form is checked against the very NUTS run
+    (same program, data, key and settings) that the right one passed against, not a second identical run."""
+    import structbandits.diagnostics.checks as checks
+
+    run, seen = checks.posterior, {}
+
+    def memo(model, data, method="auto", **kwargs):
+        if method != "nuts":
+            return run(model, data, method, **kwargs)
+        name = (model, tuple((k, np.asarray(v).tobytes()) for k, v in sorted(data.items())),
+                tuple((k, np.asarray(v).tobytes()) for k, v in sorted(kwargs.items())))
+        if name not in seen:
+            seen[name] = run(model, data, method, **kwargs)
+        return seen[name]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(checks, "posterior", memo)
+        yield
+
+
 def linear_data():
     rng = np.random.default_rng(0)
     prior_mean, prior_cov = jnp.zeros((3, 2)), jnp.broadcast_to(jnp.eye(2), (3, 2, 2))
@@ -58,4 +80,4 @@ def test_a_wrong_closed_form_fails(monkeypatch):
     check = check_posterior(linear_bandit, linear_data(), **SETTINGS)
     assert not check.passed and "FAIL" in str(check)
     with pytest.raises(ValidationError, match="method: check_posterior compares"):
-        check_posterior(linear_bandit, linear_data(), "nuts")
+        check_posterior(linear_bandit, linear_data(), "nuts", **SETTINGS)

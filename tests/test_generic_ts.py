@@ -1,4 +1,5 @@
-"""The generic NumPyro Thompson sampler: exact on a conjugate program, learns on a hierarchical one."""
+"""The generic NumPyro Thompson sampler: exact on a conjugate program (against the textbook posterior in
+NumPy), NumPyro's own Laplace on a hierarchical one, and it learns there."""
 
 import functools
 
@@ -8,7 +9,7 @@ import numpy as np
 import numpyro
 import pytest
 
-from structbandits.agents import lin_ts, numpyro_ts, uniform_random
+from structbandits.agents import numpyro_ts, uniform_random
 from structbandits.agents.generic import program_data
 from structbandits.envs import random_effects_bandit
 from structbandits.errors import ValidationError
@@ -30,36 +31,45 @@ def feed(policy, state, contexts, actions, rewards):
     return jax.jit(lambda s: jax.lax.scan(step, s, (contexts, actions, rewards))[0])(state)
 
 
-def test_laplace_refit_is_exact_on_the_conjugate_program():
-    prior_mean, prior_cov = jnp.zeros((K, D)), jnp.broadcast_to(jnp.eye(D), (K, D, D))
-    model = functools.partial(linear_bandit, prior_mean, prior_cov, NOISE)
-    policy = numpyro_ts(model, num_actions=K, example_context=jnp.zeros(D), history_size=40, refit_every=8)
-    contexts, actions, rewards = linear_data()
-    state = feed(policy, policy.init(jax.random.PRNGKey(0)), contexts, actions, rewards)
-    closed = lin_ts(prior_mean, prior_cov, NOISE)
-    exact = feed(closed, closed.init(jax.random.PRNGKey(0)), contexts, actions, rewards)
-    # A Gaussian posterior is its own Laplace approximation: the refit's mode and precision are exact.
-    mean = jax.vmap(lambda g: jax.scipy.linalg.cho_solve((g[0], True), g[1]))(tuple(exact.posterior))
-    np.testing.assert_allclose(np.asarray(state.laplace.mode).reshape(K, D), mean, atol=1e-6)
-    precision = np.asarray(state.laplace.precision_chol @ state.laplace.precision_chol.T)
-    blocks = np.asarray(exact.posterior.precision_chol @ jnp.swapaxes(exact.posterior.precision_chol, 1, 2))
+def gaussian_posterior(contexts, actions, rewards):
+    """The textbook posterior of ``linear_bandit`` with N(0, I) priors, in NumPy: per arm Λ = I + XᵀX/σ²,
+    m = Λ⁻¹Xᵀy/σ²; returns the means (K, D) and the block-diagonal precision (K·D, K·D)."""
+    contexts, actions, rewards = (np.asarray(v) for v in (contexts, actions, rewards))
+    means, precision = np.zeros((K, D)), np.zeros((K * D, K * D))
     for arm in range(K):
-        np.testing.assert_allclose(precision[arm * D:(arm + 1) * D, arm * D:(arm + 1) * D], blocks[arm], rtol=1e-6)
+        x, y = contexts[actions == arm], rewards[actions == arm]
+        block = np.eye(D) + x.T @ x / NOISE**2
+        means[arm] = np.linalg.solve(block, x.T @ y / NOISE**2)
+        precision[arm * D:(arm + 1) * D, arm * D:(arm + 1) * D] = block
+    return means, precision
 
 
-def test_refits_happen_every_m_rounds_and_the_window_slides():
+def test_refits_every_m_rounds_on_the_sliding_window_are_exact_on_the_conjugate_program():
+    # One program, one scan of 14 rounds (history 10, refits after the 7th and the 14th observation),
+    # recording the Laplace fit after every round. A Gaussian posterior is its own Laplace approximation:
+    # each refit's mode and precision are exactly the posterior given the rounds in the window.
     model = functools.partial(linear_bandit, jnp.zeros((K, D)), jnp.broadcast_to(jnp.eye(D), (K, D, D)), NOISE)
     policy = numpyro_ts(model, num_actions=K, example_context=jnp.zeros(D), history_size=10, refit_every=7)
-    contexts, actions, rewards = linear_data(13)
+    contexts, actions, rewards = linear_data(14)
     state = policy.init(jax.random.PRNGKey(0))
-    after_six = feed(policy, state, contexts[:6], actions[:6], rewards[:6])
-    np.testing.assert_array_equal(after_six.laplace.mode, state.laplace.mode)  # no refit before the 7th observation
-    after_seven = feed(policy, after_six, contexts[6:7], actions[6:7], rewards[6:7])
-    assert not np.allclose(after_seven.laplace.mode, state.laplace.mode)
-    full = feed(policy, after_seven, contexts[7:], actions[7:], rewards[7:])
+
+    def step(s, data):
+        s = policy.update(s, *data)
+        return s, (s.laplace.mode, s.laplace.precision_chol)
+
+    full, (modes, chols) = jax.jit(lambda s: jax.lax.scan(step, s, (contexts, actions, rewards)))(state)
+    prior_mean, _ = gaussian_posterior(contexts[:0], actions[:0], rewards[:0])
+    np.testing.assert_allclose(np.asarray(state.laplace.mode).reshape(K, D), prior_mean, atol=1e-6)  # the prior's fit
+    for after in range(6):  # no refit before the 7th observation
+        np.testing.assert_array_equal(modes[after], state.laplace.mode)
+    np.testing.assert_array_equal(modes[7:13], np.broadcast_to(modes[6], modes[7:13].shape))  # none until the 14th
     data = program_data(full.history)
-    assert int(full.history.count) == 13 and int(data["mask"].sum()) == 10
-    np.testing.assert_array_equal(np.sort(data["rewards"]), np.sort(rewards[3:]))
+    assert int(full.history.count) == 14 and int(data["mask"].sum()) == 10
+    np.testing.assert_array_equal(np.sort(data["rewards"]), np.sort(rewards[4:]))
+    for refit, window in ((6, slice(0, 7)), (13, slice(4, 14))):  # the 14th: rounds 4..13, the window's 10
+        means, precision = gaussian_posterior(contexts[window], actions[window], rewards[window])
+        np.testing.assert_allclose(np.asarray(modes[refit]).reshape(K, D), means, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(chols[refit] @ chols[refit].T), precision, rtol=1e-6, atol=1e-9)
 
 
 def test_laplace_refit_is_numpyros_laplace_on_the_hierarchical_program():
