@@ -28,6 +28,7 @@ import numpy as np
 from numpyro import handlers
 from numpyro.infer import Predictive
 
+from structbandits.envs.prior_draw import prior_draw
 from structbandits.envs.protocol import Environment, ModelHyperparameters
 from structbandits.envs.synthetic import linear_contextual_bandit
 from structbandits.errors import ValidationError, check_finite, check_integer, check_positive, check_shape
@@ -83,7 +84,8 @@ def _stationary_bandit(num_actions, num_features, prior_scale, noise_scale):
 
 def _first_theta(program, prior_mean: jax.Array, prior_cov: jax.Array, noise_scale: float, *args):
     """init's draw of θ_1: the program's first site, as ``linear_bandit`` draws it from the same key."""
-    prior_predictive = Predictive(program, num_samples=1, return_sites=["theta"])
+    # The builders check its arguments (prior_draw).
+    prior_predictive = prior_draw(Predictive(program, num_samples=1, return_sites=["theta"]))
     return lambda key: prior_predictive(key, prior_mean, prior_cov, noise_scale, *args)["theta"][0]
 
 

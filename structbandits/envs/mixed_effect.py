@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import Predictive
 
+from structbandits.envs.prior_draw import prior_draw
 from structbandits.envs.protocol import Environment, ModelHyperparameters
 from structbandits.errors import ValidationError, check_finite, check_integer, check_num_elements, check_positive
 from structbandits.models.mixed_effect import mixed_effect_linear, mixed_effect_logistic
@@ -111,7 +112,7 @@ def mixed_effect_bandit(
         "action_cov": np.broadcast_to(action_scale**2 * np.eye(d), (k, d, d)).copy(),
     }
     program = mixed_effect_linear if rewards == "linear" else mixed_effect_logistic
-    prior_predictive = Predictive(program, num_samples=1, return_sites=["psi", "theta"])
+    prior_predictive = prior_draw(Predictive(program, num_samples=1, return_sites=["psi", "theta"]))  # checked above
     model_args = tuple(jnp.asarray(params[name]) for name in ("mixing", "effect_mean", "effect_cov", "action_cov"))
     model_args += (noise_scale,) if rewards == "linear" else ()
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import Predictive
 
+from structbandits.envs.prior_draw import prior_draw
 from structbandits.envs.protocol import Environment, ModelHyperparameters
 from structbandits.errors import check_integer, check_num_elements, check_positive
 from structbandits.models.linear import linear_bandit
@@ -48,9 +48,10 @@ def linear_contextual_bandit(
     check_num_elements("num_actions, num_features", (k, d, d))
     prior_scale = float(check_positive("prior_scale", prior_scale))
     noise_scale = float(check_positive("noise_scale", noise_scale, allow_zero=True))
-    prior_mean = jnp.zeros((k, d))
-    prior_cov = jnp.broadcast_to(prior_scale**2 * jnp.eye(d), (k, d, d))
-    prior_predictive = Predictive(linear_bandit, num_samples=1, return_sites=["theta"])
+    # Host constants (NumPy): building them with jax.numpy ran a handful of tiny programs per process.
+    prior_mean = np.zeros((k, d))
+    prior_cov = np.broadcast_to(prior_scale**2 * np.eye(d), (k, d, d))
+    prior_predictive = prior_draw(Predictive(linear_bandit, num_samples=1, return_sites=["theta"]))  # checked above
 
     def init(key: jax.Array) -> LinearBanditState:
         draw = prior_predictive(key, prior_mean, prior_cov, noise_scale)

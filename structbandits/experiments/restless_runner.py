@@ -93,7 +93,12 @@ def _episode(policy: Policy, horizon: int, num_groups: int, transitions, rewards
         carry = (agent_state, next_states, totals + reward, component_totals + components[:, arms, states])
         return carry, record
 
-    init = (agent_state, states, jnp.zeros(num_arms), jnp.zeros((components.shape[0], num_arms)))
+    # The running totals start batched over seeds, as the scan's carry ends up (they add each seed's
+    # rewards): a carry that starts unbatched makes vmap batch the whole round twice (scan's batching
+    # fixpoint), a sizeable part of tracing this program. ``states * 0``: exact zeros per seed, of
+    # ``jnp.zeros``'s dtype.
+    zeros = (states * 0).astype(jnp.result_type(float))
+    init = (agent_state, states, zeros, jnp.broadcast_to(zeros, (components.shape[0], num_arms)))
     (agent_state, final, totals, component_totals), (acted, group_rewards) = jax.lax.scan(step, init,
                                                                                          jnp.arange(horizon))
     return agent_state, RestlessTrajectory(totals, component_totals, acted, group_rewards, final)
