@@ -45,7 +45,7 @@ from jax.scipy.linalg import cho_solve
 __all__ = ["NewtonResult", "logistic_count_terms", "logistic_derivatives", "logistic_log_posterior", "logistic_mode",
            "logistic_pseudo_observations", "newton_mode", "pseudo_observations_at"]
 
-STEP_SIZES = 4.0 ** -jnp.arange(4.0)
+STEP_SIZES = (1.0, 0.25, 0.0625, 0.015625)  # 4^-i, i < 4: Python floats, so importing runs no JAX program
 
 
 def logistic_log_posterior(theta: jax.Array, features: jax.Array, rewards: jax.Array, weights: jax.Array,
@@ -108,7 +108,7 @@ def logistic_mode(theta: jax.Array, features: jax.Array, rewards: jax.Array, wei
         gradient, curvature = logistic_derivatives(theta, features, rewards, weights)
         system = curvature + prior_precision
         step = cho_solve((jnp.linalg.cholesky(system), True), gradient - prior_precision @ (theta - prior_mean))
-        candidates = theta + jnp.append(STEP_SIZES, 0.0)[:, None] * step
+        candidates = theta + jnp.asarray(STEP_SIZES + (0.0,), step.dtype)[:, None] * step
         values = objective(candidates, features, rewards, weights, prior_precision, prior_mean)
         return candidates[jnp.argmax(values)]
 
