@@ -69,7 +69,7 @@ Normal draws of ``sampling="arms"`` (``--part normals``)
 The (K, d) normals are about half of a round at K = 10,000, d = 5: ``jax.random.normal(key, (K, d))`` costs
 about 2.5x ``jax.random.normal(key, (K·d,))`` (the same numbers) materialised on XLA's CPU backend, whose
 inverse-erf loop over a last axis of 5 does not vectorise. This part times the meTS round (as above,
-``sampling="arms"``) with the normals drawn in other layouts that give the same values (``mets._arm_normals``
+``sampling="arms"``) with the normals drawn in other layouts that give the same values (``mets_core._arm_normals``
 replaced for the measurement; each variant's regret must equal the default's), and says whether XLA compiled
 a different program (the act's optimised HLO without metadata):
 
@@ -337,7 +337,7 @@ def _program_text(compiled) -> str:
 
 def normal_layouts(arms_list: list[int], effects: int, d: int, seeds: int, rounds: int, repeats: int) -> None:
     """The meTS round with the (K, d) normals of sampling="arms" drawn in other layouts of the same values."""
-    mets_module = sys.modules[mets.__module__]
+    mets_module = sys.modules["structbandits.agents.mets_core"]  # where ``mets`` draws its normals
     default = mets_module._arm_normals
     rates = machine_rates()
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
