@@ -11,7 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from structbandits.agents.protocol import ActInfo, Policy
+from structbandits.agents.protocol import ActInfo, Policy, init_state
 from structbandits.errors import ValidationError
 
 __all__ = ["OptionalPromptingParams", "OptionalPromptingState", "optional_prompting"]
@@ -38,11 +38,6 @@ class OptionalPromptingState(NamedTuple):
         return OptionalPromptingParams(getattr(self.gate, "params", None), getattr(self.prompter, "params", None))
 
 
-def _init_inner(policy: Policy, key: jax.Array, params):
-    # A policy without hyperparameters may keep the one-argument init(key).
-    return policy.init(key) if params is None else policy.init(key, params)
-
-
 def optional_prompting(gate: Policy, prompter: Policy) -> Policy:
     """GAMBITTS with optional prompting (the seed's appendix A): a gate decides whether to send at all.
 
@@ -61,8 +56,8 @@ def optional_prompting(gate: Policy, prompter: Policy) -> Policy:
     def init(key: jax.Array, params: OptionalPromptingParams | None = None) -> OptionalPromptingState:
         params = defaults if params is None else params
         gate_key, prompter_key = jax.random.split(key)
-        return OptionalPromptingState(_init_inner(gate, gate_key, params.gate),
-                                      _init_inner(prompter, prompter_key, params.prompter))
+        return OptionalPromptingState(init_state(gate, gate_key, params.gate),
+                                      init_state(prompter, prompter_key, params.prompter))
 
     def act(state: OptionalPromptingState, key: jax.Array, context) -> tuple[jax.Array, ActInfo]:
         gate_key, prompter_key = jax.random.split(key)
