@@ -22,10 +22,9 @@ rows always lie on the simplex.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
 from structbandits.errors import (
@@ -36,6 +35,9 @@ from structbandits.errors import (
     check_positive_definite,
     check_simplex,
 )
+
+if TYPE_CHECKING:
+    from sklearn.mixture import GaussianMixture
 
 __all__ = ["GaussianMixtureStructure", "MembershipStructure", "MixedEffectPrior", "check_mixed_effect_prior",
            "onehot", "variance_split"]
@@ -158,6 +160,8 @@ class GaussianMixtureStructure:
         self.reg_covar = reg_covar
 
     def _mixture(self, num_effects: int) -> GaussianMixture:
+        from sklearn.mixture import GaussianMixture  # imported when fitting: scikit-learn takes ~0.7 s to import
+
         return GaussianMixture(num_effects, covariance_type=self.covariance_type, n_init=self.n_init,
                                init_params=self.init_params, random_state=self.random_state, reg_covar=self.reg_covar)
 
