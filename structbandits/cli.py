@@ -20,6 +20,7 @@ A bad config or value prints one line naming the key and exits with code 2.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import tomllib
@@ -361,9 +362,20 @@ def gpu_process_settings() -> None:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 
+def fewer_garbage_collections() -> None:
+    """Collect cyclic garbage after 50,000 new objects instead of 700 (called by ``main``).
+
+    Tracing a program for JAX allocates millions of short-lived objects, and at Python's default
+    thresholds the collector keeps walking everything the process has imported (JAX, SciPy, pandas). A
+    warm ``reproduce ermab-fig3`` traced its programs in 0.50 s instead of 0.68 s (same inputs, same
+    programs; results are unaffected: only when unreachable cycles are freed changes)."""
+    gc.set_threshold(50_000, 20, 100)
+
+
 def main() -> None:
     """Console-script entry point."""
     gpu_process_settings()
+    fewer_garbage_collections()
     app(prog_name="structbandits")
 
 
