@@ -24,6 +24,13 @@ divergences warns too. Never silent.
 Results are plain arrays; their ArviZ form (named dimensions, NUTS sample statistics, posterior
 predictive groups) is diagnostics' job: ``diagnostics.posterior_to_arviz(result)`` and
 ``diagnostics.posterior_predictive_to_arviz(result, model, data)``.
+
+Layout: this module holds ``posterior`` itself (validation, the "auto" choice, the fallbacks), the
+whole-program Laplace ``_laplace`` and NUTS ``_nuts`` with their acceptance thresholds;
+``PosteriorResult`` (with ``_name``, ``_unwrap``) is in ``inference.posterior_result``, the closed forms,
+the meTS logistic Laplace and the registries (``CLOSED_FORMS``, ``CONDITIONAL_FORMS``, ``OBSERVATIONS``,
+``DATA_CHECKS``, ``LAPLACE_FORMS``, ``LAPLACE_NEWTON_STEPS``) in ``inference.posterior_forms``; every
+one of those names still imports from here (the same objects).
 """
 
 from __future__ import annotations
@@ -32,249 +39,30 @@ import functools
 import inspect
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from structbandits.errors import ConvergenceWarning, ValidationError, check_finite, check_integer
-from structbandits.inference.conjugate import (
-    action_conditional,
-    action_marginal,
-    effect_evidence,
-    effect_posterior,
-    gaussian_covariance,
-    gaussian_from_moments,
-    gaussian_mean,
-    gaussian_sample,
-    linear_regression_observe_batch,
-    linear_regression_stats,
-)
-from structbandits.inference.bandit_data import check_linear_bandit_data, check_mixed_effect_data, check_round_lengths
-from structbandits.inference.nig import check_linear_bandit_nig_data, linear_bandit_nig_draws
-from structbandits.models.linear import linear_bandit, linear_bandit_nig
-from structbandits.models.restless import restless_dirichlet
-from structbandits.inference.dirichlet import (
-    check_transition_data,
-    dirichlet_covariance,
-    dirichlet_mean,
-    dirichlet_sample,
-    transition_counts,
-)
+from structbandits.inference.bandit_data import check_round_lengths
 from structbandits.inference.importance import KHAT_USABLE, importance_mean_shift, pareto_khat
-from structbandits.inference.laplace import (DECREMENT_TOLERANCE, laplace_failure, laplace_fit, laplace_log_ratios,
-                                             laplace_sample)
+from structbandits.inference.laplace import laplace_failure, laplace_fit, laplace_log_ratios, laplace_sample
+from structbandits.inference.posterior_forms import (  # re-exported: imports from here keep working
+    CLOSED_FORMS,
+    CONDITIONAL_FORMS,
+    DATA_CHECKS,
+    LAPLACE_FORMS,
+    LAPLACE_NEWTON_STEPS,
+    OBSERVATIONS,
+)
+from structbandits.inference.posterior_result import PosteriorResult, _name, _unwrap  # re-exported
 from structbandits.inference.program import latent_space
-from structbandits.inference.pseudo_observations import logistic_mode, logistic_pseudo_observations
-from structbandits.models.mixed_effect import marginal_action_prior, mixed_effect_linear, mixed_effect_logistic
 
-__all__ = ["PosteriorResult", "posterior"]
+__all__ = ["LAPLACE_NEWTON_STEPS", "PosteriorResult", "posterior"]  # LAPLACE_NEWTON_STEPS re-exported from posterior_forms
 
 METHODS = ("auto", "conjugate", "laplace", "nuts")
-
-
-@dataclass(frozen=True)
-class PosteriorResult:
-    """Named posterior draws shaped (chain, draw, ...), with exact moments where a closed form gave them.
-
-    Attributes
-    ----------
-    method : the method that produced the draws: "conjugate", "laplace" or "nuts".
-    draws : site name -> array (chains, draws, *site shape). For "conjugate" and "laplace" the draws
-        are independent (exact, or from the Laplace Gaussian), split into ``num_chains`` chains so
-        that ArviZ's R-hat is defined (≈ 1 by construction); for "nuts", the Markov chains.
-    moments : site name -> (mean, covariance) for closed forms (covariance per arm for ``theta``);
-        empty for sampling methods.
-    mcmc : the ``numpyro.infer.MCMC`` object for NUTS (carries the sample statistics), else None.
-    model : the program (a ``functools.partial`` unwrapped to its function), or None.
-    fallback_reason : why "auto" did not use a cheaper method, in words (None when it did not fall back).
-    diagnostics : the method's convergence report: for Laplace ``converged``, ``gradient_norm``,
-        ``iterations``, ``positive_definite``, ``min_eigenvalue``, ``newton_decrement`` (posterior
-        sds from the mode), ``potential``, ``pareto_k`` (the Pareto k̂ of the importance ratios
-        p/q at the Laplace draws, ``inference.importance``: > 0.7 means a poor fit) and
-        ``importance_mean_shift`` (how far importance sampling moves the means, in sds); for NUTS ``r_hat_max``, ``ess_bulk_min``, ``divergences``,
-        ``converged``; empty for closed forms (exact).
-    """
-
-    method: str
-    draws: dict[str, np.ndarray]
-    moments: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    mcmc: Any = None
-    model: Callable | None = None
-    fallback_reason: str | None = None
-    diagnostics: dict[str, Any] = field(default_factory=dict)
-
-    def mean(self, site: str) -> np.ndarray:
-        """Posterior mean of ``site``: exact for closed forms, the draws' mean otherwise."""
-        if site in self.moments:
-            return self.moments[site][0]
-        return self.draws[site].mean(axis=(0, 1))
-
-    def predictive_draws(self, model: Callable, data: Mapping[str, Any], *, key: jax.Array | None = None,
-                         site: str = "reward") -> np.ndarray:
-        """Posterior predictive draws of the observed ``site`` at ``data``: (chains, draws, *site shape).
-
-        Every posterior draw is substituted into ``model`` (``numpyro.infer.Predictive``) and one
-        ``site`` value is drawn from it: the same program, so any program works, closed form or not.
-        ``diagnostics.posterior_predictive_to_arviz`` wraps these draws as ArviZ data.
-
-        Parameters
-        ----------
-        model : the program this result is a posterior of.
-        data : its keyword arguments (hyperparameters, ``contexts``, ``actions``, ...) at which to
-            predict; observed ``rewards`` there, if any, are not conditioned on.
-        key : PRNG key (default ``PRNGKey(0)``).
-        site : the observed site to draw.
-        """
-        from numpyro.infer import Predictive
-
-        model, data = _unwrap(model, data)
-        parameters = inspect.signature(model).parameters
-        unknown = sorted(set(data) - set(parameters))
-        if unknown:
-            raise ValidationError(f"data[{unknown[0]!r}]: not an argument of {_name(model)}; "
-                                  f"expected some of: {', '.join(parameters)}")
-        inputs = {name: value for name, value in data.items() if name != "rewards"}
-        chains, draws = next(iter(self.draws.values())).shape[:2]
-        flat = {name: jnp.asarray(value).reshape((chains * draws,) + value.shape[2:]) for name, value in self.draws.items()}
-        key = jax.random.PRNGKey(0) if key is None else key
-        predicted = Predictive(model, posterior_samples=flat, return_sites=[site])(key, **inputs)
-        if site not in predicted:
-            raise ValidationError(f"site: expected a sample site of the program at this data, got {site!r}")
-        value = np.asarray(predicted[site])
-        return value.reshape((chains, draws) + value.shape[1:])
-
-
-def _arrays(data: Mapping[str, Any], names: tuple[str, ...]) -> tuple[jax.Array, ...]:
-    return tuple(jnp.asarray(data[name]) for name in names)
-
-
-def _linear_bandit_conjugate(data, key, num_draws) -> PosteriorResult:
-    prior_mean, prior_cov, contexts, actions, rewards = _arrays(data, ("prior_mean", "prior_cov", "contexts", "actions", "rewards"))
-    noise_var = jnp.asarray(data["noise_scale"]) ** 2
-    mask = (actions[None, :] == jnp.arange(prior_mean.shape[0])[:, None]).astype(contexts.dtype)  # (K, n)
-
-    def arm_posterior(mean, cov, weights):
-        return linear_regression_observe_batch(gaussian_from_moments(mean, cov), contexts * weights[:, None],
-                                               rewards * weights, noise_var)
-
-    arms = jax.vmap(arm_posterior)(prior_mean, prior_cov, mask)
-    theta = jax.vmap(gaussian_sample, (0, 0, None))(arms, jax.random.split(key, prior_mean.shape[0]), (num_draws,))
-    moments = {"theta": (np.asarray(jax.vmap(gaussian_mean)(arms)), np.asarray(jax.vmap(gaussian_covariance)(arms)))}
-    return PosteriorResult("conjugate", {"theta": np.asarray(jnp.swapaxes(theta, 0, 1))[None]}, moments)
-
-
-def _linear_bandit_nig_conjugate(data, key, num_draws) -> PosteriorResult:
-    draws, moments = linear_bandit_nig_draws(data, key, num_draws)  # inference.nig
-    return PosteriorResult("conjugate", {name: value[None] for name, value in draws.items()}, moments)
-
-
-def _mixed_effect_from_statistics(data, grams, moments, method, key, num_draws) -> PosteriorResult:
-    """The meTS posterior given per-arm statistics ``grams`` (K, d, d), ``moments`` (K, d)."""
-    mixing, effect_mean, effect_cov, action_cov = _arrays(data, ("mixing", "effect_mean", "effect_cov", "action_cov"))
-    num_arms, (num_effects, d) = mixing.shape[0], effect_mean.shape
-    action_chol = jax.vmap(lambda c: gaussian_from_moments(jnp.zeros(d), c).precision_chol)(action_cov)
-    effects = effect_posterior(gaussian_from_moments(effect_mean.reshape(-1), effect_cov), mixing,
-                               *jax.vmap(effect_evidence)(action_chol, grams, moments))
-    effect_key, action_key = jax.random.split(key)
-    psi = gaussian_sample(effects, effect_key, (num_draws,))
-
-    def draw_arms(psi_draw, draw_key):
-        conditionals = jax.vmap(action_conditional)(action_chol, grams, moments, mixing @ psi_draw.reshape(num_effects, d))
-        return jax.vmap(gaussian_sample)(conditionals, jax.random.split(draw_key, num_arms))
-
-    theta = jax.vmap(draw_arms)(psi, jax.random.split(action_key, num_draws))
-    theta_mean, theta_cov = jax.vmap(action_marginal, (0, 0, 0, 0, None))(action_chol, grams, moments, mixing, effects)
-    exact = {"psi": (np.asarray(gaussian_mean(effects)), np.asarray(gaussian_covariance(effects))),
-             "theta": (np.asarray(theta_mean), np.asarray(theta_cov))}
-    return PosteriorResult(method, {"psi": np.asarray(psi)[None], "theta": np.asarray(theta)[None]}, exact)
-
-
-def _arm_masks(data) -> jax.Array:
-    """(K, n) 0/1 weights selecting each arm's rounds."""
-    actions = jnp.asarray(data["actions"])
-    return (actions[None, :] == jnp.arange(np.shape(data["mixing"])[0])[:, None]).astype(jnp.float64)
-
-
-def _mixed_effect_linear_conjugate(data, key, num_draws) -> PosteriorResult:
-    contexts, rewards = _arrays(data, ("contexts", "rewards"))
-    noise_var = jnp.asarray(data["noise_scale"]) ** 2
-    grams, moments = jax.vmap(lambda w: linear_regression_stats(contexts * w[:, None], rewards * w, noise_var))(_arm_masks(data))
-    return _mixed_effect_from_statistics(data, grams, moments, "conjugate", key, num_draws)
-
-
-LAPLACE_NEWTON_STEPS = 50
-
-
-def _mixed_effect_logistic_laplace(data, key, num_draws) -> PosteriorResult:
-    """The seed's Laplace: per-arm pseudo-observations (G = Hessian, B = G θ̂ + ∇ℓ) at each arm's mode
-    under its marginal prior, then the closed-form meTS posterior (``inference.pseudo_observations``)."""
-    contexts, rewards = _arrays(data, ("contexts", "rewards"))
-    prior_mean, prior_cov = marginal_action_prior(*_arrays(data, ("mixing", "effect_mean", "effect_cov", "action_cov")))
-    prior_precision = jnp.linalg.inv(prior_cov)  # once per call, (K, d, d), not a hot path
-
-    def pseudo_observations(weights, mean, precision):
-        mode = logistic_mode(mean, contexts, rewards, weights, precision, mean, LAPLACE_NEWTON_STEPS)
-        gram, moment = logistic_pseudo_observations(mode, contexts, rewards, weights)
-        # Convergence of the arm's Newton: the gradient of its log posterior at the mode and the
-        # Newton decrement √(gᵀ(G + Λ)⁻¹g), in sds of the arm's Laplace Gaussian.
-        gradient = moment - gram @ mode - precision @ (mode - mean)
-        decrement = jnp.sqrt(gradient @ jnp.linalg.solve(gram + precision, gradient))
-        return gram, moment, jnp.max(jnp.abs(gradient)), decrement
-
-    grams, moments, gradient_norms, decrements = jax.vmap(pseudo_observations)(_arm_masks(data), prior_mean,
-                                                                               prior_precision)
-    result = _mixed_effect_from_statistics(data, grams, moments, "laplace", key, num_draws)
-    decrement = float(jnp.max(decrements))
-    converged = bool(np.isfinite(decrement) and decrement <= DECREMENT_TOLERANCE)
-    diagnostics = {"converged": converged, "gradient_norm": float(jnp.max(gradient_norms)),
-                   "iterations": LAPLACE_NEWTON_STEPS, "positive_definite": True, "newton_decrement": decrement}
-    reason = None if converged else (f"the per-arm Newton stopped after {LAPLACE_NEWTON_STEPS} steps "
-                                     f"{decrement:.3g} posterior sds from an arm's mode (tolerance {DECREMENT_TOLERANCE:g})")
-    return replace(result, diagnostics=diagnostics), reason
-
-
-def _restless_dirichlet_conjugate(data, key, num_draws) -> PosteriorResult:
-    """Dirichlet(α + n) per transition row (``inference.dirichlet``); n from the counts and/or the list."""
-    checked = check_transition_data(**data)
-    concentration = jnp.asarray(checked["concentration"])
-    if "counts" in checked:
-        concentration = concentration + jnp.asarray(checked["counts"])
-    if "arms" in checked:
-        concentration = concentration + transition_counts(*(jnp.asarray(checked[name]) for name in
-                                                             ("arms", "states", "actions", "next_states")),
-                                                          concentration.shape)
-    draws = dirichlet_sample(key, concentration, (num_draws,))
-    moments = {"transitions": (np.asarray(dirichlet_mean(concentration)), np.asarray(dirichlet_covariance(concentration)))}
-    return PosteriorResult("conjugate", {"transitions": np.asarray(draws)[None]}, moments)
-
-
-CLOSED_FORMS: dict[Callable, Callable[..., PosteriorResult]] = {
-    linear_bandit: _linear_bandit_conjugate,
-    linear_bandit_nig: _linear_bandit_nig_conjugate,
-    mixed_effect_linear: _mixed_effect_linear_conjugate,
-    restless_dirichlet: _restless_dirichlet_conjugate,
-}
-# Programs whose closed form holds for some arguments only: when ``applies(data)`` is False, "auto"
-# uses the given method instead (the hierarchical restless prior is not conjugate: NUTS).
-CONDITIONAL_FORMS: dict[Callable, tuple[Callable[[Mapping[str, Any]], bool], str]] = {
-    restless_dirichlet: (lambda data: data.get("groups") is None, "nuts"),
-}
-# Observed sites a program needs, where they are not the bandits' contexts/actions/rewards.
-OBSERVATIONS: dict[Callable, tuple[str, ...]] = {restless_dirichlet: ()}
-# Program-specific checks of the data, run for every method (NUTS included).
-DATA_CHECKS: dict[Callable, Callable[..., Any]] = {
-    restless_dirichlet: lambda data: check_transition_data(**data),
-    linear_bandit: check_linear_bandit_data,
-    linear_bandit_nig: check_linear_bandit_nig_data,
-    mixed_effect_linear: check_mixed_effect_data,
-    mixed_effect_logistic: lambda data: check_mixed_effect_data(data, binary=True),
-}
-LAPLACE_FORMS: dict[Callable, Callable[..., PosteriorResult]] = {
-    mixed_effect_logistic: _mixed_effect_logistic_laplace,
-}
 
 
 def _laplace(model, data, key, num_draws, max_steps) -> tuple[PosteriorResult, str | None]:
@@ -351,26 +139,6 @@ def _check_finite_tree(name: str, value: Any) -> Any:
     checked = check_finite(name, value)
     kind = np.asarray(value).dtype
     return np.asarray(value) if np.issubdtype(kind, np.integer) or kind == np.bool_ else checked
-
-
-def _name(model: Callable) -> str:
-    return getattr(model, "__name__", None) or type(model).__name__
-
-
-def _unwrap(model: Callable, data: Mapping[str, Any]) -> tuple[Callable, dict[str, Any]]:
-    """A ``functools.partial`` of a program as the program and data: its bound arguments join ``data``."""
-    data = dict(data)
-    while isinstance(model, functools.partial):
-        names = list(inspect.signature(model.func).parameters)
-        bound = dict(zip(names, model.args)) | dict(model.keywords)
-        clash = sorted(set(bound) & set(data))
-        if len(model.args) > len(names):
-            raise ValidationError(f"model: the partial binds {len(model.args)} positional arguments, "
-                                  f"{_name(model.func)} takes {len(names)}")
-        if clash and any(name in dict(zip(names, model.args)) for name in clash):
-            raise ValidationError(f"data[{clash[0]!r}]: already bound by the functools.partial passed as model")
-        model, data = model.func, bound | data  # keywords given at call time win, as in Python
-    return model, data
 
 
 def _split_static(model: Callable, data: Mapping[str, Any]) -> tuple[Callable, dict[str, Any]]:
