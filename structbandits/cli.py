@@ -58,13 +58,18 @@ def _process_settings(
     # nothing, and configuring would import JAX (seconds): it is configured only where JAX is loaded already.
     if ctx.invoked_subcommand == "list" and "jax" not in sys.modules:
         return
-    from structbandits.runtime import compilation_cache_dir, configure, default_compilation_cache
+    from structbandits.runtime import CACHE_VARIABLE, compilation_cache_dir, configure, default_compilation_cache
 
-    if compilation_cache is None:
-        configure()
-    else:
-        configure(compilation_cache=(compilation_cache_dir() or default_compilation_cache()) if compilation_cache
-                  else None)
+    try:
+        if compilation_cache is None:
+            configure()
+        else:
+            folder = (compilation_cache_dir() or default_compilation_cache()) if compilation_cache else None
+            configure(compilation_cache=folder)
+            # The processes this command starts (sweep workers, a local Dask cluster) read the variable.
+            os.environ[CACHE_VARIABLE] = str(folder) if folder is not None else "off"
+    except ValidationError as err:
+        raise _fail(err) from None
 
 
 def _fail(err: ValidationError) -> typer.Exit:
@@ -193,17 +198,23 @@ def sweep(
         _check_out(out, sweep=True, resume=resume)
         spec = load_sweep(config, set_ or [], grid or [], checkpoints=checkpoints)
         folder = Path(out) if out is not None else default_output_dir(spec.base.get("name", "sweep") + "-sweep")
+        typer.echo(f"Sweep folder: {folder.resolve()}", err=True)  # named first: an interrupted sweep resumes there
         try:
             result = run_sweep(spec, folder, resume=resume, executor=executor, workers=workers, address=address,
                                progress=progress, cells_per_call=cells_per_call)
-        except BaseException:
+        except BaseException as err:
             if out is None:
                 remove_if_empty(folder)
+            kept = len(list((folder / "cells").glob("cell-*.parquet"))) if (folder / "cells").is_dir() else 0
+            if kept and not isinstance(err, ValidationError):
+                typer.echo(f"Stopped: {kept} of {len(spec.cells())} cells are kept in {folder.resolve()}; to continue, run "
+                           f"the same command with --resume --out {folder}", err=True)
             raise
     except ValidationError as err:
         raise _fail(err) from None
     typer.echo(result.summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    typer.echo(f"Cells: {result.cells_run} run now, {result.cells_resumed} already done; wall time {result.wall_s:.1f} s")
+    typer.echo(f"Cells: {result.cells_run} run now, {result.cells_resumed} already done; wall time "
+               f"{result.wall_s:.1f} s now, {result.total_wall_s:.1f} s over every run of this sweep")
     typer.echo(f"Results: {result.folder}")
 
 

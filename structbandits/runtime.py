@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import warnings
 from pathlib import Path
 
 import jax
@@ -103,6 +104,31 @@ def machine_fingerprint() -> str:
     return hashlib.sha256(f"{platform.machine()}|{flags}".encode()).hexdigest()[:12]
 
 
+def _usable_cache_folder(folder: Path | None, asked_by: str | None) -> Path | None:
+    """``folder`` if its machine subfolder exists or can be made and written. Otherwise a folder someone named
+    (``asked_by``: the argument or the environment variable) is a ``ValidationError`` naming it, and the
+    default folder (nobody asked for it; e.g. a read-only home) gives a warning and no cache."""
+    if folder is None:
+        return None
+    target = folder / machine_fingerprint()
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"{folder} is a file")
+        target.mkdir(parents=True, exist_ok=True)
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise PermissionError(f"{target} is not writable")
+    except OSError as err:
+        reason = f"{err.strerror}: {err.filename}" if err.strerror and err.filename else str(err)
+        if asked_by is not None:
+            raise ValidationError(f"{asked_by}: expected a folder the compilation cache can be written to, got "
+                                  f"{folder} ({reason})") from None
+        warnings.warn(f"the compilation cache folder {folder} cannot be used ({reason}); running without the "
+                      f"persistent compilation cache (set {CACHE_VARIABLE}=PATH to move it, or =off)",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    return folder
+
+
 def _set_compilation_cache(folder: Path | None) -> str | None:
     from jax.experimental.compilation_cache import compilation_cache
 
@@ -134,7 +160,10 @@ def configure(x64: bool = True, lapack_threads: int | str | None = _FROM_ENVIRON
     compilation_cache : a folder for JAX's persistent compilation cache (entries go to a subfolder
         per machine type), ``None`` for no cache, or ``"environment"`` (default):
         ``compilation_cache_dir()``: the default folder unless ``STRUCTBANDITS_COMPILATION_CACHE`` says
-        otherwise. While a cache is on, XLA's C++ log threshold is FATAL (module docstring).
+        otherwise. While a cache is on, XLA's C++ log threshold is FATAL (module docstring). A folder
+        that cannot be made or written is a ``ValidationError`` naming ``compilation_cache`` or
+        ``STRUCTBANDITS_COMPILATION_CACHE`` when one of them named it; the default folder (e.g. under a
+        read-only home) gives a ``RuntimeWarning`` and the run goes on without a cache.
 
     Returns
     -------
@@ -148,17 +177,20 @@ def configure(x64: bool = True, lapack_threads: int | str | None = _FROM_ENVIRON
     if not (lapack_threads is None or from_environment or valid_count):
         raise ValidationError(f"lapack_threads: expected an integer >= 1, None or 'environment', "
                               f"got {lapack_threads!r}")
+    asked_by = None  # who named the cache folder: None for the default folder (nobody asked for it)
     if compilation_cache is None:
         cache_folder = None
     elif isinstance(compilation_cache, str) and compilation_cache == _FROM_ENVIRONMENT:
         cache_folder = compilation_cache_dir()
+        if os.environ.get(CACHE_VARIABLE, "").strip().lower() not in _OFF | _ON:
+            asked_by = CACHE_VARIABLE
     elif isinstance(compilation_cache, (str, Path)):
         cache_folder = Path(compilation_cache).expanduser()
-        if cache_folder.exists() and not cache_folder.is_dir():
-            raise ValidationError(f"compilation_cache: expected a folder, got the file {cache_folder}")
+        asked_by = "compilation_cache"
     else:
         raise ValidationError(f"compilation_cache: expected a folder path, None or 'environment', "
                               f"got {compilation_cache!r}")
+    cache_folder = _usable_cache_folder(cache_folder, asked_by)
     jax.config.update("jax_enable_x64", x64)
     cache = _set_compilation_cache(cache_folder)
     if lapack_threads is None:

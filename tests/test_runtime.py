@@ -159,12 +159,28 @@ def test_the_machine_fingerprint_follows_the_cpu_flags(monkeypatch):
     assert runtime.machine_fingerprint() != avx
 
 
-def test_a_file_is_not_a_cache_folder(tmp_path):
+def test_a_cache_folder_that_cannot_be_written_is_named_or_skipped(monkeypatch, tmp_path):
+    import jax
+
     from structbandits import configure
+    from structbandits.runtime import CACHE_VARIABLE
 
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ValidationError, match="compilation_cache: expected a folder"):
-        configure(compilation_cache=tmp_path / "file")
+    try:
+        # Named by the argument or by the variable: an error naming it (a file; a folder inside a file).
+        with pytest.raises(ValidationError, match="compilation_cache: expected a folder .* is a file"):
+            configure(compilation_cache=tmp_path / "file")
+        monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path / "file" / "cache"))
+        with pytest.raises(ValidationError, match=f"{CACHE_VARIABLE}: expected a folder .*file/cache"):
+            configure()
+        # The default folder, which nobody asked for (here under a file): a warning, and no cache.
+        monkeypatch.delenv(CACHE_VARIABLE)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+        with pytest.warns(RuntimeWarning, match="running without the persistent compilation cache"):
+            assert configure()["compilation_cache"] is None
+        assert jax.config.jax_compilation_cache_dir is None
+    finally:
+        configure(compilation_cache=SUITE_CACHE)  # back to the suite's (tests/conftest.py)
 
 
 SUITE_CACHE = compilation_cache_dir()  # what tests/conftest.py set up for this run
@@ -183,8 +199,14 @@ def test_the_cli_flag_turns_the_cache_on_and_off(monkeypatch, tmp_path):
     try:
         assert CliRunner().invoke(app, ["--compilation-cache", "list"]).exit_code == 0
         assert jax.config.jax_compilation_cache_dir == str(tmp_path / "structbandits" / "jax" / machine_fingerprint())
+        assert os.environ["STRUCTBANDITS_COMPILATION_CACHE"] == str(tmp_path / "structbandits" / "jax")  # for workers
         assert CliRunner().invoke(app, ["--no-compilation-cache", "list"]).exit_code == 0
         assert jax.config.jax_compilation_cache_dir is None
+        assert os.environ["STRUCTBANDITS_COMPILATION_CACHE"] == "off"  # the processes it starts use none either
+        monkeypatch.setenv("STRUCTBANDITS_COMPILATION_CACHE", str(tmp_path / "file"))
+        (tmp_path / "file").write_text("x")
+        refused = CliRunner().invoke(app, ["list"])
+        assert refused.exit_code == 2 and "STRUCTBANDITS_COMPILATION_CACHE: expected a folder" in refused.output
         monkeypatch.setenv("STRUCTBANDITS_COMPILATION_CACHE", str(tmp_path / "mine"))
         assert CliRunner().invoke(app, ["list"]).exit_code == 0  # no flag: the environment decides
         assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine" / machine_fingerprint())

@@ -1,6 +1,7 @@
 """Sweeps: cells equal plain runs, resume after SIGKILL is bitwise equal, executors agree, CLI errors."""
 
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -131,6 +132,9 @@ def test_resume_after_sigkill_equals_the_uninterrupted_run(config_path, referenc
     done = len(list((out / "cells").glob("cell-*.parquet")))
     assert process.returncode == -signal.SIGKILL and 1 <= done < 4
     assert not (out / "sweep.nc").exists()
+    # The killed run's cells and time are on record (written as its cells were), and count in the total.
+    killed = json.loads((out / "sweep.json").read_text())["invocations"]
+    assert len(killed) == 1 and killed[0]["cells_run"] == done and killed[0]["wall_s"] > 0
     (out / "cells" / ".cell-00003.parquet.999.partial").write_bytes(b"half a file")  # an interrupted write
     again = CliRunner().invoke(app, ["sweep", str(config_path), "--checkpoints", "4", "--out", str(out), "--no-progress"])
     assert again.exit_code == 2 and "pass --resume" in again.output
@@ -138,8 +142,13 @@ def test_resume_after_sigkill_equals_the_uninterrupted_run(config_path, referenc
                                       "--resume", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert f"{4 - done} run now, {done} already done" in result.output
+    assert f"Sweep folder: {out.resolve()}" in result.output  # named before the cells run
     resumed = run_sweep(load_sweep(config_path, checkpoints=4), out, resume=True, progress=False)
     assert resumed.cells_run == 0
+    record = json.loads((out / "sweep.json").read_text())
+    assert [entry["cells_run"] for entry in record["invocations"]] == [done, 4 - done, 0]
+    assert record["wall_time_s"] == resumed.total_wall_s == round(sum(e["wall_s"] for e in record["invocations"]), 2)
+    assert resumed.total_wall_s >= killed[0]["wall_s"] > resumed.wall_s  # a no-op resume does not reset it
     assert_same_sweep(resumed, reference)
     other = CliRunner().invoke(app, ["sweep", str(config_path), "--grid", "agents.lints.sigma0=1,2", "--out", str(out),
                                      "--resume"])
@@ -183,6 +192,21 @@ def test_bad_grid_keys_exit_2_with_one_line_naming_the_key(config_path, tmp_path
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), lines
     assert not (tmp_path / "x").exists()
+
+
+def test_run_sweep_refuses_a_folder_of_something_else(config_path, tmp_path):
+    # A results folder of another run (here one file of it) is never written into, nor is a file.
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "report.html").write_text("another run's report")
+    spec = load_sweep(config_path, checkpoints=4)
+    with pytest.raises(ValidationError, match="out_dir: .* already exists and is not empty"):
+        run_sweep(spec, tmp_path / "run", progress=False)
+    with pytest.raises(ValidationError, match="out_dir: .* holds no sweep to resume"):
+        run_sweep(spec, tmp_path / "run", resume=True, progress=False)
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["report.html"]
+    assert (tmp_path / "run" / "report.html").read_text() == "another run's report"
+    with pytest.raises(ValidationError, match="out_dir: .* is an existing file"):
+        run_sweep(spec, tmp_path / "run" / "report.html", progress=False)
 
 
 def test_a_config_without_a_grid_is_rejected():

@@ -55,6 +55,7 @@ from structbandits.experiments.config import (
     resolve_config,
 )
 from structbandits.experiments.executors import check_executor, run_tasks
+from structbandits.experiments.pipeline import check_output_dir
 from structbandits.agents.protocol import stack_params
 from structbandits.experiments.registry import VALUE_KEYS
 from structbandits.experiments.results import library_versions
@@ -106,10 +107,11 @@ class SweepResult:
     dataset: Any
     summary: pd.DataFrame
     folder: Path
-    wall_s: float
+    wall_s: float  # this call's
     cells_run: int = 0
     cells_resumed: int = 0
     plots: list[Path] = field(default_factory=list)
+    total_wall_s: float = 0.0  # every call's on this folder, interrupted ones included (sweep.json's invocations)
 
 
 
@@ -414,12 +416,14 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, resume: bool = False, exe
     if cells_per_call is not None:
         cells_per_call = check_integer("cells_per_call", cells_per_call, minimum=1)
     folder = Path(out_dir)
+    check_output_dir(folder, "out_dir", sweep=True, resume=resume)  # never write into another run's folder
     cells = spec.cells()
     for values in cells:  # build (and so validate) every cell before anything is written; the cache keeps them
         _cell_components(resolve_config(apply_overrides(spec.base, spec.overrides(values))))
     _open_folder(spec, folder, resume)
     todo = [index for index in range(len(cells)) if not _cell_path(folder, index).exists()]
     start = time.perf_counter()
+    invocation = _record_invocation(folder)
     chunks = _chunks(spec, todo, 1 if executor == "inprocess" else workers or 1, cells_per_call)
     tasks = [(spec.base, [spec.overrides(cells[index]) for index in chunk], spec.checkpoints, pad_to)
              for chunk, pad_to in chunks]
@@ -430,7 +434,31 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, resume: bool = False, exe
                 frame = pd.concat([pd.DataFrame(dict(zip(spec.keys, cells[index])), index=frame.index), frame], axis=1)
                 _write_atomically(frame, _cell_path(folder, index))
                 bar.update()
+            _record_invocation(folder, invocation, cells_run=len(chunks[position][0]), wall_s=time.perf_counter() - start)
     wall = time.perf_counter() - start
+    total = _record_invocation(folder, invocation, cells_run=0, wall_s=wall)
     frame = pd.concat([pd.read_parquet(_cell_path(folder, index)) for index in range(len(cells))], ignore_index=True)
-    dataset, summary, plots = write_sweep_outputs(frame, spec.keys, folder, wall_s=wall)
-    return SweepResult(frame, dataset, summary, folder.resolve(), wall, len(todo), len(cells) - len(todo), plots)
+    dataset, summary, plots = write_sweep_outputs(frame, spec.keys, folder, wall_s=total)
+    return SweepResult(frame, dataset, summary, folder.resolve(), wall, len(todo), len(cells) - len(todo), plots,
+                       total_wall_s=total)
+
+
+def _record_invocation(folder: Path, index: int | None = None, *, cells_run: int = 0, wall_s: float = 0.0):
+    """Keep each invocation's wall time and cells in sweep.json's ``invocations`` as it goes, so an
+    interrupted run's time still counts. Without ``index``: append a new invocation and return its index;
+    with it: add ``cells_run`` to it, set its ``wall_s``, and return the total over every invocation."""
+    manifest = folder / MANIFEST
+    record = json.loads(manifest.read_text())
+    invocations = record.setdefault("invocations", [])
+    if index is None:
+        invocations.append({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                            "cells_run": 0, "wall_s": 0.0})
+        result: Any = len(invocations) - 1
+    else:
+        invocations[index]["cells_run"] += cells_run
+        invocations[index]["wall_s"] = round(wall_s, 2)
+        result = round(sum(entry["wall_s"] for entry in invocations), 2)
+    partial = manifest.with_name(f".{manifest.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    os.replace(partial, manifest)
+    return result
