@@ -212,3 +212,20 @@ def test_run_sweep_refuses_a_folder_of_something_else(config_path, tmp_path):
 def test_a_config_without_a_grid_is_rejected():
     with pytest.raises(ValidationError, match=r"sweep: expected a \[sweep\] table"):
         load_sweep("demo")
+
+
+def test_docs_name_every_value_key_and_an_unknown_name_lists_the_sweeps():
+    from pathlib import Path
+
+    from structbandits.experiments.registry import VALUE_KEYS
+
+    text = " ".join((Path(__file__).parents[1] / "docs" / "sweeps.md").read_text().split())
+    start = text.index("*value keys*")
+    sentence = text[start:text.index("form one program group", start)]
+    for kind, keys in VALUE_KEYS.items():
+        for key in keys:
+            assert f"`{key}`" in sentence, (kind, key)
+        if keys:
+            assert f"`{kind}`" in sentence, kind
+    with pytest.raises(ValidationError, match=r"got 'no-such-sweep'; or a built-in sweep \(.*lints-prior"):
+        load_sweep("no-such-sweep")

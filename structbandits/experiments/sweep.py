@@ -182,7 +182,12 @@ def load_sweep(name_or_path: str | Path, overrides: Sequence[str] | None = None,
     if is_builtin_name(name_or_path) and name_or_path in sweeps:  # a name is a built-in, never a local file
         raw = tomllib.loads(sweeps[str(name_or_path)].read_text())
     else:
-        raw = load_config(name_or_path)
+        try:
+            raw = load_config(name_or_path)
+        except ValidationError as err:
+            if not is_builtin_name(name_or_path):
+                raise
+            raise ValidationError(f"{err}; or a built-in sweep ({', '.join(sorted(sweeps))})") from None
     table = raw.pop("sweep", {})
     if not isinstance(table, Mapping):
         raise ValidationError(f"sweep: expected a table of KEY = [values], got {table!r}")
