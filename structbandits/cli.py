@@ -192,11 +192,12 @@ def sweep(
     """Run a grid over config keys x agents x seeds; writes one file per finished cell, sweep.nc, sweep.parquet,
     sweep_summary.csv, sensitivity plots and report.html."""
     from structbandits.experiments.pipeline import default_output_dir, remove_if_empty
-    from structbandits.experiments.sweep import load_sweep, run_sweep
+    from structbandits.experiments.sweep import load_sweep, run_sweep, validate_cells
 
     try:
         _check_out(out, sweep=True, resume=resume)
         spec = load_sweep(config, set_ or [], grid or [], checkpoints=checkpoints)
+        validate_cells(spec)
         folder = Path(out) if out is not None else default_output_dir(spec.base.get("name", "sweep") + "-sweep")
         typer.echo(f"Sweep folder: {folder.resolve()}", err=True)  # named first: an interrupted sweep resumes there
         try:

@@ -23,16 +23,17 @@ When every cell is done the folder gets ``sweep.parquet`` (tidy: one row per gri
 agent, seed and checkpoint round), ``sweep.nc`` (an xarray Dataset with one dimension per grid key
 plus env, agent, seed and round, and the final-round metrics), ``sweep_summary.csv`` (mean and
 standard error over seeds), one sensitivity plot per grid key, and ``report.html``.
+
+Layout: ``SweepSpec`` and ``load_sweep`` (reading and validating the grid) are in
+``experiments.sweep_spec`` and re-exported here; running the cells and writing the folder are here.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import time
-import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,15 +46,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from structbandits.errors import ValidationError, check_integer
-from structbandits.experiments.config import (
-    RUN_KEYS,
-    apply_overrides,
-    build_components,
-    is_builtin_name,
-    load_config,
-    parse_override_value,
-    resolve_config,
-)
+from structbandits.experiments.config import apply_overrides, build_components, resolve_config
 from structbandits.experiments.executors import check_executor, run_tasks
 from structbandits.experiments.pipeline import check_output_dir
 from structbandits.agents.protocol import stack_params
@@ -63,40 +56,15 @@ from structbandits.experiments.catalog import builtin_sweeps  # noqa: F401  (re-
 from structbandits.experiments.runner import _check_actions, _policy_for, _tidy, batched_simulator
 from structbandits.seeding import seed_keys
 from structbandits.experiments.sweep_outputs import METRICS, write_sweep_outputs
+from structbandits.experiments.sweep_spec import SweepSpec, load_sweep  # re-exported
 from structbandits.compiled_memory import release_compiled_programs
 from structbandits.runtime import ensure_configured
 
 __all__ = ["METRICS", "SweepResult", "SweepSpec", "builtin_sweeps", "checkpoint_metrics", "checkpoint_rounds",
-           "load_sweep", "program_groups", "run_cells", "run_sweep"]
+           "load_sweep", "program_groups", "run_cells", "run_sweep", "validate_cells"]
 
 MANIFEST = "sweep.json"
 CELLS = "cells"
-# Not the root seed: every cell uses it (common random numbers); more simulations come from `seeds`.
-_SWEEPABLE_RUN_KEYS = sorted(set(RUN_KEYS) - {"name", "description", "seed"})
-
-
-@dataclass(frozen=True)
-class SweepSpec:
-    """A validated sweep: the base raw config, the grid (key -> values, in order) and the checkpoints."""
-
-    base: dict[str, Any]
-    grid: dict[str, list[Any]]
-    checkpoints: int = 20
-
-    @property
-    def keys(self) -> list[str]:
-        return list(self.grid)
-
-    def cells(self) -> list[tuple[Any, ...]]:
-        """Every grid point, first key slowest."""
-        return list(itertools.product(*self.grid.values()))
-
-    def overrides(self, values: Sequence[Any]) -> list[str]:
-        """The ``key=value`` overrides (TOML literals) that turn the base config into one cell's."""
-        return [f"{key}={_toml_literal(value)}" for key, value in zip(self.grid, values)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"base": self.base, "grid": self.grid, "checkpoints": self.checkpoints}
 
 
 @dataclass(frozen=True)
@@ -114,105 +82,6 @@ class SweepResult:
     total_wall_s: float = 0.0  # every call's on this folder, interrupted ones included (sweep.json's invocations)
 
 
-
-
-def _toml_literal(value: Any) -> str:
-    if isinstance(value, str):
-        return json.dumps(value)  # a TOML basic string
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
-
-
-def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    # `"agents.lints.sigma0" = [...]` is one quoted key; unquoted dotted keys arrive as nested tables.
-    flat = {}
-    for key, value in table.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _parse_grid_option(item: str) -> tuple[str, list[Any]]:
-    key, sep, text = item.partition("=")
-    if not sep or not key.strip() or not text.strip():
-        raise ValidationError(f"--grid: expected KEY=V1,V2,... (for example agents.lints.sigma0=0.5,1,2), got {item!r}")
-    return key.strip(), [parse_override_value(part.strip()) for part in text.split(",")]
-
-
-def _check_grid_key(base: Mapping[str, Any], key: str, values: Any) -> list[Any]:
-    parts = key.split(".")
-    if len(parts) == 1:
-        if key not in _SWEEPABLE_RUN_KEYS:
-            raise ValidationError(f"{key}: not a sweepable key; expected one of {', '.join(_SWEEPABLE_RUN_KEYS)} "
-                                  "or envs.NAME.KEY / agents.NAME.KEY")
-    elif len(parts) == 3 and parts[0] in ("envs", "agents"):
-        tables = base.get(parts[0]) or {}
-        if parts[1] not in tables:
-            raise ValidationError(f"{key}: the config has no [{parts[0]}.{parts[1]}] table; "
-                                  f"its {parts[0]} are {', '.join(tables) or 'none'}")
-    else:
-        raise ValidationError(f"{key}: expected a run key ({', '.join(_SWEEPABLE_RUN_KEYS)}) "
-                              "or envs.NAME.KEY / agents.NAME.KEY")
-    if not isinstance(values, list) or not values:
-        raise ValidationError(f"{key}: expected a non-empty list of values, got {values!r}")
-    for value in values:
-        if not isinstance(value, (bool, int, float, str)):
-            raise ValidationError(f"{key}: expected numbers, strings or booleans as grid values, got {value!r}")
-    return list(values)
-
-
-def load_sweep(name_or_path: str | Path, overrides: Sequence[str] | None = None, grid: Sequence[str] | None = None,
-               *, checkpoints: int = 20) -> SweepSpec:
-    """Read a sweep: a built-in sweep name, or any config TOML with a ``[sweep]`` table and/or ``grid``.
-
-    Parameters
-    ----------
-    name_or_path : a built-in sweep (``builtin_sweeps()``), a built-in config name, or a TOML file.
-    overrides : ``key=value`` settings applied to the base config (as ``--set``).
-    grid : ``key=v1,v2,...`` grid axes (as ``--grid``); they replace a ``[sweep]`` entry of the same key.
-    checkpoints : how many evenly spaced rounds (ending at the horizon) to record per simulation.
-
-    Every cell's config is validated here (unknown keys and bad values raise ``ValidationError``
-    naming the key); the components themselves are built when the sweep runs.
-    """
-    sweeps = builtin_sweeps()
-    if is_builtin_name(name_or_path) and name_or_path in sweeps:  # a name is a built-in, never a local file
-        raw = tomllib.loads(sweeps[str(name_or_path)].read_text())
-    else:
-        try:
-            raw = load_config(name_or_path)
-        except ValidationError as err:
-            if not is_builtin_name(name_or_path):
-                raise
-            raise ValidationError(f"{err}; or a built-in sweep ({', '.join(sorted(sweeps))})") from None
-    table = raw.pop("sweep", {})
-    if not isinstance(table, Mapping):
-        raise ValidationError(f"sweep: expected a table of KEY = [values], got {table!r}")
-    entries = _flatten(table)
-    entries.update(dict(_parse_grid_option(item) for item in grid or []))
-    if not entries:
-        raise ValidationError("sweep: expected a [sweep] table in the config or --grid KEY=V1,V2, got neither")
-    base = apply_overrides(raw, list(overrides or []))
-    grid = {key: [_resolved_value(base, key, value) for value in _check_grid_key(base, key, values)]
-            for key, values in entries.items()}
-    for key, values in grid.items():
-        if len({_toml_literal(value) for value in values}) != len(values):
-            raise ValidationError(f"{key}: expected distinct grid values, got {entries[key]!r}")
-    spec = SweepSpec(base, grid, check_integer("checkpoints", checkpoints, minimum=1))
-    for values in spec.cells():
-        resolve_config(apply_overrides(spec.base, spec.overrides(values)))
-    return spec
-
-
-def _resolved_value(base: Mapping[str, Any], key: str, value: Any) -> Any:
-    """``value`` as the config resolves it (``sigma0 = 2`` is the float 2.0), so each axis has the key's type."""
-    resolved: Any = resolve_config(apply_overrides(base, [f"{key}={_toml_literal(value)}"])).to_dict()
-    for part in key.split("."):
-        resolved = resolved[part]
-    return resolved
 
 
 def checkpoint_rounds(horizon: int, count: int) -> np.ndarray:
@@ -396,6 +265,13 @@ def _open_folder(spec: SweepSpec, folder: Path, resume: bool) -> None:
     manifest.write_text(json.dumps(record, indent=2, default=str) + "\n")
 
 
+def validate_cells(spec: SweepSpec) -> None:
+    """Build every cell's environments and agents, so that a bad value raises ``ValidationError`` naming
+    its key before anything runs (the components are cached: ``run_sweep`` reuses them)."""
+    for values in spec.cells():
+        _cell_components(resolve_config(apply_overrides(spec.base, spec.overrides(values))))
+
+
 def run_sweep(spec: SweepSpec, out_dir: str | Path, *, resume: bool = False, executor: str = "inprocess",
               workers: int | None = None, address: str | None = None, progress: bool = True,
               cells_per_call: int | None = None) -> SweepResult:
@@ -423,8 +299,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, resume: bool = False, exe
     folder = Path(out_dir)
     check_output_dir(folder, "out_dir", sweep=True, resume=resume)  # never write into another run's folder
     cells = spec.cells()
-    for values in cells:  # build (and so validate) every cell before anything is written; the cache keeps them
-        _cell_components(resolve_config(apply_overrides(spec.base, spec.overrides(values))))
+    validate_cells(spec)  # before anything is written
     _open_folder(spec, folder, resume)
     todo = [index for index in range(len(cells)) if not _cell_path(folder, index).exists()]
     start = time.perf_counter()
