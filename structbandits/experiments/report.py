@@ -131,8 +131,9 @@ def _run_facts(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
     if "sweep.json" in records:
         record = records["sweep.json"]
         base = record["sweep"]["base"]
-        facts.update({"root seed": base.get("seed", 0), "seeds per cell": base.get("seeds"),
-                      "horizon": base.get("horizon"), "cells": len(record.get("cells", [])),
+        grid = record["sweep"].get("grid", {})
+        facts.update({"root seed": base.get("seed", 0), "seeds per cell": grid.get("seeds", base.get("seeds")),
+                      "horizon": grid.get("horizon", base.get("horizon")), "cells": len(record.get("cells", [])),
                       "wall time (s)": record.get("wall_time_s")})
     if "config.json" in records:
         record = records["config.json"]
@@ -228,10 +229,10 @@ def _description(records: dict[str, dict[str, Any]], description: str) -> str:
 
 DECISIONS_CSV = "decision_sensitivity.csv"
 _DECISION_SUMMARY = ["key", "env", "agent", "reference", "max_tv_distance", "max_tv_value",
-                     "final_cumulative_regret_range", "window_propensity_range"]
+                     "final_cumulative_regret_range", "window_propensity_range", "note"]
 _DECISION_VALUES = ["key", "env", "agent", "value", "cells", "seeds", "round", "top_action", "top_share",
-                    "tv_distance", "window_propensity", "window_propensity_se", "final_cumulative_regret",
-                    "final_cumulative_regret_se"]
+                    "tv_distance", "tv_distance_se", "tv_pairs", "window_propensity", "window_propensity_se",
+                    "final_cumulative_regret", "final_cumulative_regret_se", "note"]
 
 
 def _decision_section(folder: Path, records: dict[str, dict[str, Any]], plots: list[Path]) -> str:
@@ -246,11 +247,13 @@ def _decision_section(folder: Path, records: dict[str, dict[str, Any]], plots: l
                 + "".join(_figure(plot) for plot in plots))
     table = pd.read_csv(path)
     text = ("<h2>Decision sensitivity</h2><p>How the decisions in each simulation's final checkpoint window move "
-            "with each grid key, pooling the cells over the other keys' values and the seeds: the total-variation "
-            "distance of the pooled action shares from those at the key's reference value (the middle of its grid "
-            "list), the mean propensity of the chosen actions (empty where the agent reports none) and the final "
-            "cumulative regret, with standard errors over seeds. The ranges are max − min of the means across the "
-            "key's values. Full table, with the action shares: "
+            "with each grid key: the total-variation distance of each simulation's action shares from those of "
+            "the same seed (same ground truth) and the same other keys' values at the key's reference value (the "
+            "middle of its grid list), averaged over seeds; the mean propensity of the chosen actions (empty "
+            "where the agent reports none) and the final cumulative regret over the other keys' values and the "
+            "seeds; each with its standard error over seeds. The top action and its share pool the seeds, whose "
+            "truths differ: a description, not a comparison. The ranges are max − min of the means across the "
+            "key's values. Full table, with the pooled action shares: "
             f"{_link(DECISIONS_CSV)}. For the posterior-level check (ArviZ power-scaling of the prior and the "
             "likelihood of a NumPyro program given data) see "
             "<code>structbandits.diagnostics.sensitivity.power_scaling_sensitivity</code>.</p>")

@@ -17,8 +17,8 @@ from matplotlib.figure import Figure
 from structbandits.experiments.plots import log_x_axis
 from structbandits.experiments.results import standard_error
 
-__all__ = ["METRICS", "file_name", "log_axis", "numeric_values", "plot_sensitivity", "sweep_dataset", "sweep_summary",
-           "write_sweep_outputs"]
+__all__ = ["METRICS", "file_name", "log_axis", "numeric_values", "plot_sensitivity", "seeds_column", "sweep_dataset",
+           "sweep_summary", "write_sweep_outputs"]
 
 METRICS = ("cumulative_regret", "cumulative_realized_regret", "mean_reward")
 _LABELS = {
@@ -52,12 +52,14 @@ def sweep_summary(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 
     Columns: *keys, env, agent, seeds, rounds, final_cumulative_regret, final_cumulative_regret_se,
     final_cumulative_realized_regret, final_cumulative_realized_regret_se, mean_reward, mean_reward_se.
+    ``seeds`` counts the simulations; where ``seeds`` is itself a grid key, that column keeps the grid
+    key's name and values and the count is ``num_seeds`` instead (``seeds_column``).
     """
     index = [*keys, "env", "agent"]
     last = frame["round"] == frame.groupby([*index, "seed"], sort=False)["round"].transform("max")
 
     return frame[last].groupby(index, sort=False).agg(
-        seeds=("seed", "size"),
+        **{seeds_column(keys): ("seed", "size")},
         rounds=("round", "max"),
         final_cumulative_regret=("cumulative_regret", "mean"),
         final_cumulative_regret_se=("cumulative_regret", standard_error),
@@ -66,6 +68,11 @@ def sweep_summary(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
         mean_reward=("mean_reward", "mean"),
         mean_reward_se=("mean_reward", standard_error),
     ).reset_index()
+
+
+def seeds_column(keys: Sequence[str]) -> str:
+    """The summary's simulation-count column: ``seeds``, or ``num_seeds`` when ``seeds`` is a grid key."""
+    return "num_seeds" if "seeds" in keys else "seeds"
 
 
 def plot_sensitivity(summary: pd.DataFrame, key: str, path: str | Path, *, keys: Sequence[str] | None = None,
@@ -98,7 +105,7 @@ def plot_sensitivity(summary: pd.DataFrame, key: str, path: str | Path, *, keys:
             log_x_axis(ax, values)  # labels at the grid values, none overlapping
         if not numeric:
             ax.set_xticks(range(len(values)), [str(v) for v in values])
-        seeds = int(rows["seeds"].max())
+        seeds = int(rows["num_seeds" if "num_seeds" in summary.columns else "seeds"].max())  # see seeds_column
         ax.set(xlabel=key, ylabel=_LABELS.get(metric, metric),
                title=f"{env_name}: mean ± 1.96 s.e. over {seeds} seeds")
         ax.grid(alpha=0.3)
