@@ -62,6 +62,7 @@ from structbandits.agents.mets import METSParams, METSState, hier_ts, mets
 from structbandits.agents.mets import METSForgettingParams, METSForgettingState
 from structbandits.agents.propensity import monte_carlo_propensity, thompson_choice
 from structbandits.agents.protocol import ActInfo, Policy, init_state, no_propensity, stack_params, without_params
+from structbandits.agents.protocol import check_params
 from structbandits.agents.random import uniform_random
 from structbandits.agents.shared_functions import shared_policy
 from structbandits.agents.restless import (
@@ -140,6 +141,7 @@ __all__ = [
     "TransitionCounts",
     "TransitionCountsWindow",
     "bayes_restless_policy",
+    "check_params",
     "clip_probabilities",
     "clipped",
     "ens_fo_gambitts",

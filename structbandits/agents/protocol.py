@@ -35,7 +35,7 @@ import jax.numpy as jnp
 
 from structbandits.errors import ValidationError
 
-__all__ = ["ActInfo", "Policy", "init_state", "no_propensity", "stack_params", "without_params"]
+__all__ = ["ActInfo", "Policy", "check_params", "init_state", "no_propensity", "stack_params", "without_params"]
 
 State = Any
 
@@ -81,8 +81,123 @@ class Policy(NamedTuple):
 
 def init_state(policy: Policy, key: jax.Array, params: Any = None) -> State:
     """``policy.init(key, params)``; with params None, ``policy.init(key)``, so a user's policy whose
-    ``init`` takes only the key (no hyperparameters as data) runs unchanged."""
-    return policy.init(key) if params is None else policy.init(key, params)
+    ``init`` takes only the key (no hyperparameters as data) runs unchanged. Where both ``params`` and
+    ``policy.params`` are given, ``params`` must match the structure, shapes and dtype kinds of
+    ``policy.params`` (``check_params``; ValidationError naming ``params`` otherwise)."""
+    if params is None:
+        return policy.init(key)
+    if policy.params is not None:
+        check_params(params, policy.params)
+    return policy.init(key, params)
+
+
+def _kind(dtype) -> str:
+    """The dtype's kind as the checks compare it: bool, integer, floating, complex, key (or its name)."""
+    for kind, parent in (("bool", jnp.bool_), ("integer", jnp.integer), ("floating", jnp.floating),
+                         ("complex", jnp.complexfloating), ("key", jax.dtypes.prng_key)):
+        if jnp.issubdtype(dtype, parent):
+            return kind
+    return str(dtype)
+
+
+def _shape_and_kind(leaf) -> tuple[tuple[int, ...], str | None]:
+    """A leaf's shape and dtype kind from its metadata only (arrays, tracers, ShapeDtypeStructs, Python
+    numbers); no values are read. Kind None where the leaf has no numeric dtype (then it is not compared)."""
+    shape = getattr(leaf, "shape", None)
+    dtype = getattr(leaf, "dtype", None)
+    try:
+        shape = tuple(shape) if shape is not None else tuple(jnp.shape(leaf))
+        return shape, _kind(dtype if dtype is not None else jnp.result_type(leaf))
+    except (TypeError, ValueError):
+        return tuple(shape or ()), None
+
+
+def _describe(node) -> str:
+    """A pytree node for a message: the type name with its fields, keys or length; "a leaf (type)" for a leaf."""
+    if node is None:
+        return "None"
+    treedef = jax.tree.structure(node)
+    if jax.tree_util.treedef_is_leaf(treedef):
+        return f"a leaf ({type(node).__name__})"
+    kind, aux = treedef.node_data()
+    if hasattr(node, "_fields"):
+        return f"{kind.__name__}({', '.join(node._fields)})"
+    if isinstance(node, dict):
+        return f"dict with keys {sorted(node, key=str)}"
+    if isinstance(node, (tuple, list)):
+        return f"{kind.__name__} of length {len(node)}"
+    return kind.__name__ if aux is None else f"{kind.__name__} {aux}"
+
+
+def _structure_difference(params: Any, reference: Any, path: tuple = ()) -> tuple[tuple, str] | None:
+    """(key path, description) of the first node where ``params``' pytree structure departs from
+    ``reference``'s, or None where the structures are equal."""
+    got, expected = jax.tree.structure(params), jax.tree.structure(reference)
+    if got == expected:
+        return None
+    if got.node_data() != expected.node_data() or jax.tree_util.treedef_is_leaf(got) \
+            or jax.tree_util.treedef_is_leaf(expected):
+        return path, f"expected {_describe(reference)}, got {_describe(params)}"
+
+    def children(node):  # one level of the tree, with the children's keys
+        return jax.tree_util.tree_flatten_with_path(node, is_leaf=lambda child: child is not node)[0]
+
+    for (key, got_child), (_, expected_child) in zip(children(params), children(reference)):
+        difference = _structure_difference(got_child, expected_child, path + key)
+        if difference is not None:
+            return difference
+    return path, f"expected {_describe(reference)}, got {_describe(params)}"
+
+
+def check_params(params: Any, reference: Any, *, batch_size: int | None = None, name: str = "params") -> Any:
+    """Check that ``params`` are hyperparameters of the kind of ``reference`` (a policy's ``params``).
+
+    Only metadata is read (pytree structure, leaf shapes and dtypes), never values, so ``params`` may
+    be arrays, tracers or ``jax.ShapeDtypeStruct`` s and the check may run while a program is traced.
+
+    Parameters
+    ----------
+    params : the pytree to check.
+    reference : the pytree it must match, e.g. ``policy.params``.
+    batch_size : None: every leaf has the reference leaf's shape. S: every leaf has a leading axis of S
+        in front of it, (S, *reference shape), as the runners' ``params_batched=True`` takes (one entry
+        per key).
+    name : the argument named in the error.
+
+    Returns
+    -------
+    ``params`` unchanged.
+
+    Raises
+    ------
+    ValidationError, naming ``name`` and the offending leaf (``jax.tree_util.keystr`` path), where the
+    structures differ (the node's expected and actual type, fields or keys), a leaf's shape differs
+    (expected vs got), a leaf lacks the leading batch axis, or a leaf's dtype kind differs (bool,
+    integer, floating, complex).
+    """
+    difference = _structure_difference(params, reference)
+    if difference is not None:
+        path, what = difference
+        raise ValidationError(f"{name}{jax.tree_util.keystr(path)}: expected hyperparameters of the structure of "
+                              f"the policy's params; {what}")
+    batch = () if batch_size is None else (int(batch_size),)
+    got_leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    for (path, leaf), expected_leaf in zip(got_leaves, jax.tree.leaves(reference)):
+        where = f"{name}{jax.tree_util.keystr(path)}"
+        (shape, kind), (expected_shape, expected_kind) = _shape_and_kind(leaf), _shape_and_kind(expected_leaf)
+        expected_shape = batch + expected_shape
+        if shape != expected_shape:
+            if batch:
+                raise ValidationError(f"{where}: params_batched=True expects a leading axis of {batch[0]} (one entry "
+                                      f"per key) on every leaf, shape {expected_shape}; got shape {shape}")
+            stacked = len(shape) == len(expected_shape) + 1 and shape[1:] == expected_shape
+            raise ValidationError(f"{where}: expected shape {expected_shape} (the policy's params), got shape {shape}"
+                                  + ("; params stacked over a leading axis need params_batched=True (runners) or "
+                                     "jax.vmap" if stacked else ""))
+        if kind is not None and expected_kind is not None and kind != expected_kind:
+            raise ValidationError(f"{where}: expected a {expected_kind} dtype (the policy's params), got {kind} "
+                                  f"(shape {shape})")
+    return params
 
 
 def without_params(policy: Policy) -> Policy:

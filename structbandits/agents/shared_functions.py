@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from structbandits.agents.protocol import Policy
+from structbandits.agents.protocol import Policy, check_params
 
 __all__ = ["shared_policy"]
 
@@ -33,7 +33,8 @@ def shared_policy(init: Callable[[Any, Any], Any], act: Callable, update: Callab
     """
 
     def own_init(key, params=None):
-        return init(key, defaults if params is None else params)
+        # Shapes and dtypes only, at trace time: the shared program is unchanged.
+        return init(key, defaults if params is None else check_params(params, defaults))
 
     own_init.shared = init
     return Policy(own_init, act, update, posterior_draws, defaults)

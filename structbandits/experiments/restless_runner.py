@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from structbandits.agents.bayes_restless import RestlessOutcome
-from structbandits.agents.protocol import Policy, init_state, without_params
+from structbandits.agents.protocol import Policy, check_params, init_state, without_params
 from structbandits.agents.restless import RestlessContext
 from structbandits.envs.rmab.instance import RestlessInstance
 from structbandits.errors import ValidationError, check_integer
@@ -144,8 +144,9 @@ def _simulate_batch(policy, horizon, num_groups, transitions, rewards, component
     return jax.vmap(one)(keys)
 
 
-def _batch_inputs(instance, policy, key, num_seeds, budget, first_seed) -> tuple:
-    """Validated (transitions, rewards, components, groups, initial_probs, budget, keys) for the batch runners."""
+def _batch_inputs(instance, policy, key, num_seeds, budget, first_seed, params) -> tuple:
+    """Validated (transitions, rewards, components, groups, initial_probs, budget, keys) for the batch runners;
+    ``params`` (when given) checked against ``policy.params`` (``check_params``)."""
     if not isinstance(instance, RestlessInstance):
         raise ValidationError(f"instance: expected a RestlessInstance, got {type(instance).__name__}")
     if not isinstance(policy, Policy):
@@ -155,6 +156,8 @@ def _batch_inputs(instance, policy, key, num_seeds, budget, first_seed) -> tuple
     budget = instance.budget if budget is None else check_integer("budget", budget, minimum=0,
                                                                   maximum=instance.num_arms)
     keys = simulation_keys(key, num_seeds, first_seed)
+    if params is not None and policy.params is not None:
+        check_params(params, policy.params)
     components = np.stack(list(instance.components.values())) if instance.components else \
         np.zeros((0,) + instance.rewards.shape)
     return (jnp.asarray(instance.transitions), jnp.asarray(instance.rewards), jnp.asarray(components),
@@ -178,13 +181,14 @@ def simulate_restless(instance: RestlessInstance, policy: Policy, key: jax.Array
     first_seed : offset of the seed numbers (to extend a study in batches).
     params : the policy's hyperparameters (default ``policy.params``), traced: a policy built with
         other values of them (same constructor and shapes) gives its params here to reuse this
-        policy's compiled program.
+        policy's compiled program. They must match ``policy.params``' structure, leaf shapes and dtype
+        kinds (ValidationError naming ``params`` otherwise).
 
     Returns
     -------
     ``RestlessTrajectory`` with leading axis num_seeds.
     """
-    *inputs, keys = _batch_inputs(instance, policy, key, num_seeds, budget, first_seed)
+    *inputs, keys = _batch_inputs(instance, policy, key, num_seeds, budget, first_seed, params)
     return _simulate_batch(without_params(policy), instance.horizon, instance.num_groups, *inputs,
                            policy.params if params is None else params, keys)
 
@@ -210,7 +214,7 @@ def simulate_restless_learning(instance: RestlessInstance, policy: Policy, key: 
     (num_seeds, E), and the agent states after the last episode (leading axis num_seeds).
     """
     num_episodes = check_integer("num_episodes", num_episodes, minimum=1)
-    *inputs, keys = _batch_inputs(instance, policy, key, num_seeds, budget, first_seed)
+    *inputs, keys = _batch_inputs(instance, policy, key, num_seeds, budget, first_seed, params)
     return _learn_batch(without_params(policy), instance.horizon, instance.num_groups, num_episodes, *inputs,
                         policy.params if params is None else params, keys)
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from structbandits.agents.protocol import Policy, init_state, without_params
+from structbandits.agents.protocol import Policy, check_params, init_state, without_params
 from structbandits.compiled_memory import release_compiled_programs
 from structbandits.envs.protocol import Environment
 from structbandits.errors import MAX_ELEMENTS, ValidationError, check_integer, check_num_elements
@@ -118,10 +118,20 @@ def batched_simulator(policy: Policy, env: Environment, horizon: int) -> Callabl
     hyperparameters are traced, so new values of them do not recompile. With ``return_state=True``
     (a second program) it returns ``(states, trajectory)``: the agent's state after the last update,
     every leaf with a leading axis S.
+
+    ``params`` other than ``policy.params`` must match its structure, leaf shapes and dtype kinds
+    (with ``params_batched=True``, a leading axis of S = len(keys) on every leaf): a ValidationError
+    naming ``params`` and the leaf otherwise (``agents.protocol.check_params``; shapes only, checked
+    before the call, so the compiled program is unchanged).
     """
     static = without_params(policy)
-    return lambda keys, params=policy.params, params_batched=False, return_state=False: _simulate_batch(
-        static, env, keys, horizon, params, params_batched, return_state)
+
+    def run(keys, params=policy.params, params_batched=False, return_state=False):
+        if params is not None and policy.params is not None and (params_batched or params is not policy.params):
+            check_params(params, policy.params, batch_size=jnp.shape(keys)[0] if params_batched else None)
+        return _simulate_batch(static, env, keys, horizon, params, params_batched, return_state)
+
+    return run
 
 
 # Contexts go into the results frame by default when a round's context has at most this many numbers
