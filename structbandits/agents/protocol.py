@@ -64,7 +64,9 @@ def no_propensity(dtype=None) -> ActInfo:
 class Policy(NamedTuple):
     """A bandit policy as pure functions (Optax / BlackJAX style).
 
-    ``init(key, params=None)`` starts a state holding ``params`` (None: this policy's ``params``).
+    ``init(key, params=None)`` starts a state holding ``params`` (None: this policy's ``params``). Most
+    constructors' ``init`` does not check the shapes of given ``params``: call ``init_state(policy, key,
+    params)`` (as the runners do), which checks them against ``policy.params`` (``check_params``).
     ``posterior_draws(state, key, num_draws) -> {site: (num_draws, ...)}``, when a policy has a
     posterior, returns draws of its parameters by site name (``theta`` (n, K, d), ``psi`` (n, L, d),
     ...) for diagnostics (``diagnostics.policy_to_arviz``); None otherwise.
