@@ -7,6 +7,7 @@ backend compile), so the compile share of the wall time is measured, not guessed
 
     .venv/bin/python benchmarks/bench_compile_cache.py                 # demo, run mets-linear, reproduce ermab-fig3
     .venv/bin/python benchmarks/bench_compile_cache.py --cases demo
+    .venv/bin/python benchmarks/bench_compile_cache.py --cases mets-linear-quick drift-quick   # more reproductions
 
 Prints one row per (case, run): wall seconds, compile seconds (trace + lower + backend), cache hits
 and misses. Target of issue 20: warm compile seconds < 20% of cold.
@@ -36,6 +37,12 @@ CASES = {
     "demo": ["demo", "--no-progress"],
     "mets-linear": ["run", "mets-linear", "--no-progress"],
     "ermab-fig3": ["reproduce", "ermab-fig3", "--no-progress"],
+    # More reproductions (not run by default): --quick sizes, so each case's three runs take a few minutes.
+    "mets-linear-quick": ["reproduce", "mets-linear", "--quick", "--no-progress"],
+    "mets-movielens-quick": ["reproduce", "mets-movielens", "--quick", "--no-progress"],
+    "gambitts-illustrative-quick": ["reproduce", "gambitts-illustrative", "--quick", "--no-progress"],
+    "ermab-fig4-quick": ["reproduce", "ermab-fig4", "--quick", "--no-progress"],
+    "drift-quick": ["reproduce", "drift", "--quick", "--no-progress"],
 }
 
 # Runs the CLI in this process with listeners on JAX's compile events; prints them as JSON at exit.
@@ -91,23 +98,27 @@ def run_once(args: list[str], cache: str, out: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--cases", nargs="+", default=["demo", "mets-linear", "ermab-fig3"], choices=list(CASES))
     parser.add_argument("--cpu", action="store_true", help="add the CPU seconds of the compile events")
     parser.add_argument("--by-program", action="store_true", help="print each warm run's events by program")
     args = parser.parse_args()
     print(f"load {os.getloadavg()[0]:.2f}; cores {os.cpu_count()}")
-    print(f"{'case':<14}{'run':<7}{'wall s':>9}{'compile s':>11}{'backend s':>11}{'hits':>7}{'misses':>8}"
+    print(f"{'case':<28}{'run':<7}{'wall s':>9}{'compile s':>11}{'backend s':>11}{'hits':>7}{'misses':>8}"
           + (f"{'cpu s':>9}" if args.cpu else ""))
     with tempfile.TemporaryDirectory() as scratch:
         for case in args.cases:
             cache = Path(scratch) / f"cache-{case}"
+            rows = {}
             for run in ("off", "cold", "warm"):
-                row = run_once(CASES[case], "off" if run == "off" else str(cache), Path(scratch) / f"{case}-{run}")
-                print(f"{case:<14}{run:<7}{row['wall_s']:>9.1f}{row['compile_s']:>11.1f}{row['backend_s']:>11.1f}"
+                rows[run] = row = run_once(CASES[case], "off" if run == "off" else str(cache), Path(scratch) / f"{case}-{run}")
+                print(f"{case:<28}{run:<7}{row['wall_s']:>9.1f}{row['compile_s']:>11.1f}{row['backend_s']:>11.1f}"
                       f"{row['hits']:>7}{row['misses']:>8}" + (f"{row['cpu_s']:>9.1f}" if args.cpu else ""),
                       flush=True)
                 if args.by_program and run == "warm":
                     print_programs(row["programs"])
+            cold, warm = rows["cold"], rows["warm"]
+            print(f"  warm ÷ cold compile seconds: {warm['compile_s'] / cold['compile_s']:.0%}"
+                  + (f" (CPU {warm['cpu_s'] / cold['cpu_s']:.0%})" if args.cpu else ""), flush=True)
 
 
 def print_programs(programs: dict, top: int = 25) -> None:
