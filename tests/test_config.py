@@ -124,3 +124,19 @@ def test_mets_sampling_is_a_config_key():
             build_components(resolve_config(bad))
         with pytest.raises(ValidationError, match=r"agents\.x\.sampling: expected a string, got 1"):
             resolve_config({**raw, "agents": {"x": {"kind": kind, "sampling": 1}}})
+
+
+def test_change_rounds_after_the_horizon_are_named_in_a_warning():
+    import warnings
+
+    from structbandits.experiments.config import resolve_config
+
+    raw = {"horizon": 500, "seeds": 2,
+           "envs": {"cp": {"kind": "drift-changepoint", "num_actions": 3, "num_features": 2,
+                           "change_rounds": [200, 500, 501, 900]}},
+           "agents": {"random": {}}}
+    with pytest.warns(UserWarning, match=r"envs\.cp\.change_rounds: \[501, 900\] come after the horizon \(500"):
+        resolve_config(raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # round 500 is the last round of a 500-round run: it happens
+        resolve_config({**raw, "envs": {"cp": {**raw["envs"]["cp"], "change_rounds": [200, 500]}}})

@@ -29,6 +29,7 @@ import json
 import os
 import tomllib
 import typing
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,6 +234,11 @@ def resolve_config(raw: Mapping[str, Any]) -> ExperimentConfig:
         if "" in tables:
             raise ValidationError(f"{group}: expected non-empty table names ([{group}.NAME]), got an empty name")
         groups[group] = {name: _resolve_component(group, name, table, registry) for name, table in tables.items()}
+    for name, spec in groups["envs"].items():
+        late = [r for r in spec.params.get("change_rounds", ()) if isinstance(r, int) and r > horizon]
+        if late:
+            warnings.warn(f"envs.{name}.change_rounds: {late} come after the horizon ({horizon} rounds), so those "
+                          "changes never happen in this run", UserWarning, stacklevel=2)
     return ExperimentConfig(
         name=run.get("name", "experiment"),
         description=run.get("description", ""),
