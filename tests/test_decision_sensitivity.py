@@ -190,6 +190,8 @@ def test_frames_without_decisions_are_recognised():
     with pytest.raises(ValidationError, match="window_propensity"):
         decision_sensitivity(frame.drop(columns=["window_propensity", "action_counts"]), KEYS)
     assert write_decision_sensitivity(mixed, KEYS, "/nonexistent") == (None, [])
+    with pytest.raises(ValidationError, match=f"keys: expected a list of grid keys such as \\['{KEYS[0]}'\\]"):
+        decision_sensitivity(frame, KEYS[0])  # one key as a string, not a list
 
 
 def test_log_axis_rule():

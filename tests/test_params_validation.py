@@ -228,3 +228,22 @@ def test_check_params_names_an_extra_or_missing_field():
     with _raises("params: expected hyperparameters of the structure of the policy's params; expected dict with keys "
                  "['a', 'b'], got dict with keys ['a', 'c']"):
         check_params({"a": 1.0, "c": 2.0}, {"a": 1.0, "b": 2.0})
+
+
+def test_stack_params_names_the_entry_and_leaf_that_differ():
+    good = _lints().params
+    with _raises("params[2].prior.precision_chol: expected shape (5, 3, 3) (the policy's params), got shape "
+                 "(4, 3, 3)"):
+        stack_params([good, good, _lints(num_actions=4).params])
+    with _raises("params[1]: expected hyperparameters of the structure of the policy's params; expected "
+                 "LinTSParams("):
+        stack_params([good, standard_ts(3).params])
+    with _raises("params: expected a non-empty list of policies' params to stack, got LinTSParams"):
+        stack_params(good)  # one params, not a list of them
+    with _raises("params: expected a non-empty list of policies' params to stack, got list (empty)"):
+        stack_params([])
+    single = good._replace(noise_var=jnp.asarray(good.noise_var, dtype=jnp.float32))
+    with _raises("params: expected hyperparameters of one set of shapes and dtypes to stack"):
+        stack_params([good, single])  # float32 next to float64 would upcast silently
+    stacked = stack_params([good, good])
+    assert all(leaf.shape[0] == 2 for leaf in jax.tree.leaves(stacked))

@@ -229,3 +229,11 @@ def test_docs_name_every_value_key_and_an_unknown_name_lists_the_sweeps():
             assert f"`{kind}`" in sentence, kind
     with pytest.raises(ValidationError, match=r"got 'no-such-sweep'; or a built-in sweep \(.*lints-prior"):
         load_sweep("no-such-sweep")
+
+
+def test_a_string_where_a_list_of_settings_belongs_is_named():
+    with pytest.raises(ValidationError, match=r"grid: expected a list of strings such as \['agents.lints.sigma0=0.5,1'\], "
+                                              r"got the string 'agents.lints.sigma0=1,2'"):
+        load_sweep("demo", grid="agents.lints.sigma0=1,2")
+    with pytest.raises(ValidationError, match="overrides: expected a list of strings such as"):
+        load_sweep("lints-prior", "seeds=5")

@@ -215,12 +215,17 @@ def without_params(policy: Policy) -> Policy:
 
 def stack_params(params: list[Any]) -> Any:
     """Stack the params of policies built by the same constructor with the same shapes along a new
-    leading axis (cells), for ``jax.vmap``."""
-    structures = {str(jax.tree.structure(p)) for p in params}
+    leading axis (cells), for ``jax.vmap``. A ``ValidationError`` names the first entry and leaf that
+    differ from ``params[0]`` (``check_params``), or a leaf whose dtype differs."""
+    if not isinstance(params, (list, tuple)) or hasattr(params, "_fields") or not params:  # a NamedTuple is one
+        raise ValidationError(f"params: expected a non-empty list of policies' params to stack, got "
+                              f"{type(params).__name__}{'' if params else ' (empty)'}")
+    for i, entry in enumerate(params[1:], start=1):
+        check_params(entry, params[0], name=f"params[{i}]")
     shapes = {tuple((jnp.shape(leaf), jnp.result_type(leaf)) for leaf in jax.tree.leaves(p)) for p in params}
-    if len(structures) != 1 or len(shapes) != 1:
-        raise ValidationError("params: expected hyperparameters of one structure and one set of shapes to stack; "
-                         f"got {len(structures)} structures and {len(shapes)} shape sets")
+    if len(shapes) != 1:
+        raise ValidationError("params: expected hyperparameters of one set of shapes and dtypes to stack "
+                              f"(params[0]'s); got {len(shapes)} different sets (a leaf's dtype differs)")
     # Strongly typed, so that a Python-float hyperparameter (weak type) and an array one share a program.
     return jax.tree.map(lambda *leaves: jnp.stack([jnp.asarray(leaf, dtype=jnp.result_type(leaf)) for leaf in leaves]),
                         *params)

@@ -214,6 +214,8 @@ def decision_sensitivity(frame: pd.DataFrame, keys: Sequence[str], *,
     (``row == "summary"``), with the columns of ``COLUMNS`` (name -> meaning); the value rows leave
     the summary columns NaN and the summary rows the value columns.
     """
+    if isinstance(keys, str):  # a string is a sequence too: its characters would be read as keys
+        raise ValidationError(f"keys: expected a list of grid keys such as [{keys!r}], got the string {keys!r}")
     missing = [column for column in [*keys, "env", "agent", "seed", "round", "cumulative_regret", *DECISION_COLUMNS]
                if column not in frame.columns]
     if missing:

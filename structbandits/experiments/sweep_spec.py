@@ -117,6 +117,10 @@ def load_sweep(name_or_path: str | Path, overrides: Sequence[str] | None = None,
     Every cell's config is validated here (unknown keys and bad values raise ``ValidationError``
     naming the key); the components themselves are built when the sweep runs.
     """
+    for argument, value, example in (("overrides", overrides, "seeds=50"), ("grid", grid, "agents.lints.sigma0=0.5,1")):
+        if isinstance(value, str):  # a string is a sequence too: it would be read character by character
+            raise ValidationError(f"{argument}: expected a list of strings such as [{example!r}], got the string "
+                                  f"{value!r}")
     sweeps = builtin_sweeps()
     if is_builtin_name(name_or_path) and name_or_path in sweeps:  # a name is a built-in, never a local file
         raw = tomllib.loads(sweeps[str(name_or_path)].read_text())
