@@ -119,13 +119,20 @@ def test_the_drift_reproduction_runs_each_drift_config_and_combines_their_summar
 
     monkeypatch.setattr(pipeline, "run_config", fake_run_config)
     outcome = run_reproduction("drift", tmp_path, seeds=2, horizon=7, progress=False)
-    assert [c for c, _ in calls] == list(DRIFT_CONFIGS) and all(o == ["seeds=2", "horizon=7"] for _, o in calls)
+    assert [c for c, _ in calls] == list(DRIFT_CONFIGS)
+    # A 7-round run scales the change points 501, 1001, 1501 of 2000 rounds to round(r * 7 / 2000) = 2, 4, 5
+    # (1.75, 3.50, 5.25), so a short run still meets them; the other configs have none.
+    assert calls[0][1] == ["seeds=2", "horizon=7", "envs.changepoint.change_rounds=[2, 4, 5]"]
+    assert all(o == ["seeds=2", "horizon=7"] for _, o in calls[1:])
     summary = outcome.summary
     assert list(summary["setting"]) == ["changepoint", "changepoint", "smooth", "smooth", "habituation", "habituation",
                                         "stationary", "stationary"]
     # agent a, config i: final rounds hold cumulative regret 10i + 1 and 10i + 3 -> mean 10i + 2.
     np.testing.assert_allclose(summary.loc[summary["agent"] == "a", "final_cumulative_regret"], [12, 22, 32, 42])
     assert (tmp_path / "summary.csv").is_file() and (tmp_path / "final_regret.png").stat().st_size > 5000
+    calls.clear()
+    run_reproduction("drift", tmp_path / "full", seeds=2, horizon=2000, progress=False)
+    assert all(o == ["seeds=2", "horizon=2000"] for _, o in calls)  # the full horizon keeps the configs' rounds
     for config in DRIFT_CONFIGS:  # the configs exist and compare stationary LinTS with forgetting
         agents = load_config(config)["agents"]
         assert {"lints", "lints-exponential", "lints-stabilised", "lints-window"} <= set(agents), config

@@ -38,6 +38,29 @@ def plot_final_regret(summary: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
+def _change_rounds_within(config: str, horizon: int) -> list[str]:
+    """For a run shorter than ``config``'s own horizon (``--quick``, ``--horizon``), its environments'
+    ``change_rounds`` scaled to ``horizon`` (r -> round(r·H/H₀), at least 2, strictly increasing), as
+    overrides: otherwise a 30-round quick run would never reach the changes at 501, 1001 and 1501."""
+    from structbandits.experiments.config import load_config
+
+    raw = load_config(config)
+    full = int(raw["horizon"])
+    if horizon >= full:
+        return []
+    overrides = []
+    for name, table in raw["envs"].items():
+        if "change_rounds" not in table:
+            continue
+        scaled: list[int] = []
+        for r in table["change_rounds"]:
+            r = max(2, round(r * horizon / full), scaled[-1] + 1 if scaled else 2)
+            if r <= horizon:
+                scaled.append(r)
+        overrides.append(f"envs.{name}.change_rounds={scaled}")
+    return overrides
+
+
 def reproduce_drift(out: Path, seeds: int, horizon: int | None, progress: bool) -> pd.DataFrame:
     """Run the four drift configs at ``seeds`` × ``horizon`` into ``out/<config>``; return the combined summary."""
     from structbandits.experiments.pipeline import run_config
@@ -46,7 +69,8 @@ def reproduce_drift(out: Path, seeds: int, horizon: int | None, progress: bool) 
     out = Path(out)
     tables = []
     for config in DRIFT_CONFIGS:
-        results, _ = run_config(config, [f"seeds={seeds}", f"horizon={horizon}"], out / config, progress=progress)
+        overrides = [f"seeds={seeds}", f"horizon={horizon}", *_change_rounds_within(config, horizon)]
+        results, _ = run_config(config, overrides, out / config, progress=progress)
         tables.append(summarize(results).assign(setting=config.removeprefix("drift-")))
     summary = pd.concat(tables, ignore_index=True)
     summary = summary[["setting"] + [column for column in summary.columns if column != "setting"]]
