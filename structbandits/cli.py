@@ -29,7 +29,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from structbandits.errors import ValidationError
+from structbandits.errors import ValidationError, check_integer
 
 app = typer.Typer(
     help="Structured Bayesian bandits: simulate and compare Thompson-sampling policies.",
@@ -196,6 +196,10 @@ def sweep(
 
     try:
         _check_out(out, sweep=True, resume=resume)
+        for option, value in (("--checkpoints", checkpoints), ("--cells-per-call", cells_per_call),
+                              ("--workers", workers)):
+            if value is not None:  # named as the command line spells them (the Python API checks them again)
+                check_integer(option, value, minimum=1)
         spec = load_sweep(config, set_ or [], grid or [], checkpoints=checkpoints)
         validate_cells(spec)
         folder = Path(out) if out is not None else default_output_dir(spec.base.get("name", "sweep") + "-sweep")

@@ -237,3 +237,10 @@ def test_a_string_where_a_list_of_settings_belongs_is_named():
         load_sweep("demo", grid="agents.lints.sigma0=1,2")
     with pytest.raises(ValidationError, match="overrides: expected a list of strings such as"):
         load_sweep("lints-prior", "seeds=5")
+
+
+@pytest.mark.parametrize("option", ["--checkpoints", "--cells-per-call", "--workers"])
+def test_bad_sweep_options_are_named_as_the_command_line_spells_them(config_path, tmp_path, option):
+    result = CliRunner().invoke(app, ["sweep", str(config_path), option, "0", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and result.output.strip() == f"error: {option}: expected an integer >= 1, got 0"
+    assert not (tmp_path / "x").exists()
