@@ -105,7 +105,8 @@ def machine_fingerprint() -> str:
 
 
 def _usable_cache_folder(folder: Path | None, asked_by: str | None) -> Path | None:
-    """``folder`` if its machine subfolder exists or can be made and written. Otherwise a folder someone named
+    """``folder``'s machine subfolder (``machine_fingerprint()``), made if needed, where it can be written.
+    Otherwise a folder someone named
     (``asked_by``: the argument or the environment variable) is a ``ValidationError`` naming it, and the
     default folder (nobody asked for it; e.g. a read-only home) gives a warning and no cache."""
     if folder is None:
@@ -126,19 +127,15 @@ def _usable_cache_folder(folder: Path | None, asked_by: str | None) -> Path | No
                       f"persistent compilation cache (set {CACHE_VARIABLE}=PATH to move it, or =off)",
                       RuntimeWarning, stacklevel=3)
         return None
-    return folder
+    return target  # never load a program built for another CPU
 
 
 def _set_compilation_cache(folder: Path | None) -> str | None:
+    """Point JAX's persistent cache at ``folder`` (a machine subfolder from ``_usable_cache_folder``) or none."""
     from jax.experimental.compilation_cache import compilation_cache
 
-    current = jax.config.jax_compilation_cache_dir
-    if folder is not None:
-        folder = folder / machine_fingerprint()  # never load a program built for another CPU
     wanted = None if folder is None else str(folder)
-    if wanted != current:
-        if wanted is not None:
-            folder.mkdir(parents=True, exist_ok=True)
+    if wanted != jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", wanted)
         compilation_cache.reset_cache()  # the next compile opens the new folder (or none)
     if wanted is not None:

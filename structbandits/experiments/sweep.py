@@ -82,8 +82,6 @@ class SweepResult:
     total_wall_s: float = 0.0  # every call's on this folder, interrupted ones included (sweep.json's invocations)
 
 
-
-
 def checkpoint_rounds(horizon: int, count: int) -> np.ndarray:
     """``count`` evenly spaced rounds in 1..horizon, the last one the horizon itself (fewer if horizon < count)."""
     return np.unique(np.ceil(np.linspace(horizon / count, horizon, count)).astype(int))
@@ -262,7 +260,7 @@ def _open_folder(spec: SweepSpec, folder: Path, resume: bool) -> None:
     (folder / CELLS).mkdir(parents=True, exist_ok=True)
     record = {**recorded, "versions": library_versions(),
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    manifest.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    _write_manifest(folder, record)
 
 
 def validate_cells(spec: SweepSpec) -> None:
@@ -303,7 +301,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, resume: bool = False, exe
     _open_folder(spec, folder, resume)
     todo = [index for index in range(len(cells)) if not _cell_path(folder, index).exists()]
     start = time.perf_counter()
-    invocation = _record_invocation(folder)
+    invocation = _start_invocation(folder)
     chunks = _chunks(spec, todo, 1 if executor == "inprocess" else workers or 1, cells_per_call)
     tasks = [(spec.base, [spec.overrides(cells[index]) for index in chunk], spec.checkpoints, pad_to)
              for chunk, pad_to in chunks]
@@ -323,22 +321,29 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, resume: bool = False, exe
                        total_wall_s=total)
 
 
-def _record_invocation(folder: Path, index: int | None = None, *, cells_run: int = 0, wall_s: float = 0.0):
-    """Keep each invocation's wall time and cells in sweep.json's ``invocations`` as it goes, so an
-    interrupted run's time still counts. Without ``index``: append a new invocation and return its index;
-    with it: add ``cells_run`` to it, set its ``wall_s``, and return the total over every invocation."""
+def _start_invocation(folder: Path) -> int:
+    """Append this call to sweep.json's ``invocations`` (start, cells run, wall time) and return its index.
+    Each entry is kept up to date as cells are written (``_record_invocation``), so an interrupted
+    call's time still counts in the total."""
+    record = json.loads((folder / MANIFEST).read_text())
+    record.setdefault("invocations", []).append(
+        {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cells_run": 0, "wall_s": 0.0})
+    _write_manifest(folder, record)
+    return len(record["invocations"]) - 1
+
+
+def _record_invocation(folder: Path, index: int, *, cells_run: int, wall_s: float) -> float:
+    """Add ``cells_run`` to invocation ``index`` and set its wall time; return the total over every invocation."""
+    record = json.loads((folder / MANIFEST).read_text())
+    invocations = record["invocations"]
+    invocations[index]["cells_run"] += cells_run
+    invocations[index]["wall_s"] = round(wall_s, 2)
+    _write_manifest(folder, record)
+    return round(sum(entry["wall_s"] for entry in invocations), 2)
+
+
+def _write_manifest(folder: Path, record: dict) -> None:
     manifest = folder / MANIFEST
-    record = json.loads(manifest.read_text())
-    invocations = record.setdefault("invocations", [])
-    if index is None:
-        invocations.append({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                            "cells_run": 0, "wall_s": 0.0})
-        result: Any = len(invocations) - 1
-    else:
-        invocations[index]["cells_run"] += cells_run
-        invocations[index]["wall_s"] = round(wall_s, 2)
-        result = round(sum(entry["wall_s"] for entry in invocations), 2)
     partial = manifest.with_name(f".{manifest.name}.{os.getpid()}.partial")
     partial.write_text(json.dumps(record, indent=2, default=str) + "\n")
     os.replace(partial, manifest)
-    return result
